@@ -1,0 +1,45 @@
+# basalt — see `make help`.
+GO       ?= go
+BIN      := bin/basalt
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+PKGS     := ./...
+BENCHTIME ?= 1x
+FUZZTIME ?= 20s
+
+.PHONY: all build test lint bench fuzz demo e2e help clean
+
+all: build
+
+build: ## Build the static binary bin/basalt
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/basalt
+
+test: ## go vet, then every test with the race detector
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+lint: ## go vet and staticcheck (pinned as a go tool)
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+bench: build ## Benchmarks against the named anchors (goexpect, tftpd-hpa, ipmitool, LAVA's figures)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
+
+fuzz: ## Run each fuzz target for FUZZTIME
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+demo: build ## Run the seed's Highbank flow on the built-in sim device
+	$(BIN) run jobs/highbank-deploy.star --device sim --out results/demo-$$(date -u +%Y%m%dT%H%M%SZ)
+
+e2e: build ## The qemu lab end to end (real kernel, iPXE, BMC); needs root
+	BASALT_E2E=1 $(GO) test -count=1 -timeout 20m -run E2E ./...
+
+clean:
+	rm -rf bin results
+
+help: ## Show the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10

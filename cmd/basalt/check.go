@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/interp"
+	"github.com/basalt-lab/basalt/runtime/pipeline"
+	"github.com/spf13/cobra"
+)
+
+type jobFlags struct {
+	device   string
+	lab      string
+	params   []string
+	maxSteps uint64
+}
+
+func (f *jobFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.device, "device", "", "device to run on: a name in the lab, a device .star file, or sim (the built-in simulated node)")
+	c.Flags().StringVar(&f.lab, "lab", "", "lab directory (default $BASALT_LAB, else ./lab)")
+	c.Flags().StringArrayVar(&f.params, "param", nil, "override a declared job param, `k=v` (repeatable)")
+	c.Flags().Uint64Var(&f.maxSteps, "max-steps", interp.DefaultMaxSteps, "Starlark step limit of the declare phase and of each stage attempt")
+	c.RegisterFlagCompletionFunc("device", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return completeDevices(f.lab), cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+func (f *jobFlags) paramMap() (map[string]string, error) {
+	m := map[string]string{}
+	for _, p := range f.params {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, usagef("--param %q: want k=v", p)
+		}
+		if _, dup := m[k]; dup {
+			return nil, usagef("--param %s given twice", k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (a *app) checkCmd() *cobra.Command {
+	var f jobFlags
+	c := &cobra.Command{
+		Use:   "check JOB.star",
+		Short: "Validate a job and print its plan, touching nothing",
+		Long: `check evaluates the job file's top level, validates the plan (syntax and names,
+device type, params, artifacts, stage timeouts within the job timeout, load targets)
+and prints it. It has no side effects: no device is locked or contacted.`,
+		Example: "  basalt check jobs/highbank-deploy.star\n  basalt check job.star --device sim --param image=other.img.gz",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			params, err := f.paramMap()
+			if err != nil {
+				return err
+			}
+			plan, err := interp.Declare(interp.Options{File: args[0], Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
+				Print: func(msg string) { fmt.Fprintln(a.stderr, msg) }})
+			if err != nil {
+				return &exitError{code: pipeline.ExitJob, err: err}
+			}
+			if err := plan.Validate(); err != nil {
+				return &exitError{code: pipeline.ExitJob, err: err}
+			}
+			dev, err := checkDevice(plan, f.lab, f.device)
+			if err != nil {
+				return &exitError{code: exitCodeOf(err), err: err}
+			}
+			plan.Print(a.stdout)
+			if dev != "" {
+				fmt.Fprintf(a.stdout, "device:      %s\n", dev)
+			}
+			fmt.Fprintln(a.stdout, "ok")
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func exitCodeOf(err error) int {
+	return pipeline.ExitCode("error", builtins.ClassOf(err))
+}

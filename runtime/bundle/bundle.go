@@ -1,0 +1,392 @@
+// Package bundle writes a job's result bundle:
+//
+//	result.json   status, error class and position, stages, tests, artifacts, inputs
+//	events.jsonl  one JSON object per line, written with one write(2) per line
+//	console.log   every console byte, secrets masked
+//	job.log       what the job printed
+//	junit.xml     the test cases, for GitLab and Jenkins
+//	artifacts/    files fetched from the target
+//
+// Everything written passes through a Redactor, so secret values never reach
+// the bundle. result.json is replaced atomically (temp file + rename) each
+// time it is saved, so it is present and valid whatever happens short of
+// SIGKILL; events.jsonl is valid up to its last complete line even then.
+package bundle
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+)
+
+// SchemaVersion is the version of result.json's layout.
+const SchemaVersion = 1
+
+// Result is the content of result.json.
+type Result struct {
+	SchemaVersion int                 `json:"schema_version"`
+	Job           string              `json:"job"`
+	File          string              `json:"file"`
+	Device        map[string]any      `json:"device,omitempty"`
+	Runner        Runner              `json:"runner"`
+	Params        map[string]string   `json:"params,omitempty"`
+	Inputs        []Input             `json:"inputs"`
+	Status        string              `json:"status"` // running | pass | fail | error | canceled
+	Error         *ErrorInfo          `json:"error,omitempty"`
+	Started       time.Time           `json:"started"`
+	Ended         *time.Time          `json:"ended,omitempty"`
+	DurationMS    int64               `json:"duration_ms"`
+	Stages        []Stage             `json:"stages"`
+	Cleanup       []Stage             `json:"cleanup"`
+	Tests         []builtins.TestCase `json:"tests"`
+	Artifacts     []Artifact          `json:"artifacts"`
+	Summary       map[string]int      `json:"summary"`
+	Extra         map[string]any      `json:"extra,omitempty"`
+}
+
+// Runner names the program that wrote the bundle.
+type Runner struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Input is a file the job read: the job file, loaded libraries, artifacts.
+type Input struct {
+	Name   string `json:"name"`
+	Path   string `json:"path,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ErrorInfo says why a job did not complete.
+type ErrorInfo struct {
+	Class     string `json:"class"` // infra | device | job | canceled
+	Message   string `json:"message"`
+	Stage     string `json:"stage,omitempty"`
+	Pos       string `json:"pos,omitempty"` // file:line:col in the job
+	Backtrace string `json:"backtrace,omitempty"`
+}
+
+// Stage is one stage or cleanup function of the job.
+type Stage struct {
+	Name       string     `json:"name"`
+	Status     string     `json:"status"` // pending | running | pass | error | canceled | skipped
+	Started    *time.Time `json:"started,omitempty"`
+	Ended      *time.Time `json:"ended,omitempty"`
+	DurationMS int64      `json:"duration_ms"`
+	Attempts   int        `json:"attempts"`
+	Error      string     `json:"error,omitempty"`
+}
+
+// Artifact is a file stored under artifacts/.
+type Artifact struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"` // relative to the bundle
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Bundle is an open result bundle. It implements builtins.Recorder and is
+// safe for concurrent use.
+type Bundle struct {
+	Dir string
+	R   *Redactor
+
+	mu      sync.Mutex
+	result  Result
+	events  *os.File
+	seq     int64
+	console *os.File
+	conW    *StreamWriter
+	conTee  io.Writer
+	jobLog  *os.File
+	printTo io.Writer
+	closed  bool
+}
+
+// Options configure Create.
+type Options struct {
+	Secrets []string
+	// Follow, when set, receives the console stream live (--follow).
+	Follow io.Writer
+	// Print, when set, receives the job log lines too (the terminal).
+	Print io.Writer
+}
+
+// Create makes dir (which must not hold a bundle yet) and opens the bundle.
+func Create(dir string, res Result, o Options) (*Bundle, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "artifacts"), 0o755); err != nil {
+		return nil, fmt.Errorf("create bundle: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "result.json")); err == nil {
+		return nil, fmt.Errorf("create bundle: %s already holds a result bundle", dir)
+	}
+	b := &Bundle{Dir: dir, R: NewRedactor(o.Secrets...), printTo: o.Print}
+	var err error
+	open := func(name string) *os.File {
+		if err != nil {
+			return nil
+		}
+		var f *os.File
+		f, err = os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644)
+		return f
+	}
+	b.events = open("events.jsonl")
+	b.console = open("console.log")
+	b.jobLog = open("job.log")
+	if err != nil {
+		b.closeFiles()
+		return nil, fmt.Errorf("create bundle: %w", err)
+	}
+	var cw io.Writer = b.console
+	if o.Follow != nil {
+		cw = io.MultiWriter(b.console, o.Follow)
+	}
+	b.conW = NewStreamWriter(b.R, cw)
+	res.SchemaVersion = SchemaVersion
+	if res.Status == "" {
+		res.Status = "running"
+	}
+	if res.Started.IsZero() {
+		res.Started = time.Now().UTC()
+	}
+	if res.Runner.Name == "" {
+		res.Runner.Name = "basalt"
+	}
+	b.result = res
+	if err := b.Save(); err != nil {
+		b.closeFiles()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Emit appends one event line to events.jsonl.
+func (b *Bundle) Emit(typ string, fields map[string]any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.seq++
+	ev := make(map[string]any, len(fields)+3)
+	for k, v := range fields {
+		ev[k] = v
+	}
+	ev["seq"] = b.seq
+	ev["time"] = time.Now().UTC().Format(time.RFC3339Nano)
+	ev["type"] = typ
+	line, err := json.Marshal(ev)
+	if err != nil {
+		line, _ = json.Marshal(map[string]any{"seq": b.seq, "type": typ, "marshal_error": err.Error()})
+	}
+	line = append([]byte(b.R.String(string(line))), '\n')
+	b.events.Write(line) // one write per line: valid up to the last line after SIGKILL
+}
+
+// TestCase records a test result.
+func (b *Bundle) TestCase(tc builtins.TestCase) {
+	tc.Name = b.R.String(tc.Name)
+	tc.Units = b.R.String(tc.Units)
+	b.mu.Lock()
+	b.result.Tests = append(b.result.Tests, tc)
+	b.mu.Unlock()
+	fields := map[string]any{"name": tc.Name, "result": tc.Result}
+	if tc.Measurement != nil {
+		fields["measurement"] = *tc.Measurement
+		fields["units"] = tc.Units
+	}
+	b.Emit("test_case", fields)
+}
+
+// Print writes one line of the job log.
+func (b *Bundle) Print(msg string) {
+	msg = b.R.String(msg)
+	b.mu.Lock()
+	if !b.closed {
+		fmt.Fprintln(b.jobLog, msg)
+	}
+	w := b.printTo
+	b.mu.Unlock()
+	if w != nil {
+		fmt.Fprintln(w, msg)
+	}
+	b.Emit("print", map[string]any{"message": msg})
+}
+
+// Console returns the writer that captures console bytes.
+func (b *Bundle) Console() io.Writer { return b.conW }
+
+// AddSecret registers a value to be masked from now on (e.g. typed with
+// sol.sendline(..., secret=True)).
+func (b *Bundle) AddSecret(v string) { b.R.Add(v) }
+
+// Artifact copies r to artifacts/name, checks sha256hex when given, and
+// records it.
+func (b *Bundle) Artifact(name string, r io.Reader, sha256hex string) (string, error) {
+	clean := path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))[1:]
+	if clean == "" || strings.ContainsRune(clean, 0) {
+		return "", fmt.Errorf("artifact name %q is not a usable file name", name)
+	}
+	rel := path.Join("artifacts", clean)
+	dst := filepath.Join(b.Dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), r)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("store artifact %s: %w", name, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if sha256hex != "" && !strings.EqualFold(sum, sha256hex) {
+		return "", fmt.Errorf("store artifact %s: sha256 is %s, want %s", name, sum, sha256hex)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", err
+	}
+	b.mu.Lock()
+	b.result.Artifacts = append(b.result.Artifacts, Artifact{Name: name, Path: rel, Size: n, SHA256: sum})
+	b.mu.Unlock()
+	b.Emit("artifact", map[string]any{"name": name, "path": rel, "size": n, "sha256": sum})
+	return rel, nil
+}
+
+// Update changes the result under the bundle's lock and saves it.
+func (b *Bundle) Update(f func(r *Result)) error {
+	b.mu.Lock()
+	f(&b.result)
+	b.mu.Unlock()
+	return b.Save()
+}
+
+// Result returns a copy of the current result.
+func (b *Bundle) Result() Result {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.result
+	r.Tests = append([]builtins.TestCase(nil), r.Tests...)
+	r.Stages = append([]Stage(nil), r.Stages...)
+	r.Cleanup = append([]Stage(nil), r.Cleanup...)
+	r.Artifacts = append([]Artifact(nil), r.Artifacts...)
+	return r
+}
+
+// Save writes result.json atomically.
+func (b *Bundle) Save() error {
+	b.mu.Lock()
+	r := b.result
+	r.Summary = summarize(r.Tests)
+	data, err := json.MarshalIndent(r, "", "  ")
+	b.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode result.json: %w", err)
+	}
+	data = append([]byte(b.R.String(string(data))), '\n')
+	return writeAtomic(filepath.Join(b.Dir, "result.json"), data)
+}
+
+func summarize(tests []builtins.TestCase) map[string]int {
+	s := map[string]int{"total": len(tests), "pass": 0, "fail": 0, "skip": 0, "unknown": 0}
+	for _, t := range tests {
+		s[t.Result]++
+	}
+	return s
+}
+
+func writeAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
+
+// Close writes junit.xml and result.json and closes the files. The result's
+// status must have been set.
+func (b *Bundle) Close() error {
+	b.conW.Flush()
+	b.mu.Lock()
+	if b.result.Ended == nil {
+		now := time.Now().UTC()
+		b.result.Ended = &now
+		b.result.DurationMS = now.Sub(b.result.Started).Milliseconds()
+	}
+	r := b.result
+	b.mu.Unlock()
+	errs := []error{b.Save()}
+	junit, err := JUnit(r)
+	if err == nil {
+		err = writeAtomic(filepath.Join(b.Dir, "junit.xml"), []byte(b.R.String(string(junit))))
+	}
+	errs = append(errs, err)
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	errs = append(errs, b.closeFiles())
+	for _, e := range errs {
+		if e != nil {
+			return fmt.Errorf("close bundle %s: %w", b.Dir, e)
+		}
+	}
+	return nil
+}
+
+func (b *Bundle) closeFiles() error {
+	var first error
+	for _, f := range []*os.File{b.events, b.console, b.jobLog} {
+		if f == nil {
+			continue
+		}
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// HashFile returns the size and sha256 of a file.
+func HashFile(name string) (int64, string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}

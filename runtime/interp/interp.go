@@ -1,0 +1,577 @@
+// Package interp evaluates job files: it runs their top-level code (the
+// declare phase) in a sandbox and returns a frozen Plan of stages and
+// cleanup functions for the pipeline to execute.
+//
+// The sandbox: the only predeclared names are job, stage, cleanup and the
+// builtin modules; load() resolves only @stdlib//NAME.star (embedded in the
+// binary) and files under the job file's directory, opened through an
+// os.Root so that "..", absolute paths and symlinks leaving the directory are
+// refused. Starlark itself has no file, network or process access. A step
+// limit stops runaway code.
+//
+// Dialect: while loops are allowed (polling a console or a power state is
+// natural to write that way); recursion is not; if/for at top level are
+// allowed (generating stages in a loop); global reassignment is not; sets
+// are.
+package interp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/stdlib"
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// FileOptions is the dialect of job files and libraries.
+var FileOptions = &syntax.FileOptions{
+	Set:             true,
+	While:           true,
+	TopLevelControl: true,
+	GlobalReassign:  false,
+	Recursion:       false,
+}
+
+// DefaultMaxSteps bounds the Starlark steps of the declare phase and of each
+// stage attempt (not time spent inside builtins).
+const DefaultMaxSteps = 50_000_000
+
+// DefaultJobTimeout applies when job() names no timeout.
+const DefaultJobTimeout = time.Hour
+
+// DefaultCleanupTimeout is each cleanup function's budget when cleanup()
+// names none.
+const DefaultCleanupTimeout = 2 * time.Minute
+
+// Options configure Declare.
+type Options struct {
+	// File is the job file.
+	File string
+	// Src, if non-nil, is the job's source instead of reading File.
+	Src []byte
+	// Params are --param overrides, k=v.
+	Params map[string]string
+	// Modules are predeclared besides job, stage and cleanup.
+	Modules starlark.StringDict
+	// Env is attached to the declare thread (Declaring is forced on).
+	Env *builtins.Env
+	// MaxSteps is the step limit; 0 means DefaultMaxSteps.
+	MaxSteps uint64
+	// Print receives print() output during the declare phase.
+	Print func(msg string)
+}
+
+// Job is what job(...) declared.
+type Job struct {
+	Name        string
+	DeviceType  string
+	Description string
+	Timeout     time.Duration
+	Params      []Param
+	// Artifacts names the params whose values are files the job needs.
+	Artifacts []string
+	Pos       string
+}
+
+// Param is a declared parameter and its value after overrides.
+type Param struct {
+	Name       string
+	Value      starlark.Value
+	Overridden bool
+}
+
+// Stage is a declared stage.
+type Stage struct {
+	Name    string
+	Fn      starlark.Callable
+	Timeout time.Duration // 0: the rest of the job's budget
+	Retries int
+	Pos     string
+}
+
+// Cleanup is a declared cleanup function.
+type Cleanup struct {
+	Name    string
+	Fn      starlark.Callable
+	Timeout time.Duration
+	Pos     string
+}
+
+// Input is a file read while declaring.
+type Input struct {
+	Name   string // as loaded: the job file's path, or @stdlib//x.star, or a relative path
+	Size   int64
+	SHA256 string
+}
+
+// Plan is the frozen result of the declare phase.
+type Plan struct {
+	File     string
+	Dir      string
+	Job      Job
+	Stages   []Stage
+	Cleanups []Cleanup
+	Inputs   []Input
+	Modules  starlark.StringDict
+	MaxSteps uint64
+}
+
+// ParamDict returns the params as a Starlark dict-like struct value source.
+func (p *Plan) ParamMap() map[string]starlark.Value {
+	m := make(map[string]starlark.Value, len(p.Job.Params))
+	for _, prm := range p.Job.Params {
+		m[prm.Name] = prm.Value
+	}
+	return m
+}
+
+// ParamStrings returns the params as strings, for result.json.
+func (p *Plan) ParamStrings() map[string]string {
+	m := make(map[string]string, len(p.Job.Params))
+	for _, prm := range p.Job.Params {
+		if s, ok := prm.Value.(starlark.String); ok {
+			m[prm.Name] = string(s)
+		} else {
+			m[prm.Name] = prm.Value.String()
+		}
+	}
+	return m
+}
+
+type declState struct {
+	plan    *Plan
+	jobSeen bool
+}
+
+// Declare evaluates the job file and returns its plan. Every error it
+// returns is a job error (builtins.ClassJob) whose message starts with
+// file:line:col where one is known.
+func Declare(o Options) (*Plan, error) {
+	abs, err := filepath.Abs(o.File)
+	if err != nil {
+		return nil, builtins.Job(err)
+	}
+	src := o.Src
+	if src == nil {
+		src, err = os.ReadFile(abs)
+		if err != nil {
+			return nil, builtins.Job(fmt.Errorf("read job file: %w", err))
+		}
+	}
+	dir := filepath.Dir(abs)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, builtins.Job(fmt.Errorf("open job directory: %w", err))
+	}
+	defer root.Close()
+
+	maxSteps := o.MaxSteps
+	if maxSteps == 0 {
+		maxSteps = DefaultMaxSteps
+	}
+	st := &declState{plan: &Plan{File: o.File, Dir: dir, Modules: o.Modules, MaxSteps: maxSteps}}
+	predeclared := starlark.StringDict{}
+	for k, v := range o.Modules {
+		predeclared[k] = v
+	}
+	for k, v := range st.builtins() {
+		predeclared[k] = v
+	}
+	ld := &loader{root: root, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan}
+
+	env := &builtins.Env{}
+	if o.Env != nil {
+		env = o.Env.WithContext(o.Env.Ctx, "")
+	}
+	env.Declaring = true
+	thread := ld.newThread(env, maxSteps, o.Print)
+	thread.Name = "declare"
+
+	st.plan.Inputs = append(st.plan.Inputs, input(o.File, src))
+	globals, err := starlark.ExecFileOptions(FileOptions, thread, o.File, src, predeclared)
+	if err != nil {
+		return nil, JobError(err)
+	}
+	_ = globals
+	if !st.jobSeen {
+		return nil, builtins.Job(fmt.Errorf("%s: the job file never calls job(name = ..., ...)", o.File))
+	}
+	if len(st.plan.Stages) == 0 {
+		return nil, builtins.Job(fmt.Errorf("%s: the job declares no stage(...)", o.File))
+	}
+	if err := applyParams(&st.plan.Job, o.Params, o.File); err != nil {
+		return nil, err
+	}
+	return st.plan, nil
+}
+
+func input(name string, data []byte) Input {
+	sum := sha256.Sum256(data)
+	return Input{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// JobError turns a Starlark error into a job error whose message starts
+// with the position of the failing Starlark code.
+func JobError(err error) error {
+	var se syntax.Error
+	var rl resolve.ErrorList
+	var ee *starlark.EvalError
+	switch {
+	case errors.As(err, &ee):
+		if builtins.ClassOf(err) != builtins.ClassJob {
+			return err
+		}
+		if pos := Pos(ee); pos != "" && !strings.HasPrefix(ee.Msg, pos) {
+			return builtins.Job(&posError{pos: pos, err: err})
+		}
+		return builtins.Job(err)
+	case errors.As(err, &se):
+		return builtins.Job(fmt.Errorf("%s: syntax error: %s", se.Pos, se.Msg))
+	case errors.As(err, &rl):
+		msgs := make([]string, len(rl))
+		for i, e := range rl {
+			msgs[i] = fmt.Sprintf("%s: %s", e.Pos, e.Msg)
+		}
+		return builtins.Job(errors.New(strings.Join(msgs, "\n")))
+	}
+	return builtins.Job(err)
+}
+
+type posError struct {
+	pos string
+	err error
+}
+
+func (e *posError) Error() string { return e.pos + ": " + e.err.Error() }
+func (e *posError) Unwrap() error { return e.err }
+
+// Pos returns the position of the innermost Starlark frame of an
+// evaluation error (not a builtin's), "file:line:col".
+func Pos(ee *starlark.EvalError) string {
+	for i := len(ee.CallStack) - 1; i >= 0; i-- {
+		fr := ee.CallStack[i]
+		if fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
+			return fr.Pos.String()
+		}
+	}
+	return ""
+}
+
+func (st *declState) builtins() starlark.StringDict {
+	return starlark.StringDict{
+		"job":     starlark.NewBuiltin("job", st.job),
+		"stage":   starlark.NewBuiltin("stage", st.stage),
+		"cleanup": starlark.NewBuiltin("cleanup", st.cleanup),
+	}
+}
+
+// DeclareDocs documents job, stage and cleanup for `basalt doc`.
+var DeclareDocs = &builtins.Table{
+	Name: "",
+	Doc:  "Declarations: the only calls with effect at a job file's top level.",
+	Members: []builtins.Builtin{
+		{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description=""`,
+			Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
+				"`--param k=v` overrides them and stage functions read them as ctx.params.NAME. artifacts lists the params " +
+				"that name files (default: kernel, initrd, dtb, image, rootfs when declared); `basalt check` verifies they " +
+				"exist under the job directory or are http(s) URLs, and result.json records their sha256."},
+		{Name: "stage", Params: `name, fn, timeout=None, retries=0`,
+			Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
+				"ctx.stage, ctx.attempt and ctx.remaining() (time left in this stage). timeout may only be shorter than the " +
+				"job's. retries=N re-runs the stage after an infrastructure or device error, within the job's remaining time."},
+		{Name: "cleanup", Params: `fn, timeout="2m"`,
+			Doc: "Declares a cleanup function fn(ctx). Cleanup functions always run after the stages — on success, failure, " +
+				"timeout, SIGINT and SIGTERM — in declaration order, each within its own budget."},
+	},
+}
+
+func (st *declState) job(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name, devType, desc string
+		timeout             = builtins.Duration(DefaultJobTimeout)
+		params              = new(starlark.Dict)
+		artifacts           *starlark.List
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "device_type?", &devType,
+		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc); err != nil {
+		return nil, err
+	}
+	if st.jobSeen {
+		return nil, fmt.Errorf("job: declared twice (first at %s)", st.plan.Job.Pos)
+	}
+	if strings.TrimSpace(name) == "" || strings.ContainsAny(name, "/\\\x00") {
+		return nil, fmt.Errorf("job: name %q must be non-empty and hold no slash", name)
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("job: timeout must be positive")
+	}
+	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.D(), Pos: builtins.Caller(thread)}
+	for _, item := range params.Items() {
+		k, ok := item[0].(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("job: params keys must be strings, got %s", item[0].Type())
+		}
+		switch item[1].(type) {
+		case starlark.String, starlark.Int, starlark.Float, starlark.Bool:
+		default:
+			return nil, fmt.Errorf("job: param %q must be a string, int, float or bool, got %s", string(k), item[1].Type())
+		}
+		j.Params = append(j.Params, Param{Name: string(k), Value: item[1]})
+	}
+	if artifacts != nil {
+		for i := 0; i < artifacts.Len(); i++ {
+			s, ok := artifacts.Index(i).(starlark.String)
+			if !ok {
+				return nil, fmt.Errorf("job: artifacts must list param names (strings)")
+			}
+			if !hasParam(j.Params, string(s)) {
+				return nil, fmt.Errorf("job: artifacts names %q, which is not a declared param", string(s))
+			}
+			j.Artifacts = append(j.Artifacts, string(s))
+		}
+	} else {
+		for _, p := range []string{"kernel", "initrd", "dtb", "image", "rootfs"} {
+			if hasParam(j.Params, p) {
+				j.Artifacts = append(j.Artifacts, p)
+			}
+		}
+	}
+	st.plan.Job = j
+	st.jobSeen = true
+	return starlark.None, nil
+}
+
+func hasParam(ps []Param, name string) bool {
+	for _, p := range ps {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *declState) stage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name    string
+		fn      starlark.Callable
+		timeout builtins.Duration
+		retries int
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "fn", &fn, "timeout?", &timeout, "retries?", &retries); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(name) == "" {
+		return nil, fmt.Errorf("stage: name must not be empty")
+	}
+	for _, s := range st.plan.Stages {
+		if s.Name == name {
+			return nil, fmt.Errorf("stage: %q declared twice (first at %s)", name, s.Pos)
+		}
+	}
+	if retries < 0 || retries > 100 {
+		return nil, fmt.Errorf("stage %q: retries must be between 0 and 100", name)
+	}
+	st.plan.Stages = append(st.plan.Stages, Stage{Name: name, Fn: fn, Timeout: timeout.D(), Retries: retries, Pos: builtins.Caller(thread)})
+	return starlark.None, nil
+}
+
+func (st *declState) cleanup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		fn      starlark.Callable
+		timeout = builtins.Duration(DefaultCleanupTimeout)
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "fn", &fn, "timeout?", &timeout); err != nil {
+		return nil, err
+	}
+	if timeout <= 0 {
+		timeout = builtins.Duration(DefaultCleanupTimeout)
+	}
+	st.plan.Cleanups = append(st.plan.Cleanups, Cleanup{Name: fn.Name(), Fn: fn, Timeout: timeout.D(), Pos: builtins.Caller(thread)})
+	return starlark.None, nil
+}
+
+func applyParams(j *Job, overrides map[string]string, file string) error {
+	keys := make([]string, 0, len(overrides))
+	for k := range overrides {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		i := -1
+		for n, p := range j.Params {
+			if p.Name == k {
+				i = n
+			}
+		}
+		if i < 0 {
+			names := make([]string, len(j.Params))
+			for n, p := range j.Params {
+				names[n] = p.Name
+			}
+			declared := "none"
+			if len(names) > 0 {
+				declared = strings.Join(names, ", ")
+			}
+			return builtins.Job(fmt.Errorf("%s: unknown --param %q; the job declares: %s", file, k, declared))
+		}
+		v, err := convertParam(j.Params[i].Value, overrides[k])
+		if err != nil {
+			return builtins.Job(fmt.Errorf("%s: --param %s=%q: %v", file, k, overrides[k], err))
+		}
+		j.Params[i].Value = v
+		j.Params[i].Overridden = true
+	}
+	return nil
+}
+
+func convertParam(def starlark.Value, s string) (starlark.Value, error) {
+	switch def.(type) {
+	case starlark.Int:
+		var n int64
+		if _, err := fmt.Sscan(s, &n); err != nil || fmt.Sprint(n) != strings.TrimSpace(s) {
+			return nil, fmt.Errorf("want an integer like the declared default %s", def)
+		}
+		return starlark.MakeInt64(n), nil
+	case starlark.Float:
+		var f float64
+		if _, err := fmt.Sscan(s, &f); err != nil {
+			return nil, fmt.Errorf("want a number like the declared default %s", def)
+		}
+		return starlark.Float(f), nil
+	case starlark.Bool:
+		switch strings.ToLower(s) {
+		case "true", "1", "yes":
+			return starlark.True, nil
+		case "false", "0", "no":
+			return starlark.False, nil
+		}
+		return nil, fmt.Errorf("want true or false like the declared default %s", def)
+	}
+	return starlark.String(s), nil
+}
+
+// loader implements load() for job files.
+type loader struct {
+	root        *os.Root
+	predeclared starlark.StringDict
+	cache       map[string]*loadEntry
+	plan        *Plan
+	print       func(string)
+}
+
+type loadEntry struct {
+	globals starlark.StringDict
+	err     error
+	loading bool
+}
+
+func (l *loader) newThread(env *builtins.Env, maxSteps uint64, print func(string)) *starlark.Thread {
+	l.print = print
+	t := &starlark.Thread{Load: l.load}
+	t.Print = func(_ *starlark.Thread, msg string) {
+		if l.print != nil {
+			l.print(msg)
+		} else if env.Rec != nil {
+			env.Rec.Print(msg)
+		}
+	}
+	t.SetMaxExecutionSteps(maxSteps)
+	t.OnMaxSteps = func(t *starlark.Thread) {
+		t.Cancel(fmt.Sprintf("step limit of %d Starlark steps exceeded (a runaway loop?)", maxSteps))
+	}
+	builtins.Attach(t, env)
+	return t
+}
+
+// StdlibPrefix marks modules embedded in the binary.
+const StdlibPrefix = "@stdlib//"
+
+func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDict, error) {
+	name, data, err := l.read(module)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := l.cache[name]
+	if ok {
+		if e.loading {
+			return nil, fmt.Errorf("load(%q): cycle in load graph", module)
+		}
+		return e.globals, e.err
+	}
+	e = &loadEntry{loading: true}
+	l.cache[name] = e
+	l.plan.Inputs = append(l.plan.Inputs, input(name, data))
+	// A library runs in a thread of its own with the same sandbox.
+	env := builtins.EnvOf(thread)
+	t := l.newThread(env, l.plan.MaxSteps, l.print)
+	t.Name = "load " + name
+	t.Print = thread.Print
+	e.globals, e.err = starlark.ExecFileOptions(FileOptions, t, name, data, l.predeclared)
+	e.loading = false
+	if e.err == nil {
+		e.globals.Freeze()
+	}
+	return e.globals, e.err
+}
+
+func (l *loader) read(module string) (string, []byte, error) {
+	if strings.HasPrefix(module, StdlibPrefix) {
+		p := strings.TrimPrefix(module, StdlibPrefix)
+		if !fs.ValidPath(p) || !strings.HasSuffix(p, ".star") {
+			return "", nil, fmt.Errorf("load(%q): not a valid @stdlib// module name", module)
+		}
+		data, err := fs.ReadFile(stdlib.FS, p)
+		if err != nil {
+			return "", nil, fmt.Errorf("load(%q): no such module in the standard library (see `basalt doc stdlib`)", module)
+		}
+		return module, data, nil
+	}
+	if strings.HasPrefix(module, "@") {
+		return "", nil, fmt.Errorf("load(%q): only @stdlib// and files under the job's directory can be loaded", module)
+	}
+	if !strings.HasSuffix(module, ".star") {
+		return "", nil, fmt.Errorf("load(%q): module names end in .star", module)
+	}
+	if path.IsAbs(module) || filepath.IsAbs(module) {
+		return "", nil, fmt.Errorf("load(%q): absolute paths are refused; name a file under the job's directory", module)
+	}
+	clean := path.Clean(strings.TrimPrefix(module, "./"))
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", nil, fmt.Errorf("load(%q): the path leaves the job's directory", module)
+	}
+	f, err := l.root.Open(clean)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("load(%q): no such file under the job's directory", module)
+		}
+		return "", nil, fmt.Errorf("load(%q): refused: %v", module, rootErr(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 8<<20))
+	if err != nil {
+		return "", nil, fmt.Errorf("load(%q): %v", module, err)
+	}
+	return clean, data, nil
+}
+
+// rootErr shortens os.Root's errors to their reason.
+func rootErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,89 @@
+package lab
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The value of a secret must not reach any output: device show, fmt with
+// any verb, JSON, slog, list rows, facts, or error messages.
+func TestSecretNeverPrinted(t *testing.T) {
+	const envValue = "s3cr3t-ENV-xyzzy"
+	const fileValue = "s3cr3t-FILE-plugh"
+	t.Setenv("BASALT_TEST_PW", envValue)
+	dir := writeLab(t, map[string]string{
+		"devices/hb1.star": `device(type = "highbank", ipmi_host = "h1", ipmi_password = secret("BASALT_TEST_PW"))`,
+		"devices/hb2.star": `device(type = "highbank", ipmi_host = "h2", ipmi_password = secret(file = "pw"))`,
+		"pw":               fileValue + "\n",
+	})
+	l, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string]string{"hb1": envValue, "hb2": fileValue} {
+		d, err := l.Device(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.IPMI.Password.Value() != value {
+			t.Fatalf("%s password = wrong value, want the one set (test setup)", name)
+		}
+		var outputs []string
+		var show bytes.Buffer
+		if err := FormatDevice(&show, d); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(show.String(), d.IPMI.Password.String()) {
+			t.Errorf("FormatDevice(%s) = %q, want the secret reference %s", name, show.String(), d.IPMI.Password)
+		}
+		outputs = append(outputs, show.String())
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T %v"} {
+			outputs = append(outputs, fmt.Sprintf(verb, d), fmt.Sprintf(verb, *d), fmt.Sprintf(verb, d.IPMI), fmt.Sprintf(verb, d.IPMI.Password))
+		}
+		for _, v := range []any{d, d.IPMI, d.IPMI.Password, Facts(d), List(l)} {
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outputs = append(outputs, string(b))
+		}
+		var logs bytes.Buffer
+		slog.New(slog.NewTextHandler(&logs, nil)).Info("device", "device", d, "ipmi", d.IPMI, "password", d.IPMI.Password)
+		slog.New(slog.NewJSONHandler(&logs, nil)).Info("device", "ipmi", d.IPMI, "password", d.IPMI.Password)
+		outputs = append(outputs, logs.String(), fmt.Sprint(Facts(d)))
+		var list bytes.Buffer
+		WriteList(&list, List(l))
+		outputs = append(outputs, list.String())
+
+		for i, out := range outputs {
+			if strings.Contains(out, value) || strings.Contains(out, fmt.Sprintf("%x", value)) {
+				t.Errorf("%s: output %d shows the secret: %s", name, i, out)
+			}
+		}
+	}
+
+	// Error paths: a plain-string password is refused without echoing it,
+	// and a later error in a file that holds a set secret does not show it.
+	bad := writeLab(t, map[string]string{
+		"devices/a.star": `device(type = "highbank", ipmi_host = "h", ipmi_password = "` + envValue + `")`,
+		"devices/b.star": `device(type = "highbank", ipmi_host = "h", ipmi_password = secret("BASALT_TEST_PW"), mac = "bad")`,
+		"devices/c.star": `device(type = "highbank", ipmi_host = "h", ipmi_password = secret("BASALT_TEST_PW") + "x")`,
+	})
+	_, err = Load(bad)
+	if err == nil {
+		t.Fatal("Load(bad lab) = nil error")
+	}
+	for _, f := range []string{"a.star", "b.star", "c.star"} {
+		if !strings.Contains(err.Error(), filepath.Join(bad, "devices", f)) {
+			t.Errorf("Load(bad lab) = %q, want an error for %s", err, f)
+		}
+	}
+	if strings.Contains(err.Error(), envValue) {
+		t.Errorf("Load(bad lab) = %q, which shows the secret", err)
+	}
+}

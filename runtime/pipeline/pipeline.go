@@ -1,0 +1,410 @@
+// Package pipeline executes a declared Plan: stages in order under one
+// deadline that flows down (job ⊇ stage ⊇ builtin timeout=), retries after
+// infrastructure and device errors within the job's remaining budget, and
+// cleanup functions that always run, each within its own budget.
+//
+// Cancellation: the run's context is cancelled by SIGINT/SIGTERM. Each stage
+// attempt runs in a Starlark thread of its own; context.AfterFunc cancels the
+// thread when its deadline passes, and blocking builtins select on the same
+// context. Cleanup runs under a fresh context (the signal does not cancel it)
+// that the abort context — a second SIGINT — ends early.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/bundle"
+	"github.com/basalt-lab/basalt/runtime/interp"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// Status values of a job.
+const (
+	StatusPass     = "pass"
+	StatusFail     = "fail"
+	StatusError    = "error"
+	StatusCanceled = "canceled"
+)
+
+// Exit codes (DESIGN.md).
+const (
+	ExitPass     = 0
+	ExitFail     = 1
+	ExitJob      = 2
+	ExitInfra    = 3
+	ExitDevice   = 4
+	ExitCanceled = 5
+	ExitUsage    = 64
+)
+
+// ExitCode maps a job's status and error class to the process exit code.
+func ExitCode(status string, class builtins.Class) int {
+	switch status {
+	case StatusPass:
+		return ExitPass
+	case StatusFail:
+		return ExitFail
+	case StatusCanceled:
+		return ExitCanceled
+	}
+	switch class {
+	case builtins.ClassInfra:
+		return ExitInfra
+	case builtins.ClassDevice:
+		return ExitDevice
+	case builtins.ClassCanceled:
+		return ExitCanceled
+	}
+	return ExitJob
+}
+
+// Runner executes one plan.
+type Runner struct {
+	Plan   *interp.Plan
+	Env    *builtins.Env // base environment; each thread gets a copy
+	Bundle *bundle.Bundle
+	Log    *slog.Logger
+	// Abort ends cleanup early (a second SIGINT). Nil: never.
+	Abort context.Context
+	// Progress, if set, is told when stages start and end (terminal output).
+	Progress func(ev ProgressEvent)
+	// Now is for tests; nil means time.Now.
+	Now func() time.Time
+	// OnThread, if set, is called with each new stage or cleanup thread
+	// before it runs (tests attach starlarktest's reporter this way).
+	OnThread func(*starlark.Thread)
+}
+
+// ProgressEvent describes a stage starting or ending.
+type ProgressEvent struct {
+	Kind     string // stage_start | stage_end | cleanup_start | cleanup_end | retry
+	Stage    string
+	Attempt  int
+	Status   string
+	Duration time.Duration
+	Err      error
+}
+
+// Outcome is the result of a run.
+type Outcome struct {
+	Status string
+	Class  builtins.Class // of Err
+	Err    error
+	Info   *bundle.ErrorInfo
+}
+
+// ExitCode returns the process exit code of the outcome.
+func (o Outcome) ExitCode() int { return ExitCode(o.Status, o.Class) }
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) emit(typ string, f map[string]any) { r.Bundle.Emit(typ, f) }
+
+func (r *Runner) progress(ev ProgressEvent) {
+	if r.Progress != nil {
+		r.Progress(ev)
+	}
+}
+
+// Run executes the stages and the cleanup functions and records everything
+// in the bundle. ctx is cancelled by SIGINT/SIGTERM.
+func (r *Runner) Run(ctx context.Context) Outcome {
+	plan := r.Plan
+	start := r.now()
+	jobCtx, cancelJob := context.WithDeadline(ctx, start.Add(plan.Job.Timeout))
+	defer cancelJob()
+
+	stages := make([]bundle.Stage, len(plan.Stages))
+	for i, s := range plan.Stages {
+		stages[i] = bundle.Stage{Name: s.Name, Status: "pending"}
+	}
+	cleanups := make([]bundle.Stage, len(plan.Cleanups))
+	for i, c := range plan.Cleanups {
+		cleanups[i] = bundle.Stage{Name: c.Name, Status: "pending"}
+	}
+	r.Bundle.Update(func(res *bundle.Result) { res.Stages = stages; res.Cleanup = cleanups })
+	r.emit("job_start", map[string]any{"job": plan.Job.Name, "timeout_ms": plan.Job.Timeout.Milliseconds(), "stages": len(plan.Stages)})
+
+	var out Outcome
+	for i, st := range plan.Stages {
+		if out.Err != nil {
+			stages[i].Status = "skipped"
+			continue
+		}
+		err := r.runStage(ctx, jobCtx, i, st, &stages[i])
+		r.Bundle.Update(func(res *bundle.Result) { res.Stages = stages })
+		if err != nil {
+			out = r.failure(ctx, err, st.Name)
+		}
+	}
+	if out.Err != nil {
+		for i := range stages {
+			if stages[i].Status == "pending" {
+				stages[i].Status = "skipped"
+			}
+		}
+		r.Bundle.Update(func(res *bundle.Result) { res.Stages = stages })
+	}
+
+	// Cleanup always runs, under a context the signal does not cancel.
+	abort := r.Abort
+	if abort == nil {
+		abort = context.Background()
+	}
+	for i, c := range plan.Cleanups {
+		err := r.runCleanup(abort, i, c, &cleanups[i])
+		r.Bundle.Update(func(res *bundle.Result) { res.Cleanup = cleanups })
+		if err != nil && out.Err == nil {
+			out = r.failure(ctx, err, "cleanup:"+c.Name)
+		}
+	}
+
+	switch {
+	case out.Err != nil && out.Class == builtins.ClassCanceled:
+		out.Status = StatusCanceled
+	case out.Err != nil:
+		out.Status = StatusError
+	case testsFailed(r.Bundle.Result().Tests):
+		out.Status = StatusFail
+	default:
+		out.Status = StatusPass
+	}
+	r.Bundle.Update(func(res *bundle.Result) {
+		res.Status = out.Status
+		res.Error = out.Info
+	})
+	fields := map[string]any{"status": out.Status, "duration_ms": r.now().Sub(start).Milliseconds()}
+	if out.Info != nil {
+		fields["class"] = out.Info.Class
+		fields["error"] = out.Info.Message
+	}
+	r.emit("job_end", fields)
+	return out
+}
+
+func testsFailed(tests []builtins.TestCase) bool {
+	for _, t := range tests {
+		if t.Result == "fail" {
+			return true
+		}
+	}
+	return false
+}
+
+// failure classifies err for the outcome.
+func (r *Runner) failure(ctx context.Context, err error, stage string) Outcome {
+	class := builtins.ClassOf(err)
+	if ctx.Err() != nil {
+		class = builtins.ClassCanceled
+	}
+	info := &bundle.ErrorInfo{Class: string(class), Message: err.Error(), Stage: stage}
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		info.Pos = interp.Pos(ee)
+		info.Backtrace = ee.Backtrace()
+		info.Message = ee.Msg
+		if cause := errors.Unwrap(ee); cause != nil {
+			info.Message = cause.Error()
+		}
+	}
+	if class == builtins.ClassCanceled && ctx.Err() != nil {
+		info.Message = "canceled: " + info.Message
+	}
+	return Outcome{Class: class, Err: err, Info: info}
+}
+
+func (r *Runner) runStage(sigCtx, jobCtx context.Context, idx int, st interp.Stage, rec *bundle.Stage) error {
+	started := r.now()
+	rec.Started = &started
+	rec.Status = "running"
+	r.Bundle.Update(func(res *bundle.Result) { res.Stages[idx] = *rec })
+	var err error
+	for attempt := 1; ; attempt++ {
+		rec.Attempts = attempt
+		r.progress(ProgressEvent{Kind: "stage_start", Stage: st.Name, Attempt: attempt})
+		r.emit("stage_start", map[string]any{"stage": st.Name, "attempt": attempt})
+		t0 := r.now()
+		err = r.attempt(sigCtx, jobCtx, st, attempt)
+		d := r.now().Sub(t0)
+		fields := map[string]any{"stage": st.Name, "attempt": attempt, "duration_ms": d.Milliseconds()}
+		if err != nil {
+			fields["outcome"] = "error"
+			fields["class"] = string(builtins.ClassOf(err))
+			fields["error"] = err.Error()
+		} else {
+			fields["outcome"] = "pass"
+		}
+		r.emit("stage_end", fields)
+		if err == nil || sigCtx.Err() != nil || jobCtx.Err() != nil || attempt > st.Retries || !builtins.Retryable(err) {
+			break
+		}
+		r.progress(ProgressEvent{Kind: "retry", Stage: st.Name, Attempt: attempt, Err: err})
+		r.emit("stage_retry", map[string]any{"stage": st.Name, "attempt": attempt + 1, "after": err.Error(),
+			"remaining_ms": remaining(jobCtx, r.now()).Milliseconds()})
+	}
+	ended := r.now()
+	rec.Ended = &ended
+	rec.DurationMS = ended.Sub(started).Milliseconds()
+	switch {
+	case err == nil:
+		rec.Status = "pass"
+	case sigCtx.Err() != nil:
+		rec.Status = "canceled"
+		rec.Error = err.Error()
+	default:
+		rec.Status = "error"
+		rec.Error = err.Error()
+	}
+	r.progress(ProgressEvent{Kind: "stage_end", Stage: st.Name, Attempt: rec.Attempts, Status: rec.Status, Duration: ended.Sub(started), Err: err})
+	return err
+}
+
+func remaining(ctx context.Context, now time.Time) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl.Sub(now)
+	}
+	return 0
+}
+
+// attempt runs one attempt of a stage in a thread of its own.
+func (r *Runner) attempt(sigCtx, jobCtx context.Context, st interp.Stage, attempt int) error {
+	ctx, cancel := jobCtx, context.CancelFunc(func() {})
+	what := fmt.Sprintf("job timeout of %s", r.Plan.Job.Timeout)
+	if st.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(jobCtx, st.Timeout)
+		if dl, ok := jobCtx.Deadline(); !ok || r.now().Add(st.Timeout).Before(dl) {
+			what = fmt.Sprintf("stage timeout of %s", st.Timeout)
+		}
+	}
+	defer cancel()
+	return r.call(sigCtx, ctx, st.Name, st.Fn, attempt, what)
+}
+
+func (r *Runner) runCleanup(abort context.Context, idx int, c interp.Cleanup, rec *bundle.Stage) error {
+	started := r.now()
+	rec.Started = &started
+	rec.Status = "running"
+	rec.Attempts = 1
+	r.progress(ProgressEvent{Kind: "cleanup_start", Stage: c.Name})
+	r.emit("cleanup_start", map[string]any{"cleanup": c.Name, "timeout_ms": c.Timeout.Milliseconds()})
+	ctx, cancel := context.WithTimeout(abort, c.Timeout)
+	defer cancel()
+	err := r.call(abort, ctx, "cleanup:"+c.Name, c.Fn, 1, fmt.Sprintf("cleanup timeout of %s", c.Timeout))
+	ended := r.now()
+	rec.Ended = &ended
+	rec.DurationMS = ended.Sub(started).Milliseconds()
+	rec.Status = "pass"
+	fields := map[string]any{"cleanup": c.Name, "duration_ms": rec.DurationMS, "outcome": "pass"}
+	if err != nil {
+		rec.Status = "error"
+		if abort.Err() != nil {
+			rec.Status = "aborted"
+		}
+		rec.Error = err.Error()
+		fields["outcome"] = rec.Status
+		fields["error"] = err.Error()
+	}
+	r.emit("cleanup_end", fields)
+	r.progress(ProgressEvent{Kind: "cleanup_end", Stage: c.Name, Status: rec.Status, Duration: ended.Sub(started), Err: err})
+	return err
+}
+
+// call runs fn(ctx) in a new thread under ctx. sigCtx tells a signal from a
+// deadline; what names the deadline in the error.
+func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Callable, attempt int, what string) error {
+	env := r.Env.WithContext(ctx, stage)
+	env.Declaring = false
+	thread := &starlark.Thread{Name: stage}
+	thread.Print = func(_ *starlark.Thread, msg string) { r.Bundle.Print(msg) }
+	thread.Load = func(*starlark.Thread, string) (starlark.StringDict, error) {
+		return nil, errors.New("load() is only allowed at the top level of a file")
+	}
+	steps := r.Plan.MaxSteps
+	thread.SetMaxExecutionSteps(steps)
+	thread.OnMaxSteps = func(t *starlark.Thread) {
+		t.Cancel(fmt.Sprintf("step limit of %d Starlark steps exceeded (a runaway loop?)", steps))
+	}
+	builtins.Attach(thread, env)
+	if r.OnThread != nil {
+		r.OnThread(thread)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		if sigCtx.Err() != nil {
+			thread.Cancel("canceled")
+		} else {
+			thread.Cancel(what + " reached")
+		}
+	})
+	defer stop()
+
+	arg := r.ctxValue(ctx, stage, attempt)
+	_, err := starlark.Call(thread, fn, starlark.Tuple{arg}, nil)
+	if err == nil {
+		return nil
+	}
+	if sigCtx.Err() != nil {
+		return &builtins.Error{Class: builtins.ClassCanceled, Err: err}
+	}
+	var ce *builtins.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	if ctx.Err() != nil {
+		// The deadline passed while Starlark code (not a builtin that
+		// classifies its own timeout) was running: the device did not get
+		// where the stage expected in time.
+		return &builtins.Error{Class: builtins.ClassDevice, Err: err}
+	}
+	return builtins.Job(err)
+}
+
+// ctxValue builds the ctx argument of stage and cleanup functions.
+func (r *Runner) ctxValue(ctx context.Context, stage string, attempt int) starlark.Value {
+	params := starlark.StringDict{}
+	for k, v := range r.Plan.ParamMap() {
+		params[k] = v
+	}
+	device := starlark.StringDict{}
+	for k, v := range r.deviceFacts() {
+		device[k] = v
+	}
+	remainingFn := starlark.NewBuiltin("ctx.remaining", func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+		return durationValue(remaining(ctx, r.now())), nil
+	})
+	return starlarkstruct.FromStringDict(starlark.String("ctx"), starlark.StringDict{
+		"params":    starlarkstruct.FromStringDict(starlark.String("params"), params),
+		"device":    starlarkstruct.FromStringDict(starlark.String("device"), device),
+		"job":       starlark.String(r.Plan.Job.Name),
+		"stage":     starlark.String(strings.TrimPrefix(stage, "cleanup:")),
+		"attempt":   starlark.MakeInt(attempt),
+		"remaining": remainingFn,
+	})
+}
+
+// deviceFacts converts the Env's device facts (ctx.device) to Starlark.
+func (r *Runner) deviceFacts() map[string]starlark.Value {
+	out := map[string]starlark.Value{}
+	facts := r.Env.Facts
+	keys := make([]string, 0, len(facts))
+	for k := range facts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out[k] = ToStarlark(facts[k])
+	}
+	return out
+}
