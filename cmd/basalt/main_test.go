@@ -37,6 +37,18 @@ func TestScripts(t *testing.T) {
 			"waitfor": waitFor,
 			"jsonget": jsonGet,
 			"signal":  sendSignal,
+			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
+				// nosecret DIR VALUE: no file under DIR holds VALUE.
+				filepath.Walk(ts.MkAbs(args[0]), func(p string, info os.FileInfo, err error) error {
+					if err == nil && !info.IsDir() {
+						data, _ := os.ReadFile(p)
+						if strings.Contains(string(data), args[1]) {
+							ts.Fatalf("%s holds the secret", p)
+						}
+					}
+					return nil
+				})
+			},
 			"jsonlines": func(ts *testscript.TestScript, neg bool, args []string) {
 				data, err := os.ReadFile(ts.MkAbs(args[0]))
 				ts.Check(err)

@@ -573,12 +573,12 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	if len(ip.CipherSuites) == 0 {
 		ip.CipherSuites = append([]int(nil), DefaultCipherSuites...)
 	}
-	ms, err := a.integer("ipmi_timeout_ms", int(DefaultTimeout/time.Millisecond), 1, 600_000)
+	ms, err := a.integer("ipmi_timeout_ms", int(DefaultIPMITimeout/time.Millisecond), 1, 600_000)
 	if err != nil {
 		return nil, err
 	}
 	ip.Timeout = time.Duration(ms) * time.Millisecond
-	if ip.Retries, err = a.integer("ipmi_retries", DefaultRetries, 0, 100); err != nil {
+	if ip.Retries, err = a.integer("ipmi_retries", DefaultIPMIRetries, 0, 100); err != nil {
 		return nil, err
 	}
 

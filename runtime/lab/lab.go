@@ -16,13 +16,13 @@ import (
 // Defaults used when a lab leaves a setting out (and by a zero Lab after
 // SetDefaults).
 const (
-	DefaultTFTPAddr  = "127.0.0.1:0"
-	DefaultHTTPAddr  = "127.0.0.1:0"
-	DefaultDHCP      = "none"
-	DefaultLoaderDir = "/usr/lib/PXELINUX"
-	DefaultIPMIPort  = 623
-	DefaultTimeout   = 2 * time.Second // per IPMI attempt
-	DefaultRetries   = 4
+	DefaultTFTPAddr    = "127.0.0.1:0"
+	DefaultHTTPAddr    = "127.0.0.1:0"
+	DefaultDHCP        = "none"
+	DefaultLoaderDir   = "/usr/lib/PXELINUX"
+	DefaultIPMIPort    = 623
+	DefaultIPMITimeout = 2 * time.Second // per IPMI attempt
+	DefaultIPMIRetries = 4
 )
 
 // DefaultCipherSuites are tried in order when a device names none: 17
@@ -31,7 +31,8 @@ const (
 var DefaultCipherSuites = []int{17, 3}
 
 // Lab is a parsed lab directory. Its zero value is a usable loopback lab
-// with no devices.
+// with no devices: an empty setting means its default, and SetDefaults
+// (which Load always calls) writes the defaults in.
 type Lab struct {
 	Dir  string // "" for the built-in sim-only lab
 	Name string // lab(name=...); default the directory's base name

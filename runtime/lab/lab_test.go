@@ -67,15 +67,15 @@ func TestBuiltinTypes(t *testing.T) {
 	// The error patterns must catch what a failing Highbank prints, and not
 	// a normal boot.
 	console := map[string]bool{
-		"[   12.345678] Kernel panic - not syncing: VFS: Unable to mount root fs": true,
+		"[   12.345678] Kernel panic - not syncing: VFS: Unable to mount root fs":      true,
 		"Unable to handle kernel NULL pointer dereference at virtual address 00000000": true,
-		"Internal error: Oops: 17 [#1] SMP ARM":                                       true,
-		"PXE-E32: TFTP open timeout":                                                  true,
-		"TFTP error: 'File not found' (1)":                                            true,
-		"Could not find kernel image: vmlinuz":                                        true,
-		"Booting Linux on physical CPU 0":                                             false,
-		"Freeing unused kernel memory: 236K":                                          false,
-		"(initramfs) ":                                                                false,
+		"Internal error: Oops: 17 [#1] SMP ARM":                                        true,
+		"PXE-E32: TFTP open timeout":                                                   true,
+		"TFTP error: 'File not found' (1)":                                             true,
+		"Could not find kernel image: vmlinuz":                                         true,
+		"Booting Linux on physical CPU 0":                                              false,
+		"Freeing unused kernel memory: 236K":                                           false,
+		"(initramfs) ":                                                                 false,
 	}
 	for line, bad := range console {
 		matched := false
@@ -289,7 +289,7 @@ func TestExampleLab(t *testing.T) {
 
 func TestDeviceByFileAndName(t *testing.T) {
 	dir := writeLab(t, map[string]string{
-		"devices/a.star":  `device(type = "sim")`,
+		"devices/a.star":   `device(type = "sim")`,
 		"elsewhere/b.star": `device(type = "sim", ipmi_host = "127.0.0.1", ipmi_password = secret(file = "pw"))`,
 		"elsewhere/pw":     "pw\n",
 	})

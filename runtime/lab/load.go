@@ -230,8 +230,8 @@ func BuiltinSim(name string) *Device {
 		IPMI: IPMI{
 			Port:         DefaultIPMIPort,
 			CipherSuites: append([]int(nil), DefaultCipherSuites...),
-			Timeout:      DefaultTimeout,
-			Retries:      DefaultRetries,
+			Timeout:      DefaultIPMITimeout,
+			Retries:      DefaultIPMIRetries,
 		},
 		MAC:     mac.String(),
 		Console: Console{Transport: "sol"},

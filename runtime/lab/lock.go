@@ -116,7 +116,7 @@ func Lock(ctx context.Context, lockDir, device string, holder Holder, wait time.
 	start := time.Now()
 	interval := 10 * time.Millisecond
 	for {
-		err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			break
 		}

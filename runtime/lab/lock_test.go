@@ -166,7 +166,11 @@ func TestLockWait(t *testing.T) {
 		h, err := Lock(ctx, dir, "hb1", Holder{Job: "waiter"}, 10*time.Minute)
 		got <- result{h, err}
 	}()
-	<-waiting // the waiter found the device busy
+	select {
+	case <-waiting: // the waiter found the device busy
+	case r := <-got:
+		t.Fatalf("Lock(wait) returned before the holder released: %v, %v", r.h, r.err)
+	}
 	h.Release()
 	r := <-got
 	if r.err != nil {

@@ -1,0 +1,470 @@
+package ipmi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/bougou/go-ipmi/pkg/client"
+	"github.com/bougou/go-ipmi/pkg/command/chassis"
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// Defaults for the zero fields of lab.IPMI.
+const (
+	DefaultPort    = 623
+	DefaultTimeout = 2 * time.Second
+	DefaultRetries = 4
+)
+
+// DefaultCipherSuites are tried in order when the device names none: 17
+// (HMAC-SHA256, AES-CBC-128), then 3 (HMAC-SHA1, AES-CBC-128). basalt never
+// asks the BMC for its suites (Get Channel Cipher Suites), which costs
+// seconds per connect on real BMCs.
+var DefaultCipherSuites = []int{17, 3}
+
+// Options are the hooks of a Client. The zero value is usable.
+type Options struct {
+	// Emit records machine events ("ipmi" events: command, duration_ms,
+	// completion_code, attempts, outcome). nil drops them.
+	Emit func(typ string, fields map[string]any)
+	// Log receives debug records; nil discards them.
+	Log *slog.Logger
+}
+
+// Client is the Controller of a real BMC, over RMCP+ (IPMI v2.0 §13,
+// "lanplus") with go-ipmi.
+//
+// It connects on first use and keeps its session for later calls. Each
+// datagram waits at most lab.IPMI.Timeout (less when ctx ends sooner) and
+// is sent again up to lab.IPMI.Retries times when no answer comes, which
+// rides out UDP loss. A call that fails on an open session for want of an
+// answer, or because the BMC no longer knows the session (it restarted or
+// timed the session out), is tried once more on a new session. go-ipmi's
+// client is not reused after a failure: a new one is made for each session.
+type Client struct {
+	name string
+	cfg  lab.IPMI
+	emit func(string, map[string]any)
+	log  *slog.Logger
+
+	mu     sync.Mutex // serialises calls; guards conn and closed
+	conn   *client.Client
+	closed bool
+}
+
+var _ Controller = (*Client)(nil)
+
+// NewClient returns a Client for the BMC of device name. It does not
+// connect until the first call.
+func NewClient(name string, cfg lab.IPMI, opts Options) *Client {
+	cfg = withDefaults(cfg)
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{name: name, cfg: cfg, emit: opts.Emit, log: log}
+}
+
+// withDefaults fills the zero fields of cfg. Retries 0 means the default;
+// a negative value means no retries.
+func withDefaults(cfg lab.IPMI) lab.IPMI {
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Retries < 0 {
+		cfg.Retries = 0
+	} else if cfg.Retries == 0 {
+		cfg.Retries = DefaultRetries
+	}
+	if len(cfg.CipherSuites) == 0 {
+		cfg.CipherSuites = DefaultCipherSuites
+	}
+	return cfg
+}
+
+// String names the BMC for messages, without secrets.
+func (c *Client) String() string {
+	return fmt.Sprintf("BMC of %q at %s", c.name, c.addr())
+}
+
+func (c *Client) addr() string {
+	return net.JoinHostPort(c.cfg.Host, strconv.Itoa(c.cfg.Port))
+}
+
+// Power performs a chassis power action.
+func (c *Client) Power(ctx context.Context, a Action) error {
+	var ctl chassis.ChassisControl
+	switch a {
+	case On:
+		ctl = chassis.ChassisControlPowerUp
+	case Off:
+		ctl = chassis.ChassisControlPowerDown
+	case Reset:
+		ctl = chassis.ChassisControlHardReset
+	case Cycle:
+		ctl = chassis.ChassisControlPowerCycle
+	case Soft:
+		ctl = chassis.ChassisControlSoftShutdown
+	default:
+		_, err := ParseAction(string(a))
+		return builtins.Job(err)
+	}
+	command := "chassis control (power " + string(a) + ")"
+	return c.do(ctx, command, func(ctx context.Context, ic *client.Client) error {
+		if a == Reset || a == Cycle {
+			// A reset or cycle of an off chassis is refused by some BMCs
+			// and silently ignored by others (IPMI v2.0 Table 28-4 only
+			// recommends powering up); either way the node would stay off.
+			st, err := ic.GetChassisStatus(ctx)
+			if err != nil {
+				return err
+			}
+			if !st.PowerIsOn {
+				ctl = chassis.ChassisControlPowerUp
+			}
+		}
+		_, err := ic.ChassisControl(ctx, ctl)
+		if err == nil || (a != On && a != Off && a != Soft) {
+			return err
+		}
+		if _, ok := types.IsResponseError(err); !ok {
+			return err
+		}
+		// Some BMCs refuse to power on what is on or off what is off.
+		st, serr := ic.GetChassisStatus(ctx)
+		if serr == nil && st.PowerIsOn == (a == On) {
+			return nil
+		}
+		return err
+	})
+}
+
+// PowerStatus reports whether the chassis power is on.
+func (c *Client) PowerStatus(ctx context.Context) (bool, error) {
+	var on bool
+	err := c.do(ctx, "get chassis status", func(ctx context.Context, ic *client.Client) error {
+		st, err := ic.GetChassisStatus(ctx)
+		if err != nil {
+			return err
+		}
+		on = st.PowerIsOn
+		return nil
+	})
+	return on, err
+}
+
+// SetBootDevice sets the boot flags (Set System Boot Options, parameter 5,
+// IPMI v2.0 §28.12 and Table 28-14) with the valid bit set.
+func (c *Client) SetBootDevice(ctx context.Context, d Device, o BootOptions) error {
+	var sel types.BootDeviceSelector
+	switch d {
+	case PXE:
+		sel = types.BootDeviceSelectorForcePXE
+	case Disk:
+		sel = types.BootDeviceSelectorForceHardDrive
+	case BIOS:
+		sel = types.BootDeviceSelectorForceBIOSSetup
+	case CDROM:
+		sel = types.BootDeviceSelectorForceCDROM
+	default:
+		_, err := ParseDevice(string(d))
+		return builtins.Job(err)
+	}
+	bootType := types.BIOSBootTypeLegacy
+	if o.EFI {
+		bootType = types.BIOSBootTypeEFI
+	}
+	command := "set boot device " + string(d)
+	if o.Persistent {
+		command += " (persistent)"
+	}
+	return c.do(ctx, command, func(ctx context.Context, ic *client.Client) error {
+		return ic.SetBootDevice(ctx, sel, bootType, o.Persistent)
+	})
+}
+
+// Close ends the session. Later calls fail.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.dropLocked()
+	return nil
+}
+
+// do runs fn on a session, opening one when needed, and records the call.
+func (c *Client) do(ctx context.Context, command string, fn func(context.Context, *client.Client) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	attempts, err := c.run(ctx, command, fn)
+	fields := map[string]any{
+		"device":      c.name,
+		"command":     command,
+		"duration_ms": time.Since(start).Milliseconds(),
+		"attempts":    attempts,
+	}
+	if err == nil {
+		fields["outcome"] = "ok"
+		fields["completion_code"] = 0
+	} else {
+		fields["outcome"] = "error"
+		fields["error"] = err.Error()
+		var e *Error
+		if errors.As(err, &e) && e.Answered {
+			fields["completion_code"] = int(e.Code)
+		}
+	}
+	c.event(fields)
+	c.log.Debug("ipmi call", "device", c.name, "command", command, "attempts", attempts,
+		"duration", time.Since(start), "err", err)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// The job is being canceled; that is not the BMC's fault.
+			return fmt.Errorf("device %q: %s: %w", c.name, command, context.Canceled)
+		}
+		return builtins.Infra(err)
+	}
+	return nil
+}
+
+// maxSessionAttempts bounds the sessions one call may open: a BMC that
+// answers but keeps failing the handshake (a lost RAKP 4 makes the BMC
+// refuse the repeated RAKP 3) gets a few fresh starts; one that does not
+// answer at all gets none beyond its datagram retries.
+const maxSessionAttempts = 4
+
+func (c *Client) run(ctx context.Context, command string, fn func(context.Context, *client.Client) error) (attempts int, err error) {
+	if c.closed {
+		return 0, c.newError(command, errors.New("controller is closed"))
+	}
+	sessions := 0
+	for {
+		if cerr := ctx.Err(); cerr != nil {
+			if err == nil {
+				err = cerr
+			}
+			return attempts, c.newError(command, err)
+		}
+		attempts++
+		fresh := false
+		if c.conn == nil {
+			sessions++
+			fresh = true
+			if oerr := c.openLocked(ctx); oerr != nil {
+				err = oerr
+				var e *Error
+				if errors.As(oerr, &e) && (e.Auth || e.NoAnswer) || sessions >= maxSessionAttempts || ctx.Err() != nil {
+					return attempts, oerr
+				}
+				continue
+			}
+		}
+		err = fn(ctx, c.conn)
+		if err == nil {
+			return attempts, nil
+		}
+		if re, ok := types.IsResponseError(err); ok {
+			cc := CompletionCode(re.CompletionCode())
+			if cc.transient() && attempts <= c.cfg.Retries && sleepCtx(ctx, c.cfg.Timeout/4) == nil {
+				continue
+			}
+			return attempts, c.newError(command, err)
+		}
+		// No answer, or an answer that makes no sense on this session: the
+		// BMC may have dropped it. Start over on a new session, once.
+		c.dropLocked()
+		if fresh || sessions >= maxSessionAttempts {
+			return attempts, c.newError(command, err)
+		}
+	}
+}
+
+// openLocked opens a session, trying the configured cipher suites in order.
+func (c *Client) openLocked(ctx context.Context) error {
+	start := time.Now()
+	ic, err := client.NewClient(c.cfg.Host, c.cfg.Port, c.cfg.User, c.cfg.Password.Value())
+	if err != nil {
+		return c.newError("open session", err)
+	}
+	suites := make([]types.CipherSuiteID, len(c.cfg.CipherSuites))
+	for i, s := range c.cfg.CipherSuites {
+		suites[i] = types.CipherSuiteID(s)
+	}
+	ic.WithInterface(client.InterfaceLanplus).
+		WithTimeout(c.cfg.Timeout).
+		WithRetry(c.cfg.Retries).
+		WithCipherSuiteID(suites...).
+		WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
+	err = ic.Connect(ctx)
+	fields := map[string]any{
+		"device":        c.name,
+		"command":       "open session",
+		"duration_ms":   time.Since(start).Milliseconds(),
+		"attempts":      1,
+		"cipher_suites": c.cfg.CipherSuites,
+	}
+	if err != nil {
+		closeQuietly(ic, c.cfg.Timeout)
+		e := c.newError("open session", err)
+		fields["outcome"] = "error"
+		fields["error"] = e.Error()
+		c.event(fields)
+		return e
+	}
+	fields["outcome"] = "ok"
+	c.event(fields)
+	c.conn = ic
+	return nil
+}
+
+// dropLocked closes the current session, if any, without waiting long for
+// the BMC.
+func (c *Client) dropLocked() {
+	if c.conn == nil {
+		return
+	}
+	closeQuietly(c.conn, c.cfg.Timeout)
+	c.conn = nil
+}
+
+// closeQuietly ends a go-ipmi client: Close Session (best effort, bounded)
+// and its socket and keepalive goroutine. Each go-ipmi client is closed
+// exactly once: a second Close panics.
+func closeQuietly(ic *client.Client, d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), min(d, 500*time.Millisecond))
+	defer cancel()
+	_ = ic.Close(ctx)
+}
+
+func (c *Client) event(fields map[string]any) {
+	if c.emit != nil {
+		c.emit("ipmi", fields)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Error is a failed BMC command.
+type Error struct {
+	Device  string // device name
+	Addr    string // BMC host:port
+	Command string // "get chassis status", "open session", ...
+	// Answered is true when the BMC answered with a completion code other
+	// than success; Code holds it.
+	Answered bool
+	Code     CompletionCode
+	// Auth is true when the session was refused for the user name or
+	// password.
+	Auth bool
+	// NoAnswer is true when the BMC did not answer at all.
+	NoAnswer bool
+	Err      error
+
+	secret string // redacted from the message, never shown
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "device %q: %s", e.Device, e.Command)
+	switch {
+	case e.Auth:
+		b.WriteString(": authentication failed: wrong user or password, or the user lacks administrator privilege")
+	case e.Answered:
+		fmt.Fprintf(&b, ": BMC answered completion code %s", describe(e.Command, e.Code))
+	case e.NoAnswer:
+		fmt.Fprintf(&b, ": BMC at %s did not answer", e.Addr)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	s := b.String()
+	if len(e.secret) >= 4 {
+		s = strings.ReplaceAll(s, e.secret, "<redacted>")
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// newError classifies err, the failure of command.
+func (c *Client) newError(command string, err error) *Error {
+	e := &Error{Device: c.name, Addr: c.addr(), Command: command, Err: err, secret: c.cfg.Password.Value()}
+	if re, ok := types.IsResponseError(err); ok {
+		e.Answered = true
+		e.Code = CompletionCode(re.CompletionCode())
+		e.Err = nil // the code says it all; go-ipmi's text repeats it
+	}
+	e.Auth = isAuthFailure(err)
+	if e.Auth {
+		e.Err = fmt.Errorf("user %q", c.cfg.User)
+	}
+	if !e.Answered && !e.Auth && isNoAnswer(err) {
+		e.NoAnswer = true
+	}
+	return e
+}
+
+// isAuthFailure reports whether err is a session refused for its user name
+// or password. go-ipmi formats the errors of each cipher suite it tried
+// with %v, so past the first layer only their text survives.
+func isAuthFailure(err error) bool {
+	if errors.Is(err, client.ErrRAKPAuthentication) {
+		return true
+	}
+	var rs *types.RmcpStatusError
+	if errors.As(err, &rs) {
+		switch rs.StatusCode() {
+		case types.RmcpStatusCodeUnauthorizedName, types.RmcpStatusCodeInvalidIntegrityCheckValue,
+			types.RmcpStatusCodeUnauthorizedRoleOfPriLevel, types.RmcpStatusCodeInvalidRole:
+			return true
+		}
+	}
+	msg := err.Error()
+	for _, s := range []string{
+		client.ErrRAKPAuthentication.Error(),
+		types.RmcpStatusCodeUnauthorizedName.String(),
+		types.RmcpStatusCodeInvalidIntegrityCheckValue.String(),
+		types.RmcpStatusCodeUnauthorizedRoleOfPriLevel.String(),
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// isNoAnswer reports whether err means the BMC sent nothing back.
+func isNoAnswer(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return strings.Contains(err.Error(), "no UDP datagram matched") ||
+		strings.Contains(err.Error(), "no matching IPMI response")
+}

@@ -1,0 +1,155 @@
+package ipmi_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
+	"github.com/basalt-lab/basalt/runtime/lab"
+)
+
+// node records what the BMC asks of the simulated machine.
+type node struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (n *node) PowerOn(boot bmcsim.BootDevice) { n.add("on:" + boot.String()) }
+func (n *node) PowerOff()                      { n.add("off") }
+func (n *node) Reset(boot bmcsim.BootDevice)   { n.add("reset:" + boot.String()) }
+
+func (n *node) add(s string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.events = append(n.events, s)
+}
+
+func (n *node) take() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.events
+	n.events = nil
+	return e
+}
+
+// startBMC starts a simulated BMC on loopback, closed at the end of the test.
+func startBMC(t testing.TB, cfg bmcsim.Config) *bmcsim.BMC {
+	t.Helper()
+	b := bmcsim.New(cfg)
+	if err := b.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// events collects the events a Client emits.
+type events struct {
+	mu  sync.Mutex
+	evs []map[string]any
+}
+
+func (e *events) emit(typ string, f map[string]any) {
+	if typ != "ipmi" {
+		panic("unexpected event type " + typ)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.evs = append(e.evs, f)
+}
+
+func (e *events) commands() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, f := range e.evs {
+		out = append(out, f["command"].(string)+"="+f["outcome"].(string))
+	}
+	return out
+}
+
+func newClient(t testing.TB, cfg lab.IPMI, ev *events) *ipmi.Client {
+	t.Helper()
+	var opts ipmi.Options
+	if ev != nil {
+		opts.Emit = ev.emit
+	}
+	c := ipmi.NewClient("sim", cfg, opts)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// serial is a simulated serial line: the node side writes output with
+// Print and reads keystrokes with Typed; the BMC side is the io.ReadWriter.
+type serial struct {
+	outR *io.PipeReader // BMC reads node output here
+	outW *io.PipeWriter
+
+	mu    sync.Mutex
+	typed bytes.Buffer
+}
+
+func newSerial(t testing.TB) *serial {
+	r, w := io.Pipe()
+	s := &serial{outR: r, outW: w}
+	t.Cleanup(func() { w.Close() })
+	return s
+}
+
+func (s *serial) Read(p []byte) (int, error) { return s.outR.Read(p) }
+
+func (s *serial) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.typed.Write(p)
+}
+
+// Print writes node output to the line.
+func (s *serial) Print(str string) {
+	go s.outW.Write([]byte(str)) // a UART does not wait for a listener
+}
+
+func (s *serial) Typed() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.typed.String()
+}
+
+// waitFor polls cond until it holds or the test's patience ends.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// readUntil reads r until the bytes read contain want.
+func readUntil(t testing.TB, r io.Reader, want string) string {
+	t.Helper()
+	var got bytes.Buffer
+	buf := make([]byte, 512)
+	for !strings.Contains(got.String(), want) {
+		n, err := r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("read %q so far, want %q: %v", got.String(), want, err)
+		}
+	}
+	return got.String()
+}

@@ -1,0 +1,215 @@
+package ipmi_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/runtime/lab"
+)
+
+// chassisScript is ipmi_sim's chassis_control program: ipmi_sim runs it as
+// "SCRIPT <mc> get power boot" (prints "power:1", "boot:pxe") and
+// "SCRIPT <mc> set power 1 boot pxe ..." (prints nothing on success). State
+// lives in files beside it.
+const chassisScript = `#!/bin/sh
+dir=$(dirname "$0")
+shift
+op=$1; shift
+case $op in
+get)
+	for p in "$@"; do
+		case $p in
+		power) echo "power:$(cat "$dir/power" 2>/dev/null || echo 0)" ;;
+		boot) echo "boot:$(cat "$dir/boot" 2>/dev/null || echo default)" ;;
+		*) echo "Invalid parameter: $p"; exit 1 ;;
+		esac
+	done ;;
+set)
+	while [ $# -gt 0 ]; do
+		p=$1; v=$2; shift 2
+		case $p in
+		power) echo "$v" > "$dir/power" ;;
+		reset) echo "$v" >> "$dir/resets" ;;
+		boot) echo "$v" > "$dir/boot" ;;
+		identify) shift ;;
+		*) echo "Invalid parameter: $p"; exit 1 ;;
+		esac
+	done ;;
+*) exit 1 ;;
+esac
+`
+
+// ipmiSim runs OpenIPMI's ipmi_sim on 127.0.0.1 and returns its lab entry.
+// withChassis adds the chassis_control script (without one ipmi_sim refuses
+// boot device settings).
+func ipmiSim(t *testing.T, withChassis bool) (lab.IPMI, string) {
+	t.Helper()
+	bin, err := exec.LookPath("ipmi_sim")
+	if err != nil {
+		t.Skip("ipmi_sim not installed (Debian package openipmi)")
+	}
+	if _, err := exec.LookPath("ipmitool"); err != nil {
+		t.Skip("ipmitool not installed (Debian package ipmitool)")
+	}
+	dir := t.TempDir()
+	port := freeUDPPort(t)
+	conf := fmt.Sprintf(`name "basalt"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 %d
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  user 2 true "admin" "s3cret-pw" admin 10 none md2 md5 straight
+`, port)
+	if withChassis {
+		script := filepath.Join(dir, "chassis")
+		if err := os.WriteFile(script, []byte(chassisScript), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		conf += fmt.Sprintf("  chassis_control %q\n", script+" 0x20")
+	}
+	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
+	for name, body := range map[string]string{"lan.conf": conf, "sim.emu": emu} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-n", "-s", state)
+	cmd.Dir = dir
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	cfg := lab.IPMI{Host: "127.0.0.1", Port: port, User: "admin",
+		Password: lab.NewSecret("IPMI_SIM_PW", "s3cret-pw"), Timeout: 300 * time.Millisecond, Retries: 2}
+	// Wait until it answers.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := ipmitool(cfg, "3", "mc", "info"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ipmi_sim did not come up: %s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cfg, dir
+}
+
+func freeUDPPort(t *testing.T) int {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// ipmitool runs one ipmitool lanplus command with cipher suite suite.
+func ipmitool(cfg lab.IPMI, suite string, args ...string) (string, error) {
+	argv := append([]string{"-I", "lanplus", "-H", cfg.Host, "-p", fmt.Sprint(cfg.Port),
+		"-U", cfg.User, "-P", cfg.Password.Value(), "-C", suite, "-N", "1", "-R", "3"}, args...)
+	out, err := exec.Command("ipmitool", argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ipmitool %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// TestClientAgainstIPMISim drives OpenIPMI's simulator, an independent BMC
+// implementation that does not know cipher suite 17: the client falls back
+// to 3.
+func TestClientAgainstIPMISim(t *testing.T) {
+	cfg, dir := ipmiSim(t, true)
+	ev := &events{}
+	c := newClient(t, cfg, ev)
+	ctx := ctxT(t, time.Minute)
+
+	for _, a := range []ipmi.Action{ipmi.On, ipmi.On, ipmi.Off, ipmi.Off, ipmi.On} {
+		if err := c.Power(ctx, a); err != nil {
+			t.Fatalf("Power(%s) = %v", a, err)
+		}
+		on, err := c.PowerStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := a == ipmi.On; on != want {
+			t.Errorf("after Power(%s): PowerStatus() = %v, want %v", a, on, want)
+		}
+		st, _ := os.ReadFile(filepath.Join(dir, "power"))
+		if got, want := strings.TrimSpace(string(st)), map[bool]string{true: "1", false: "0"}[a == ipmi.On]; got != want {
+			t.Errorf("after Power(%s): chassis_control power = %q, want %q", a, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		dev  ipmi.Device
+		want string
+	}{
+		{ipmi.PXE, "Boot Device Selector : Force PXE"},
+		{ipmi.Disk, "Boot Device Selector : Force Boot from default Hard-Drive"},
+	} {
+		if err := c.SetBootDevice(ctx, tt.dev, ipmi.BootOptions{}); err != nil {
+			t.Fatalf("SetBootDevice(%s) = %v", tt.dev, err)
+		}
+		out, err := ipmitool(cfg, "3", "chassis", "bootparam", "get", "5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, tt.want) {
+			t.Errorf("after SetBootDevice(%s), bootparam 5 =\n%s\nwant %q", tt.dev, out, tt.want)
+		}
+	}
+	opens := 0
+	for _, cmd := range ev.commands() {
+		if strings.HasPrefix(cmd, "open session") {
+			opens++
+		}
+	}
+	if opens != 1 {
+		t.Errorf("opened %d sessions, want 1: %v", opens, ev.commands())
+	}
+}
+
+// TestClientIPMISimRefusal: without a chassis_control program ipmi_sim
+// refuses boot device settings; the error names the device, the command and
+// the completion code in words.
+func TestClientIPMISimRefusal(t *testing.T) {
+	cfg, _ := ipmiSim(t, false)
+	c := newClient(t, cfg, nil)
+	err := c.SetBootDevice(ctxT(t, 30*time.Second), ipmi.PXE, ipmi.BootOptions{})
+	if err == nil {
+		t.Fatal("SetBootDevice(pxe) without chassis_control succeeded")
+	}
+	if builtins.ClassOf(err) != builtins.ClassInfra {
+		t.Errorf("class = %s, want infra", builtins.ClassOf(err))
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `device "sim": set boot device pxe: BMC answered completion code `) || !strings.Contains(msg, "h (") {
+		t.Errorf("error %q does not name device, command and completion code in words", msg)
+	}
+	t.Log(msg)
+}

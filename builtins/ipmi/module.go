@@ -1,0 +1,222 @@
+package ipmi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"go.starlark.net/starlark"
+)
+
+// Table is the "ipmi" Starlark module. Its backend is the job's
+// Controller, registered in builtins.Env.Backends under "ipmi".
+var Table = &builtins.Table{
+	Name: "ipmi",
+	Doc: `Power and boot device of the job's device, through its BMC (IPMI v2.0 over LAN, "lanplus").
+
+Every call is recorded as an "ipmi" event (command, duration, completion code).
+A BMC that refuses a command or does not answer is an infrastructure error (exit 3).
+timeout= takes a duration string ("30s", "2m") or a number of seconds, and can only
+shorten the stage's deadline.`,
+	Members: []builtins.Builtin{
+		{
+			Name:   "power",
+			Params: "action, timeout=None",
+			Doc: `Performs a chassis power action: "on", "off", "reset", "cycle" or "soft".
+
+"on" succeeds if the device is already on, "off" and "soft" if it is already off.
+"reset" and "cycle" leave the device booting, powering it on if it was off.
+"soft" asks the operating system to shut down (ACPI) and returns at once; use
+wait_power("off") to wait for it.`,
+			Action: true,
+			Fn:     power,
+		},
+		{
+			Name:   "power_status",
+			Params: "timeout=None",
+			Doc:    `Returns "on" or "off", the device's chassis power state.`,
+			Action: true,
+			Fn:     powerStatus,
+		},
+		{
+			Name:   "bootdev",
+			Params: "device, persistent=False, efi=False, timeout=None",
+			Doc: `Sets the device to boot from at its next power on or reset: "pxe", "disk", "bios" or "cdrom".
+
+Unless persistent=True the setting applies to the next boot only; the BMC clears it
+once the device has booted. efi=True asks for an EFI boot instead of a legacy one.`,
+			Action: true,
+			Fn:     bootdev,
+		},
+		{
+			Name:   "wait_power",
+			Params: "state, timeout=None",
+			Doc: `Waits until the device's power state is state ("on" or "off"), polling power_status.
+
+Running out of time is a device error: the device did not get there.`,
+			Action: true,
+			Fn:     waitPower,
+		},
+	},
+}
+
+// pollInterval is how often wait_power asks the BMC: often at first, when
+// the answer is usually near, then once a second to keep the event log
+// readable.
+func pollInterval(waited time.Duration) time.Duration {
+	if waited < 5*time.Second {
+		return 250 * time.Millisecond
+	}
+	return time.Second
+}
+
+func power(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var action string
+	var timeout Timeout
+	if err := starlark.UnpackArgs(name, args, kwargs, "action", &action, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	a, err := ParseAction(action)
+	if err != nil {
+		return nil, builtins.Job(fmt.Errorf("%s: %w", name, err))
+	}
+	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	defer cancel()
+	if err := ctl.Power(ctx, a); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return starlark.None, nil
+}
+
+func powerStatus(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var timeout Timeout
+	if err := starlark.UnpackArgs(name, args, kwargs, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	defer cancel()
+	on, err := ctl.PowerStatus(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return onOff(on), nil
+}
+
+func bootdev(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var device string
+	var persistent, efi bool
+	var timeout Timeout
+	if err := starlark.UnpackArgs(name, args, kwargs, "device", &device, "persistent?", &persistent,
+		"efi?", &efi, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	d, err := ParseDevice(device)
+	if err != nil {
+		return nil, builtins.Job(fmt.Errorf("%s: %w", name, err))
+	}
+	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	defer cancel()
+	if err := ctl.SetBootDevice(ctx, d, BootOptions{Persistent: persistent, EFI: efi}); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return starlark.None, nil
+}
+
+func waitPower(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var state string
+	var timeout Timeout
+	if err := starlark.UnpackArgs(name, args, kwargs, "state", &state, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	if state != "on" && state != "off" {
+		return nil, builtins.Job(fmt.Errorf("%s: unknown power state %q (want one of on, off)", name, state))
+	}
+	want := state == "on"
+	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	defer cancel()
+	start := time.Now()
+	last := "unknown"
+	for {
+		on, err := ctl.PowerStatus(ctx)
+		switch {
+		case err == nil && on == want:
+			return starlark.None, nil
+		case err == nil:
+			last = string(onOff(on))
+		case ctx.Err() == nil:
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if ctx.Err() == nil {
+			t := time.NewTimer(pollInterval(time.Since(start)))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			if errors.Is(cerr, context.Canceled) {
+				return nil, fmt.Errorf("%s: %w", name, cerr)
+			}
+			return nil, builtins.Device(fmt.Errorf("%s: power still %s after %s, want %s",
+				name, last, time.Since(start).Round(time.Millisecond), state))
+		}
+	}
+}
+
+func onOff(on bool) starlark.String {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// Timeout is a builtin's timeout= argument: None, a duration string
+// ("30s") or a number of seconds. It implements starlark.Unpacker.
+type Timeout struct{ D time.Duration }
+
+// Unpack implements starlark.Unpacker.
+func (t *Timeout) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		t.D = 0
+		return nil
+	case starlark.String:
+		d, err := time.ParseDuration(string(v))
+		if err != nil {
+			return fmt.Errorf("timeout: %w", err)
+		}
+		if d <= 0 {
+			return fmt.Errorf("timeout: %s is not positive", v)
+		}
+		t.D = d
+		return nil
+	case starlark.Int, starlark.Float:
+		f, ok := starlark.AsFloat(v)
+		if !ok || math.IsNaN(f) || f <= 0 || f > math.MaxInt64/float64(time.Second) {
+			return fmt.Errorf("timeout: %s is not a positive number of seconds", v)
+		}
+		t.D = time.Duration(f * float64(time.Second))
+		return nil
+	}
+	return fmt.Errorf("timeout: got %s, want a duration string or a number of seconds", v.Type())
+}

@@ -1,0 +1,156 @@
+package pxe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// PublishPrefix is the HTTP directory of files published with Publish.
+const PublishPrefix = "files/"
+
+// Publish serves the dispatcher file at path over HTTP under
+// PublishPrefix+name and returns its URL. The file is opened per request
+// and sent with http.ServeContent, so Range requests work and large files
+// go out with sendfile. Publishing a name again replaces it.
+func (s *Server) Publish(name, path string) (string, error) {
+	n, err := ValidName(name)
+	if err != nil {
+		return "", fmt.Errorf("pxe: publish: %w", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("pxe: publish %s: %w", name, err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("pxe: publish %s: %s is not a regular file", name, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("pxe: publish %s: %w", name, err)
+	}
+	s.mu.Lock()
+	s.published[n] = abs
+	s.mu.Unlock()
+	return s.HTTPURL() + "/" + PublishPrefix + n, nil
+}
+
+// Unpublish stops serving a name given to Publish.
+func (s *Server) Unpublish(name string) {
+	s.mu.Lock()
+	delete(s.published, name)
+	s.mu.Unlock()
+}
+
+// countingWriter counts body bytes and keeps http.ResponseWriter's
+// io.ReaderFrom (sendfile) reachable.
+type countingWriter struct {
+	http.ResponseWriter
+	n      int64
+	status int
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
+	w.n += n
+	return n, err
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	cw := &countingWriter{ResponseWriter: w}
+	raw := strings.TrimPrefix(r.URL.Path, "/")
+	var size int64
+	kind := ""
+	defer func() {
+		f := map[string]any{
+			"client": r.RemoteAddr, "method": r.Method, "file": clip(raw),
+			"status": cw.status, "bytes": cw.n, "duration_ms": time.Since(start).Milliseconds(),
+		}
+		if rg := r.Header.Get("Range"); rg != "" {
+			f["range"] = clip(rg)
+		}
+		if kind != "" {
+			f["kind"] = kind
+		}
+		if size > 0 {
+			f["size"] = size
+		}
+		s.emit("http", f)
+	}()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(cw, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	name, err := ValidName(raw)
+	if err != nil {
+		s.refused("http", r.RemoteAddr, raw, err)
+		http.Error(cw, "forbidden", http.StatusForbidden)
+		return
+	}
+	if pub, ok := strings.CutPrefix(name, PublishPrefix); ok {
+		kind = "published"
+		s.mu.Lock()
+		p, ok := s.published[pub]
+		s.mu.Unlock()
+		if !ok {
+			http.NotFound(cw, r)
+			return
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			s.log.Warn("pxe published file unreadable", "file", pub, "err", err)
+			http.NotFound(cw, r)
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			http.Error(cw, "stat failed", http.StatusInternalServerError)
+			return
+		}
+		size = st.Size()
+		http.ServeContent(cw, r, filepath.Base(pub), st.ModTime(), f)
+		return
+	}
+	rs, sz, closer, role, err := s.open(name)
+	kind = role
+	if errors.Is(err, errNotFound) {
+		http.NotFound(cw, r)
+		return
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
+	size = sz
+	http.ServeContent(cw, r, filepath.Base(name), time.Time{}, rs)
+	if r.Method == http.MethodGet && cw.n == sz &&
+		(cw.status == http.StatusOK || (cw.status == http.StatusPartialContent && r.Header.Get("Range") == "bytes=0-")) {
+		s.markFetched(name)
+	}
+}

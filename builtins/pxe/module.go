@@ -1,0 +1,264 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// Backend is what the Starlark module needs from a PXE server. *Server
+// implements it. Rules every implementation keeps:
+//   - Serve replaces whatever was served before; only the last Boot's files
+//     and configs are reachable.
+//   - WaitFetch honours ctx and returns nil only once the named file went
+//     out whole.
+//   - Stop never fails and may be called when nothing is served.
+type Backend interface {
+	Serve(ctx context.Context, b Boot) (*Served, error)
+	WaitFetch(ctx context.Context, name string) error
+	Stop()
+}
+
+var _ Backend = (*Server)(nil)
+
+// Table is the Starlark module "pxe".
+var Table = &builtins.Table{
+	Name: "pxe",
+	Doc: `PXE boot of the device: serves this job's kernel, initrd and dtb over TFTP and
+HTTP with a config generated in memory for the device's MAC alone (pxelinux
+pxelinux.cfg/01-<mac>, an iPXE script, a GRUB config), and optionally
+answers the device's PXE ROM with a proxy DHCP (lab.star dhcp = "proxy").
+
+  serve(kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None) -> struct
+  wait_fetch(name, timeout=None)
+  stop()`,
+	Members: []builtins.Builtin{
+		{
+			Name:   "serve",
+			Params: `kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None`,
+			Doc: `Serve this job's boot files and stop serving any earlier ones.
+
+kernel, initrd and dtb are paths relative to the job's directory (no escaping
+it) or http(s) URLs, downloaded once into the lab's cache. sha256 is a dict
+{"kernel": hex, "initrd": hex, "dtb": hex} of expected checksums (any subset).
+mac defaults to the device's boot NIC. loader is pxelinux, ipxe or grub
+(default: the device type's loader, else pxelinux); it chooses the boot file
+the proxy DHCP hands out; all three configs are served.
+
+The command line is append, plus console=<the device type's kernel console>
+when append has no console= of its own, plus basalt.nonce=<nonce>, a fresh
+random value per call: finding it in the booted system's /proc/cmdline proves
+it booted this job's kernel.
+
+Returns struct(nonce, append, config, configs, files, urls, sha256, sizes,
+boot_file): config is the chosen loader's config name; configs, files, urls,
+sha256 and sizes are dicts keyed by loader or by role (kernel, initrd, dtb).`,
+			Action: true,
+			Fn:     serve,
+		},
+		{
+			Name:   "wait_fetch",
+			Params: "name, timeout=None",
+			Doc: `Wait until the device has fetched name whole, over TFTP or HTTP, since serve().
+
+name is a served name, its last element ("vmlinuz"), a role ("kernel",
+"initrd", "dtb") or the path given to serve(). timeout (seconds or a duration
+string like "90s") can only shorten the stage's deadline. Not fetched in time
+is a device error; a name that is not this job's is a job error.`,
+			Action: true,
+			Fn:     waitFetch,
+		},
+		{
+			Name:   "stop",
+			Params: "",
+			Doc:    `Stop serving this job's files and configs; later requests for them get "file not found".`,
+			Action: true,
+			Fn:     stop,
+		},
+	},
+}
+
+func backend(thread *starlark.Thread, name string) (Backend, error) {
+	b, err := builtins.BackendOf[Backend](thread, "pxe")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
+}
+
+// optString unpacks None or a string.
+type optString struct{ s string }
+
+func (o *optString) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		o.s = ""
+	case starlark.String:
+		o.s = string(v)
+	default:
+		return fmt.Errorf("got %s, want string or None", v.Type())
+	}
+	return nil
+}
+
+// duration unpacks None, seconds (int or float) or a duration string.
+type duration struct{ d time.Duration }
+
+func (d *duration) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		d.d = 0
+	case starlark.Int, starlark.Float:
+		f, _ := starlark.AsFloat(v)
+		if f <= 0 {
+			return fmt.Errorf("timeout must be positive, got %s", v)
+		}
+		d.d = time.Duration(f * float64(time.Second))
+	case starlark.String:
+		x, err := time.ParseDuration(string(v))
+		if err != nil || x <= 0 {
+			return fmt.Errorf("timeout %s is not a positive duration", v)
+		}
+		d.d = x
+	default:
+		return fmt.Errorf("got %s, want seconds, a duration string or None", v.Type())
+	}
+	return nil
+}
+
+func serve(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var kernel string
+	var initrd, dtb, mac, loader optString
+	var app string
+	var sums starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(name, args, kwargs,
+		"kernel", &kernel, "initrd?", &initrd, "append?", &app, "dtb?", &dtb,
+		"mac?", &mac, "loader?", &loader, "sha256?", &sums); err != nil {
+		return nil, builtins.Job(err)
+	}
+	env := builtins.EnvOf(thread)
+	b := Boot{Kernel: kernel, Initrd: initrd.s, DTB: dtb.s, MAC: mac.s, Loader: loader.s, Append: app}
+	if env != nil {
+		b.JobDir = env.JobDir
+		if d := env.Device; d != nil {
+			if b.MAC == "" {
+				b.MAC = d.MAC
+			}
+			if t := d.Type; t != nil {
+				if b.Loader == "" {
+					b.Loader = t.Loader
+				}
+				if t.KernelConsole != "" && !hasConsoleArg(b.Append) {
+					b.Append = strings.TrimSpace(b.Append + " console=" + t.KernelConsole)
+				}
+			}
+		}
+	}
+	if b.MAC == "" {
+		return nil, builtins.Job(fmt.Errorf("%s: no mac given and the device has none", name))
+	}
+	if sums != starlark.None {
+		d, ok := sums.(*starlark.Dict)
+		if !ok {
+			return nil, builtins.Job(fmt.Errorf("%s: sha256 must be a dict like {\"kernel\": \"<hex>\"}, got %s", name, sums.Type()))
+		}
+		b.SHA256 = map[string]string{}
+		for _, kv := range d.Items() {
+			k, ok1 := starlark.AsString(kv[0])
+			v, ok2 := starlark.AsString(kv[1])
+			if !ok1 || !ok2 || (k != "kernel" && k != "initrd" && k != "dtb") {
+				return nil, builtins.Job(fmt.Errorf("%s: sha256 keys are kernel, initrd or dtb with hex string values, got %s: %s", name, kv[0], kv[1]))
+			}
+			b.SHA256[k] = v
+		}
+	}
+	be, err := backend(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, 0)
+	defer cancel()
+	s, err := be.Serve(ctx, b)
+	if err != nil {
+		return nil, builtins.Infra(fmt.Errorf("%s: %w", name, err))
+	}
+	return servedValue(s), nil
+}
+
+// hasConsoleArg reports whether a command line already sets console=.
+func hasConsoleArg(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if strings.HasPrefix(f, "console=") {
+			return true
+		}
+	}
+	return false
+}
+
+func strDict(m map[string]string) *starlark.Dict {
+	d := starlark.NewDict(len(m))
+	for k, v := range m {
+		d.SetKey(starlark.String(k), starlark.String(v))
+	}
+	return d
+}
+
+func servedValue(s *Served) starlark.Value {
+	sizes := starlark.NewDict(len(s.Sizes))
+	for k, v := range s.Sizes {
+		sizes.SetKey(starlark.String(k), starlark.MakeInt64(v))
+	}
+	return starlarkstruct.FromStringDict(starlark.String("pxe.served"), starlark.StringDict{
+		"nonce":     starlark.String(s.Nonce),
+		"append":    starlark.String(s.Append),
+		"mac":       starlark.String(s.MAC),
+		"loader":    starlark.String(s.Loader),
+		"config":    starlark.String(s.Config),
+		"configs":   strDict(s.Configs),
+		"files":     strDict(s.Files),
+		"urls":      strDict(s.URLs),
+		"sha256":    strDict(s.SHA256),
+		"sizes":     sizes,
+		"boot_file": starlark.String(s.BootFile),
+	})
+}
+
+func waitFetch(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var file string
+	var timeout duration
+	if err := starlark.UnpackArgs(name, args, kwargs, "name", &file, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	be, err := backend(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.d)
+	defer cancel()
+	if err := be.WaitFetch(ctx, file); err != nil {
+		err = fmt.Errorf("%s: %w", name, err)
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, builtins.Device(err)
+	}
+	return starlark.None, nil
+}
+
+func stop(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, builtins.Job(err)
+	}
+	be, err := backend(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	be.Stop()
+	return starlark.None, nil
+}

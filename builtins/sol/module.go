@@ -1,0 +1,331 @@
+package sol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/sol/expect"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// Backend is what the sol module needs of a console; *Console implements
+// it. It is registered in builtins.Env.Backends under "sol".
+type Backend interface {
+	Expect(ctx context.Context, patterns ...expect.Pattern) (expect.Match, error)
+	Send(ctx context.Context, text string, o SendOptions) error
+	SendLine(ctx context.Context, text string, o SendOptions) error
+	SetMode(m Mode)
+}
+
+var _ Backend = (*Console)(nil)
+
+// Table is the Starlark module "sol".
+var Table = &builtins.Table{
+	Name: "sol",
+	Doc: `The device's serial console, whatever the transport (IPMI SOL, a connection command, a TCP console
+server, the sim). A string pattern is a literal; sol.regex("...") is a regular expression (RE2 syntax).
+The device type's error patterns (kernel panic, Oops, ...) end any expect at once with a device error.`,
+	Members: []builtins.Builtin{
+		{
+			Name:   "expect",
+			Params: "pattern_or_list, timeout=None",
+			Doc: `Wait until a pattern appears on the console; return struct(index, text, groups, before).
+pattern_or_list is a string (literal), a sol.regex(...) or a list of them; index is the position of the
+pattern that matched first (the one complete first in the stream), text the matched text, groups the
+regexp's submatches ("" for a group that took no part) and before the output between the previous match
+and this one. Output after the match is kept for the next expect. timeout ("30s" or seconds) can only
+shorten the stage's deadline. Fails with a device error on timeout (the message carries the last console
+output) or when a device error pattern matches, and with an infrastructure error if the console transport
+is down at the deadline.`,
+			Action: true,
+			Fn:     expectBuiltin,
+		},
+		{
+			Name:   "send",
+			Params: "text, delay_ms=None, secret=False",
+			Doc: `Type text on the console, one character at a time with the current mode's per-character delay
+(bootloader_serial_delay_ms or test_shell_serial_delay_ms), or delay_ms. With secret=True the text is kept
+out of events, logs and errors, and its echo is redacted from console.log.`,
+			Fn: secretAction(sendBuiltin(false)),
+		},
+		{
+			Name:   "sendline",
+			Params: "text, delay_ms=None, verify_echo=False, secret=False",
+			Doc: `Type text and a line ending, like send. With verify_echo=True, wait for the device to echo the
+line before the line ending, and erase and retype it (up to 3 times) if the echo differs: a device error if
+it never matches.`,
+			Fn: secretAction(sendBuiltin(true)),
+		},
+		{
+			Name:   "mode",
+			Params: "name",
+			Doc: `Select the default typing delay: "bootloader" (the console starts in it) uses the device's
+bootloader_serial_delay_ms, "shell" its test_shell_serial_delay_ms.`,
+			Action: true,
+			Fn:     modeBuiltin,
+		},
+		{
+			Name:   "regex",
+			Params: "pattern",
+			Doc: `Return a regular expression pattern (RE2 syntax) for sol.expect. It may not match the empty
+string. $ and \b at the end of a pattern see only the output received so far: match "\n" instead.`,
+			Fn: regexBuiltin,
+		},
+	},
+}
+
+// Regex is the Starlark value of sol.regex(pattern).
+type Regex struct {
+	expr string
+	p    expect.Pattern
+}
+
+var _ starlark.Value = (*Regex)(nil)
+
+func (r *Regex) String() string        { return "sol.regex(" + starlark.String(r.expr).String() + ")" }
+func (r *Regex) Type() string          { return "sol.regex" }
+func (r *Regex) Freeze()               {}
+func (r *Regex) Truth() starlark.Bool  { return true }
+func (r *Regex) Hash() (uint32, error) { return starlark.String(r.expr).Hash() }
+
+// Pattern returns the compiled pattern.
+func (r *Regex) Pattern() expect.Pattern { return r.p }
+
+func regexBuiltin(_ *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var expr string
+	if err := starlark.UnpackArgs(name, args, kwargs, "pattern", &expr); err != nil {
+		return nil, builtins.Job(err)
+	}
+	p, err := expect.Regexp(expr)
+	if err != nil {
+		return nil, builtins.Job(fmt.Errorf("%s: %w", name, err))
+	}
+	return &Regex{expr: expr, p: p}, nil
+}
+
+// patterns unpacks pattern_or_list.
+type patterns []expect.Pattern
+
+func (ps *patterns) Unpack(v starlark.Value) error {
+	one := func(v starlark.Value) error {
+		switch v := v.(type) {
+		case starlark.String:
+			if v == "" {
+				return errors.New("empty pattern")
+			}
+			*ps = append(*ps, expect.Literal(string(v)))
+		case *Regex:
+			*ps = append(*ps, v.p)
+		default:
+			return fmt.Errorf("got %s, want string or sol.regex", v.Type())
+		}
+		return nil
+	}
+	switch v := v.(type) {
+	case *starlark.List, starlark.Tuple:
+		it := starlark.Iterate(v)
+		defer it.Done()
+		var x starlark.Value
+		for it.Next(&x) {
+			if err := one(x); err != nil {
+				return err
+			}
+		}
+		if len(*ps) == 0 {
+			return errors.New("empty list of patterns")
+		}
+		return nil
+	}
+	return one(v)
+}
+
+// duration unpacks "30s", a number of seconds, or None.
+type duration struct{ d time.Duration }
+
+func (d *duration) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return nil
+	case starlark.String:
+		x, err := time.ParseDuration(string(v))
+		if err != nil {
+			return err
+		}
+		d.d = x
+	case starlark.Int, starlark.Float:
+		f, _ := starlark.AsFloat(v)
+		d.d = time.Duration(f * float64(time.Second))
+	default:
+		return fmt.Errorf("got %s, want a duration string or seconds", v.Type())
+	}
+	if d.d < 0 {
+		return fmt.Errorf("negative duration %s", v)
+	}
+	return nil
+}
+
+// millis unpacks a number of milliseconds or None.
+type millis struct {
+	d   time.Duration
+	set bool
+}
+
+func (m *millis) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	f, ok := starlark.AsFloat(v)
+	if !ok || f < 0 {
+		return fmt.Errorf("got %s, want a number of milliseconds >= 0", v)
+	}
+	m.d, m.set = time.Duration(f*float64(time.Millisecond)), true
+	return nil
+}
+
+func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ps patterns
+	var timeout duration
+	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	be, err := builtins.BackendOf[Backend](thread, "sol")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.d)
+	defer cancel()
+	m, err := be.Expect(ctx, ps...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	groups := make(starlark.Tuple, len(m.Groups))
+	for i, g := range m.Groups {
+		groups[i] = starlark.String(g)
+	}
+	return starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
+		"index":  starlark.MakeInt(m.Index),
+		"text":   starlark.String(m.Text),
+		"groups": groups,
+		"before": starlark.String(m.Before),
+	}), nil
+}
+
+func modeBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var mode string
+	if err := starlark.UnpackArgs(name, args, kwargs, "name", &mode); err != nil {
+		return nil, builtins.Job(err)
+	}
+	var m Mode
+	switch mode {
+	case "bootloader":
+		m = ModeBootloader
+	case "shell":
+		m = ModeShell
+	default:
+		return nil, builtins.Job(fmt.Errorf("%s: unknown mode %q, want \"bootloader\" or \"shell\"", name, mode))
+	}
+	be, err := builtins.BackendOf[Backend](thread, "sol")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	be.SetMode(m)
+	return starlark.None, nil
+}
+
+// sendFunc is send or sendline; it reports whether the text is secret even
+// when it fails, so that the call event leaves the text out.
+type sendFunc func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (v starlark.Value, secret bool, err error)
+
+func sendBuiltin(line bool) sendFunc {
+	return func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, bool, error) {
+		var (
+			text               string
+			delay              millis
+			secret, verifyEcho bool
+		)
+		var err error
+		if line {
+			err = starlark.UnpackArgs(name, args, kwargs, "text", &text, "delay_ms?", &delay, "verify_echo?", &verifyEcho, "secret?", &secret)
+		} else {
+			err = starlark.UnpackArgs(name, args, kwargs, "text", &text, "delay_ms?", &delay, "secret?", &secret)
+		}
+		secret = secret || kwargTrue(kwargs, "secret")
+		if err != nil {
+			return nil, secret, builtins.Job(err)
+		}
+		be, err := builtins.BackendOf[Backend](thread, "sol")
+		if err != nil {
+			return nil, secret, fmt.Errorf("%s: %w", name, err)
+		}
+		ctx, cancel := builtins.CallContext(thread, 0)
+		defer cancel()
+		o := SendOptions{Delay: delay.d, DelaySet: delay.set, Secret: secret, VerifyEcho: verifyEcho}
+		if line {
+			err = be.SendLine(ctx, text, o)
+		} else {
+			err = be.Send(ctx, text, o)
+		}
+		if err != nil {
+			return nil, secret, fmt.Errorf("%s: %w", name, err)
+		}
+		return starlark.None, secret, nil
+	}
+}
+
+func kwargTrue(kwargs []starlark.Tuple, key string) bool {
+	for _, kv := range kwargs {
+		if k, ok := kv[0].(starlark.String); ok && string(k) == key {
+			return bool(kv[1].Truth())
+		}
+	}
+	return false
+}
+
+// secretAction does what builtins.Table does for an action builtin (refused
+// at top level, recorded as a "call" event) but leaves the typed text out
+// of the event when it is secret: the table's own recording would show it.
+func secretAction(fn sendFunc) builtins.Func {
+	return func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		env := builtins.EnvOf(thread)
+		if env == nil || env.Declaring {
+			return nil, builtins.Job(fmt.Errorf("%s: action builtins may only be called from a stage or cleanup function, not at top level (%s)", name, builtins.Caller(thread)))
+		}
+		start := time.Now()
+		v, secret, err := fn(thread, name, args, kwargs)
+		var shown []string
+		for i, a := range args {
+			if i == 0 && secret {
+				shown = append(shown, `"`+redacted+`"`)
+				continue
+			}
+			shown = append(shown, a.String())
+		}
+		for _, kv := range kwargs {
+			k, _ := starlark.AsString(kv[0])
+			val := kv[1].String()
+			if k == "text" && secret {
+				val = `"` + redacted + `"`
+			}
+			shown = append(shown, k+"="+val)
+		}
+		fields := map[string]any{
+			"builtin":     name,
+			"args":        shown,
+			"duration_ms": time.Since(start).Milliseconds(),
+			"pos":         builtins.Caller(thread),
+		}
+		if err != nil {
+			fields["outcome"] = "error"
+			fields["error"] = err.Error()
+			fields["class"] = string(builtins.ClassOf(err))
+		} else {
+			fields["outcome"] = "ok"
+		}
+		env.Emit("call", fields)
+		return v, err
+	}
+}

@@ -1,0 +1,405 @@
+// Package sim assembles the built-in `sim` device: a simulated Highbank node
+// in the process that speaks the real protocols on 127.0.0.1. Its BMC is
+// go-ipmi's server (bmcsim, RMCP+ over UDP) with SOL carried to a simulated
+// serial line (serialsim); on power-on its firmware PXE-boots over TFTP from
+// basalt's pxe server (pxesim) or boots the disk image written to its disk
+// file (simdisk), and the booted system runs a real shell interpreter
+// (simshell) on the console.
+//
+// Faults from the device file (lab.SimFaults) are injected here: console
+// drops (the BMC closes the SOL session), UDP loss at the BMC, keystrokes
+// dropped when typed too fast to the bootloader, a PXE boot failure and a
+// kernel panic.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
+	"github.com/basalt-lab/basalt/builtins/pxe/pxesim"
+	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
+	"github.com/basalt-lab/basalt/builtins/target/simdisk"
+	"github.com/basalt-lab/basalt/builtins/target/simshell"
+	"github.com/basalt-lab/basalt/runtime/lab"
+)
+
+// MasterPrompt is the shell prompt of the sim's PXE-booted master image; the
+// sim device type's master_prompt matches it.
+const MasterPrompt = "(sim-initramfs) "
+
+// Config configures a node.
+type Config struct {
+	Device *lab.Device
+	// TFTPAddr is basalt's TFTP server, which the site DHCP would name.
+	TFTPAddr string
+	// Dir holds the node's disk and filesystems; default a temporary
+	// directory removed by Close.
+	Dir  string
+	Emit func(typ string, fields map[string]any)
+	Log  *slog.Logger
+}
+
+// Node is one simulated board.
+type Node struct {
+	cfg    Config
+	line   *serialsim.Line
+	bmc    *bmcsim.BMC
+	dir    string
+	ownDir bool
+	disk   string
+	tty    *ttyMux
+	hooks  simshell.Hooks // of the boot being set up; used only by run's goroutine
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+	boots  int
+	closed bool
+}
+
+// Start creates the node and starts its BMC on a free loopback port. The
+// node is powered off.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Device == nil {
+		cfg.Device = lab.BuiltinSim("sim")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, dir: cfg.Dir}
+	if n.dir == "" {
+		d, err := os.MkdirTemp("", "basalt-sim-")
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		n.dir, n.ownDir = d, true
+	}
+	n.disk = filepath.Join(n.dir, "sda.img")
+	f := cfg.Device.Sim
+	n.line = serialsim.New(serialsim.Options{TypeInterval: f.TypeInterval})
+	n.tty = newTTYMux(n.line.Device())
+	// A sim device file may set the BMC's user and password; by default
+	// they are admin and a random one.
+	n.bmc = bmcsim.New(bmcsim.Config{Serial: n.line.Host(), Node: n, Loss: f.UDPLoss, Log: cfg.Log,
+		User: cfg.Device.IPMI.User, Password: cfg.Device.IPMI.Password.Value()})
+	if err := n.bmc.Start(ctx, "127.0.0.1:0"); err != nil {
+		n.line.Close()
+		n.removeDir()
+		return nil, fmt.Errorf("sim: start BMC: %w", err)
+	}
+	if f.ConsoleDrops > 0 {
+		go n.dropConsole(f.ConsoleDrops)
+	}
+	return n, nil
+}
+
+// IPMI is how to reach the node's BMC.
+func (n *Node) IPMI() lab.IPMI { return n.bmc.IPMI() }
+
+// BMC returns the node's BMC.
+func (n *Node) BMC() *bmcsim.BMC { return n.bmc }
+
+// Line returns the node's serial line.
+func (n *Node) Line() *serialsim.Line { return n.line }
+
+// Disk is the host file that is the node's disk.
+func (n *Node) Disk() string { return n.disk }
+
+// SetTFTPAddr changes the TFTP server the firmware boots from.
+func (n *Node) SetTFTPAddr(addr string) {
+	n.mu.Lock()
+	n.cfg.TFTPAddr = addr
+	n.mu.Unlock()
+}
+
+// Close powers the node off and releases everything.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	n.stop()
+	err := n.bmc.Close()
+	n.line.Close()
+	n.removeDir()
+	return err
+}
+
+func (n *Node) removeDir() {
+	if n.ownDir {
+		os.RemoveAll(n.dir)
+	}
+}
+
+func (n *Node) emit(typ string, f map[string]any) {
+	if n.cfg.Emit != nil {
+		n.cfg.Emit(typ, f)
+	}
+}
+
+// PowerOn implements bmcsim.Node.
+func (n *Node) PowerOn(boot bmcsim.BootDevice) { n.start(boot) }
+
+// PowerOff implements bmcsim.Node.
+func (n *Node) PowerOff() { n.stop() }
+
+// Reset implements bmcsim.Node.
+func (n *Node) Reset(boot bmcsim.BootDevice) {
+	n.stop()
+	n.start(boot)
+}
+
+func (n *Node) start(boot bmcsim.BootDevice) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	n.cancel, n.done = cancel, done
+	n.boots++
+	go func() {
+		defer close(done)
+		n.run(ctx, boot)
+	}()
+}
+
+func (n *Node) stop() {
+	n.mu.Lock()
+	cancel, done := n.cancel, n.done
+	n.cancel, n.done = nil, nil
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// dropConsole closes the SOL session count times, once a session is up,
+// every 400 ms.
+func (n *Node) dropConsole(count int) {
+	for dropped := 0; dropped < count; {
+		time.Sleep(400 * time.Millisecond)
+		n.mu.Lock()
+		closed := n.closed
+		n.mu.Unlock()
+		if closed {
+			return
+		}
+		if n.bmc.SOLActive() {
+			n.bmc.DropSOL()
+			dropped++
+			n.emit("sim_fault", map[string]any{"fault": "console_drop", "count": dropped})
+		}
+	}
+}
+
+// kexecImage is what `kexec -e` hands over.
+type kexecImage struct {
+	kernel, initrd []byte
+	append         string
+}
+
+// run is the node from power-on until power-off: firmware, boot, OS, and
+// again after reboot or kexec.
+func (n *Node) run(ctx context.Context, boot bmcsim.BootDevice) {
+	out := n.tty.writer()
+	tty := n.tty.attach(ctx)
+	defer n.tty.detach(tty)
+	fmt.Fprintf(out, "\r\nbasalt sim Highbank firmware (ECX-1000), boot device: %s\r\n", bootName(boot))
+	var kx *kexecImage
+	for ctx.Err() == nil {
+		var sh *simshell.Shell
+		var err error
+		var next *kexecImage
+		n.hooks = simshell.Hooks{
+			Kexec: func(k, i []byte, a string) { next = &kexecImage{kernel: k, initrd: i, append: a} },
+		}
+		switch {
+		case kx != nil:
+			sh, err = n.kexecBoot(ctx, out, kx)
+			kx = nil
+		case boot == bmcsim.BootPXE:
+			sh, err = n.pxeBoot(ctx, out)
+		default:
+			sh, err = n.diskBoot(ctx, tty, out)
+		}
+		if err != nil {
+			// What real firmware does after a failed boot: nothing.
+			n.cfg.Log.Debug("sim boot failed", "err", err)
+			<-ctx.Done()
+			return
+		}
+		err = sh.Serve(ctx, tty)
+		sh.Close()
+		switch {
+		case errors.Is(err, simshell.ErrKexec):
+			kx = next
+			fmt.Fprintf(out, "kexec_core: Starting new kernel\r\n")
+		case errors.Is(err, simshell.ErrReboot):
+			fmt.Fprintf(out, "reboot: Restarting system\r\n")
+			dev, _ := n.bmc.BootDevice()
+			boot = dev
+			fmt.Fprintf(out, "\r\nbasalt sim Highbank firmware (ECX-1000), boot device: %s\r\n", bootName(boot))
+		case errors.Is(err, simshell.ErrPoweroff):
+			fmt.Fprintf(out, "reboot: Power down\r\n")
+			n.bmc.NodeOff()
+			go n.stop() // release our own slot; stop waits for this goroutine
+			return
+		default:
+			return
+		}
+	}
+}
+
+func bootName(b bmcsim.BootDevice) string {
+	if b == "" {
+		return "default (disk)"
+	}
+	return string(b)
+}
+
+func (n *Node) bootDir() (string, error) {
+	n.mu.Lock()
+	i := n.boots
+	n.mu.Unlock()
+	d := filepath.Join(n.dir, fmt.Sprintf("root-%d-%d", i, time.Now().UnixNano()))
+	return d, os.MkdirAll(d, 0o755)
+}
+
+func (n *Node) pxeBoot(ctx context.Context, out io.Writer) (*simshell.Shell, error) {
+	n.line.SetDropFast(true)
+	defer n.line.SetDropFast(false)
+	n.mu.Lock()
+	tftp := n.cfg.TFTPAddr
+	n.mu.Unlock()
+	dev := n.cfg.Device
+	if dev.Sim.BootFailure || tftp == "" {
+		fmt.Fprintf(out, "PXE-E53: No boot filename received\r\n\r\nPXE-M0F: Exiting PXE ROM.\r\n")
+		return nil, errors.New("no boot filename")
+	}
+	booted, err := pxesim.Boot(ctx, pxesim.Config{TFTPAddr: tftp, MAC: dev.MAC, Console: out})
+	if err != nil {
+		return nil, err
+	}
+	n.emit("sim_boot", map[string]any{"from": "pxe", "config": booted.Config, "kernel_sha256": booted.Kernel.SHA256, "nonce": booted.Nonce})
+	if err := n.kernelLog(out, booted.Kernel.Name, booted.Append); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "Begin: Running /scripts/init-premount ... done.\r\n")
+	fmt.Fprintf(out, "(initramfs) is the master image; BusyBox v1.36.1 built-in shell (ash)\r\n")
+	return n.shell("master", booted.Append, MasterPrompt, nil)
+}
+
+func (n *Node) kexecBoot(ctx context.Context, out io.Writer, kx *kexecImage) (*simshell.Shell, error) {
+	n.emit("sim_boot", map[string]any{"from": "kexec", "kernel_bytes": len(kx.kernel)})
+	if err := n.kernelLog(out, "kexec", kx.append); err != nil {
+		return nil, err
+	}
+	return n.shell("master", kx.append, MasterPrompt, nil)
+}
+
+func (n *Node) diskBoot(ctx context.Context, tty io.Reader, out io.Writer) (*simshell.Shell, error) {
+	img, err := simdisk.Read(n.disk)
+	if err != nil {
+		fmt.Fprintf(out, "No bootable device found (%v).\r\n", err)
+		n.emit("sim_boot", map[string]any{"from": "disk", "error": err.Error()})
+		return nil, err
+	}
+	n.emit("sim_boot", map[string]any{"from": "disk", "os": img.OS, "kernel": img.Kernel})
+	if err := n.kernelLog(out, "vmlinuz-"+img.Kernel, img.Cmdline); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "\r\n%s %s ttyAMA0\r\n\r\n", img.OS, img.Hostname)
+	// getty: a login prompt that takes any user.
+	for {
+		fmt.Fprintf(out, "%s", img.Login)
+		line, err := readLine(ctx, tty, out)
+		if err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(line) != "" {
+			break
+		}
+	}
+	fmt.Fprintf(out, "Welcome to %s\r\n", img.OS)
+	return n.shell(img.Hostname, img.Cmdline, img.Prompt, img)
+}
+
+func (n *Node) kernelLog(out io.Writer, kernel, cmdline string) error {
+	fmt.Fprintf(out, "Booting Linux on physical CPU 0x0\r\n")
+	fmt.Fprintf(out, "Linux version 3.13.0-sim (%s) #1 SMP\r\n", kernel)
+	fmt.Fprintf(out, "Kernel command line: %s\r\n", cmdline)
+	fmt.Fprintf(out, "Freeing unused kernel memory: 412K\r\n")
+	if n.cfg.Device.Sim.KernelPanic {
+		fmt.Fprintf(out, "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n")
+		fmt.Fprintf(out, "---[ end Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n")
+		return errors.New("kernel panic")
+	}
+	return nil
+}
+
+func (n *Node) shell(host, cmdline, prompt string, img *simdisk.Image) (*simshell.Shell, error) {
+	root, err := n.bootDir()
+	if err != nil {
+		return nil, err
+	}
+	if img != nil {
+		for p, content := range img.Files {
+			dst := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(p, "/")))
+			if rel, err := filepath.Rel(root, dst); err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
+			os.MkdirAll(filepath.Dir(dst), 0o755)
+			os.WriteFile(dst, []byte(content), 0o644)
+		}
+	}
+	return simshell.New(simshell.Config{
+		Root:     root,
+		Disks:    map[string]string{"/dev/sda": n.disk},
+		Cmdline:  cmdline,
+		Hostname: host,
+		IP:       "127.0.0.1",
+		MAC:      n.cfg.Device.MAC,
+		Prompt:   prompt,
+		Hooks:    n.hooks,
+		Emit:     n.cfg.Emit,
+		Log:      n.cfg.Log,
+	})
+}
+
+// readLine reads one line from the console, echoing it like a tty.
+func readLine(ctx context.Context, r io.Reader, echo io.Writer) (string, error) {
+	var sb strings.Builder
+	buf := make([]byte, 1)
+	for {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		k, err := r.Read(buf)
+		if err != nil {
+			return "", err
+		}
+		if k == 0 {
+			continue
+		}
+		c := buf[0]
+		switch c {
+		case '\r', '\n':
+			echo.Write([]byte("\r\n"))
+			return sb.String(), nil
+		default:
+			echo.Write(buf[:1])
+			sb.WriteByte(c)
+		}
+	}
+}
