@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/sol"
+	"github.com/basalt-lab/basalt/builtins/target"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/basalt-lab/basalt/runtime/sim"
@@ -18,7 +20,7 @@ import (
 // deviceTables are the modules that act on the device. cmd is the only
 // place that wires their concrete backends.
 func deviceTables() []*builtins.Table {
-	return []*builtins.Table{ipmi.Table, pxe.Table, sol.Table}
+	return []*builtins.Table{ipmi.Table, pxe.Table, sol.Table, target.Table}
 }
 
 // wire builds the backends of env.Device — for the built-in sim device, a
@@ -68,6 +70,13 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 		dev = &d
 		env.Device = dev
 		b.AddSecret(dev.IPMI.Password.Value())
+		// The node's busybox httpd listens on loopback, on a port free now.
+		port, err := freePort()
+		if err != nil {
+			return release, builtins.Infra(err)
+		}
+		env.Facts["httpd_port"] = port
+		env.Facts["ip"] = "127.0.0.1"
 	}
 
 	ctl := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{Emit: emit, Log: log})
@@ -96,7 +105,32 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	}
 	closers = append(closers, func() { con.Close() })
 	env.Backends["sol"] = con
+
+	var prompts []string
+	if dev.Type != nil {
+		prompts = []string{dev.Type.MasterPrompt, dev.Type.ShellPrompt}
+	}
+	tgt := target.New(target.Config{
+		Console:   con,
+		Publisher: srv,
+		Prompt:    target.JoinPrompts(prompts...),
+		CacheDir:  pcfg.CacheDir,
+		Emit:      emit,
+		Log:       log,
+	})
+	tgt.SetFacts(env.Facts)
+	env.Backends["target"] = tgt
 	return release, nil
+}
+
+// freePort returns a TCP port free on 127.0.0.1 now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func consoleTransport(dev *lab.Device, emit func(string, map[string]any), log interface{}) (sol.Transport, error) {

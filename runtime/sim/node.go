@@ -36,6 +36,9 @@ import (
 // sim device type's master_prompt matches it.
 const MasterPrompt = "(sim-initramfs) "
 
+// DiskSize is the size of the node's blank disk.
+const DiskSize = 256 << 20
+
 // Config configures a node.
 type Config struct {
 	Device *lab.Device
@@ -84,6 +87,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.dir, n.ownDir = d, true
 	}
 	n.disk = filepath.Join(n.dir, "sda.img")
+	// A blank disk of DiskSize bytes (sparse): readable, not bootable.
+	if f, err := os.OpenFile(n.disk, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		f.Truncate(DiskSize)
+		f.Close()
+	}
 	f := cfg.Device.Sim
 	n.line = serialsim.New(serialsim.Options{TypeInterval: f.TypeInterval})
 	n.tty = newTTYMux(n.line.Device())
@@ -213,11 +221,13 @@ type kexecImage struct {
 // again after reboot or kexec.
 func (n *Node) run(ctx context.Context, boot bmcsim.BootDevice) {
 	out := n.tty.writer()
-	tty := n.tty.attach(ctx)
-	defer n.tty.detach(tty)
 	fmt.Fprintf(out, "\r\nbasalt sim Highbank firmware (ECX-1000), boot device: %s\r\n", bootName(boot))
 	var kx *kexecImage
 	for ctx.Err() == nil {
+		// Each booted system reads the console through a tty of its own,
+		// so a read left pending by the previous one cannot take its keys.
+		bootCtx, endBoot := context.WithCancel(ctx)
+		tty := n.tty.attach(bootCtx)
 		var sh *simshell.Shell
 		var err error
 		var next *kexecImage
@@ -237,10 +247,14 @@ func (n *Node) run(ctx context.Context, boot bmcsim.BootDevice) {
 			// What real firmware does after a failed boot: nothing.
 			n.cfg.Log.Debug("sim boot failed", "err", err)
 			<-ctx.Done()
+			endBoot()
+			n.tty.detach(tty)
 			return
 		}
 		err = sh.Serve(ctx, tty)
 		sh.Close()
+		endBoot()
+		n.tty.detach(tty)
 		switch {
 		case errors.Is(err, simshell.ErrKexec):
 			kx = next

@@ -1,0 +1,385 @@
+package target
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/sol"
+	"github.com/basalt-lab/basalt/builtins/sol/expect"
+)
+
+// Console is what the target needs of the serial console. *sol.Console
+// implements it (it is sol.Backend).
+type Console = sol.Backend
+
+// Publisher serves dispatcher files to the target over HTTP.
+// *pxe.Server implements it.
+//
+// Publish serves the file at path (a dispatcher path) under name and returns
+// its URL; it must answer Range requests. Unpublish stops serving name.
+type Publisher interface {
+	Publish(name, path string) (string, error)
+	Unpublish(name string)
+}
+
+// Config configures a Target. Console is required; the other fields have
+// the defaults stated beside them.
+type Config struct {
+	Console Console
+	// Publisher serves files for push, deploy_image and kexec; without one
+	// those fail with an infrastructure error.
+	Publisher Publisher
+	// Prompt is a regular expression matching the shell prompt. Run waits
+	// for it after each command so the shell is ready for the next one;
+	// "" skips the wait. A target that runs both the master image and the
+	// deployed system needs both prompts: JoinPrompts(dt.MasterPrompt,
+	// dt.ShellPrompt); a prompt that does not match costs PromptWait per
+	// command.
+	Prompt string
+	// HTTPPort is where `busybox httpd` listens on the target for fetch;
+	// 0 takes the device fact "httpd_port", else 80.
+	HTTPPort int
+	// IP is the target's address; "" takes the device fact "ip", else
+	// asks the target (`ip -4 addr show`, then ifconfig).
+	IP string
+	// HTTPClient is the dispatcher's client for fetch; default a client
+	// with no proxy (go-cleanhttp's defaults).
+	HTTPClient *http.Client
+	// HTTPRetries is go-retryablehttp's RetryMax for each request of a
+	// fetch; default 4. Resumes after a dropped body are counted apart:
+	// a fetch gives up after 5 resumes in a row that brought no byte.
+	HTTPRetries int
+	// CacheDir holds push/deploy sources downloaded from URLs; without it,
+	// URL sources are refused.
+	CacheDir string
+	// KernelMessage is a regular expression; whole console lines it
+	// matches between a command's markers are kernel messages and left out
+	// of the command's output (they stay in Raw). Default
+	// DefaultKernelMessage; "-" keeps every line.
+	KernelMessage string
+	// PromptWait bounds the wait for the prompt after a command's end
+	// marker (default 10s); a prompt that never comes (the command changed
+	// PS1) is logged, not an error.
+	PromptWait time.Duration
+	// Emit records machine events (target_run, target_fetch,
+	// target_push, deploy_progress, target_kexec); nil discards them.
+	Emit func(typ string, fields map[string]any)
+	Log  *slog.Logger // nil discards
+}
+
+// Target drives the shell of the booted system through its console. Its
+// methods are safe for concurrent use; commands run one at a time.
+type Target struct {
+	cfg    Config
+	log    *slog.Logger
+	prompt *expect.Pattern
+	kernel *regexp.Regexp
+	token  string
+	cfgErr error
+
+	mu     sync.Mutex // one command on the console at a time
+	seq    uint64
+	ip     string // discovered from the console; reset by Kexec
+	factIP string // the device fact "ip"
+	port   int    // the device fact "httpd_port"
+
+	cacheMu sync.Mutex
+	byStat  map[string]string  // "path|size|mtime|compression" -> digest key
+	digests map[string]*digest // "sha256|compression" of the source -> digest
+}
+
+// New returns a target over cfg.Console. An invalid Prompt or
+// KernelMessage makes every method fail with a job error.
+func New(cfg Config) *Target {
+	t := &Target{cfg: cfg, log: cfg.Log, byStat: map[string]string{}, digests: map[string]*digest{}}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PromptWait <= 0 {
+		t.cfg.PromptWait = 10 * time.Second
+	}
+	if cfg.Prompt != "" {
+		p, err := expect.Regexp(cfg.Prompt)
+		if err != nil {
+			t.cfgErr = fmt.Errorf("prompt: %w", err)
+		} else {
+			t.prompt = &p
+		}
+	}
+	switch k := cfg.KernelMessage; k {
+	case "-":
+	case "":
+		t.kernel = regexp.MustCompile(DefaultKernelMessage)
+	default:
+		re, err := regexp.Compile(k)
+		if err != nil {
+			t.cfgErr = errors.Join(t.cfgErr, fmt.Errorf("kernel message pattern: %w", err))
+		}
+		t.kernel = re
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	t.token = hex.EncodeToString(b[:])
+	return t
+}
+
+func (t *Target) emit(typ string, fields map[string]any) {
+	if t.cfg.Emit != nil {
+		t.cfg.Emit(typ, fields)
+	}
+}
+
+// SetFacts gives the target the device's facts: "ip" and "httpd_port" are
+// used when Config.IP and Config.HTTPPort are not set.
+func (t *Target) SetFacts(facts map[string]any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := facts["ip"]; ok && t.cfg.IP == "" {
+		if s, ok := v.(string); ok && net.ParseIP(s) != nil {
+			t.factIP = s
+		}
+	}
+	if v, ok := facts["httpd_port"]; ok && t.cfg.HTTPPort == 0 {
+		switch p := v.(type) {
+		case int:
+			t.port = p
+		case int64:
+			t.port = int(p)
+		case float64:
+			t.port = int(p)
+		case string:
+			fmt.Sscanf(p, "%d", &t.port)
+		}
+	}
+}
+
+// JoinPrompts returns a regular expression matching any of the non-empty
+// prompt expressions given.
+func JoinPrompts(prompts ...string) string {
+	var alts []string
+	for _, p := range prompts {
+		if p != "" {
+			alts = append(alts, "(?:"+p+")")
+		}
+	}
+	return strings.Join(alts, "|")
+}
+
+// Result is what a command did.
+type Result struct {
+	// Output is what the command printed (standard output and error as
+	// the console showed them), "\r\n" turned into "\n", without the
+	// kernel messages printed meanwhile.
+	Output string
+	// Raw is Output with the kernel messages left in.
+	Raw      string
+	ExitCode int
+}
+
+// RunError is a command that exited with a non-zero status when it had
+// to succeed.
+type RunError struct {
+	Cmd      string
+	ExitCode int
+	Output   string
+}
+
+func (e *RunError) Error() string {
+	msg := fmt.Sprintf("command %q exited with status %d", e.Cmd, e.ExitCode)
+	if tl := tail(e.Output, 512); tl != "" {
+		msg += "; output ends: " + tl
+	}
+	return msg
+}
+
+// maxLine bounds each typed line: a tty in canonical mode drops what is
+// typed past 4095 characters.
+const maxLine = 4000
+
+// Run runs cmd in the target's shell and returns its output and exit
+// status. With check, a non-zero status is a *RunError (class device).
+// When ctx ends first the command is interrupted with ^C and Run fails
+// with the console's *sol.TimeoutError (class device).
+func (t *Target) Run(ctx context.Context, cmd string, check bool) (Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.run(ctx, cmd, check)
+}
+
+func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error) {
+	if t.cfgErr != nil {
+		return Result{}, builtins.Job(t.cfgErr)
+	}
+	if t.cfg.Console == nil {
+		return Result{}, builtins.Infra(errors.New("no console to reach the target's shell"))
+	}
+	t.seq++
+	f := newFrame(t.token, t.seq)
+	line := f.line(cmd)
+	for _, l := range strings.Split(line, "\n") {
+		if len(l) > maxLine {
+			return Result{}, builtins.Job(fmt.Errorf("command line of %d characters is longer than a console line (%d); push a script and run it", len(l), maxLine))
+		}
+	}
+	start := time.Now()
+	c := t.cfg.Console
+	c.SetMode(sol.ModeShell)
+	if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
+		return Result{}, fmt.Errorf("type command %q: %w", cmd, err)
+	}
+	if _, err := c.Expect(ctx, f.startPattern()); err != nil {
+		t.interrupt(ctx)
+		return Result{}, fmt.Errorf("command %q did not start: %w", cmd, err)
+	}
+	m, err := c.Expect(ctx, f.endPattern())
+	if err != nil {
+		t.interrupt(ctx)
+		return Result{}, fmt.Errorf("command %q did not finish: %w", cmd, err)
+	}
+	code, err := status(m.Groups)
+	if err != nil {
+		return Result{}, builtins.Device(fmt.Errorf("command %q: %w", cmd, err))
+	}
+	if m.Dropped > 0 {
+		t.log.Warn("command output longer than the console window; its start is lost", "dropped_bytes", m.Dropped)
+	}
+	res := Result{Raw: output(m.Before, nil), ExitCode: code}
+	res.Output = output(m.Before, t.kernel)
+	t.waitPrompt(ctx)
+	t.emit("target_run", map[string]any{"exit_code": code, "output_bytes": len(res.Output), "duration_ms": time.Since(start).Milliseconds()})
+	if check && code != 0 {
+		return res, builtins.Device(&RunError{Cmd: cmd, ExitCode: code, Output: res.Output})
+	}
+	return res, nil
+}
+
+// waitPrompt consumes the prompt printed after a command, so that a later
+// sol.expect of the prompt does not match this one.
+func (t *Target) waitPrompt(ctx context.Context) {
+	if t.prompt == nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, t.cfg.PromptWait)
+	defer cancel()
+	if _, err := t.cfg.Console.Expect(pctx, *t.prompt); err != nil {
+		t.log.Warn("no shell prompt after a command", "prompt", t.cfg.Prompt, "error", err)
+	}
+}
+
+// interrupt types ^C so that a command that ran out of time does not hold
+// the shell; it has a few seconds of its own since ctx is over.
+func (t *Target) interrupt(ctx context.Context) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	if err := t.cfg.Console.Send(ictx, "\x03", sol.SendOptions{}); err != nil {
+		t.log.Warn("could not interrupt the command", "error", err)
+	}
+}
+
+// IP returns the target's IPv4 address: Config.IP, the device fact "ip",
+// or what `ip -4 addr show` (else ifconfig) reports for the first
+// interface other than lo.
+func (t *Target) IP(ctx context.Context) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addr(ctx)
+}
+
+func (t *Target) addr(ctx context.Context) (string, error) {
+	if t.cfg.IP != "" {
+		return t.cfg.IP, nil
+	}
+	if t.factIP != "" {
+		return t.factIP, nil
+	}
+	if t.ip != "" {
+		return t.ip, nil
+	}
+	res, err := t.run(ctx, "ip -4 addr show", false)
+	if err != nil {
+		return "", err
+	}
+	ip := parseIPAddr(res.Output)
+	if ip == "" {
+		if res, err = t.run(ctx, "ifconfig", false); err != nil {
+			return "", err
+		}
+		ip = parseIfconfig(res.Output)
+	}
+	if ip == "" {
+		return "", builtins.Device(fmt.Errorf("no IPv4 address on the target's interfaces; ip said: %s", tail(res.Output, 300)))
+	}
+	t.ip = ip
+	return ip, nil
+}
+
+// parseIPAddr finds the first IPv4 address of `ip -4 addr show` output
+// that is not on lo and not of host scope.
+func parseIPAddr(out string) string {
+	dev := ""
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && !strings.HasPrefix(line, " ") && strings.HasSuffix(f[0], ":") {
+			dev = strings.TrimSuffix(f[1], ":")
+			continue
+		}
+		if len(f) < 2 || f[0] != "inet" || dev == "lo" || strings.Contains(line, "scope host") {
+			continue
+		}
+		ip, _, err := net.ParseCIDR(f[1])
+		if err != nil {
+			ip = net.ParseIP(f[1])
+		}
+		if ip = ip.To4(); ip != nil {
+			return ip.String()
+		}
+	}
+	return ""
+}
+
+// parseIfconfig finds the first IPv4 address of ifconfig output (busybox
+// "inet addr:A.B.C.D" or net-tools "inet A.B.C.D") not on lo.
+func parseIfconfig(out string) string {
+	dev := ""
+	for _, line := range strings.Split(out, "\n") {
+		if line != "" && line[0] != ' ' && line[0] != '\t' {
+			dev = strings.TrimSuffix(strings.Fields(line)[0], ":")
+		}
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] != "inet" || dev == "lo" {
+				continue
+			}
+			s := strings.TrimPrefix(f[i+1], "addr:")
+			if i+1 < len(f) && s == "" && i+2 < len(f) {
+				s = f[i+2]
+			}
+			if ip := net.ParseIP(s).To4(); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	return ""
+}
+
+// httpPort returns the port of the target's httpd.
+func (t *Target) httpPort() int {
+	switch {
+	case t.cfg.HTTPPort > 0:
+		return t.cfg.HTTPPort
+	case t.port > 0:
+		return t.port
+	}
+	return 80
+}
