@@ -1,0 +1,68 @@
+// Package qemu is basalt's qemu lab: a real kernel booting in a qemu VM
+// whose BMC is basalt's own (package bmcsim, go-ipmi's server), whose NIC
+// PXE-boots through Debian's iPXE option ROM from basalt's TFTP/HTTP/proxy
+// DHCP servers, and whose serial port is the console.
+//
+// # VM
+//
+// [Start] runs one long-lived qemu per VM (TCG by default: KVM is not
+// assumed). It starts paused (-S), which is "powered off"; power cycles
+// never restart the process, so the serial line and QMP stay connected and
+// a BMC such as OpenIPMI's ipmi_sim, which reconnects its SOL backend only
+// every 10 s, never loses it. The command line ([Args]) is
+//
+//	-nodefaults -no-user-config -accel tcg -cpu max -m 512
+//	-display none -vga none -S -action shutdown=pause
+//	-qmp unix:DIR/qmp.sock,server=on,wait=off
+//	-chardev socket,id=basalt-serial0,path=DIR/serial.sock,server=on,wait=off
+//	-serial chardev:basalt-serial0
+//	-fw_cfg name=etc/sercon-port,file=DIR/sercon-port   (2 bytes: f8 03)
+//	[-kernel K -initrd I -append A]
+//	[-drive file=D,format=raw,if=none,id=basalt-drive0
+//	 -device virtio-blk-pci,drive=basalt-drive0,id=basalt-disk0,bootindex=1]
+//	[-netdev tap,id=basalt-net0,ifname=TAP,script=no,downscript=no
+//	 -device e1000,netdev=basalt-net0,mac=MAC,id=basalt-nic0,bootindex=2]
+//
+// etc/sercon-port makes SeaBIOS copy its screen, and with it the int 10h
+// output of option ROMs such as iPXE, to the UART at 0x3f8, so with no
+// display the firmware is still visible on the serial console. SeaBIOS
+// reads the entry as a little-endian integer of 1, 2, 4 or 8 bytes, so
+// "string=0x3f8" (five ASCII bytes) is silently ignored; the file form with
+// the bytes f8 03 works (qemu warns that the name lacks the "opt/" prefix;
+// SeaBIOS wants this exact name). -device e1000 loads its romfile efi-e1000.rom,
+// which qemu finds in /usr/lib/ipxe/qemu (Debian's ipxe-qemu; see
+// "qemu-system-x86_64 -L help"); it holds both the BIOS and the EFI iPXE.
+//
+// A guest poweroff pauses the VM (-action shutdown=pause) instead of ending
+// qemu; a guest reboot resets it as usual.
+//
+// # Power and boot device
+//
+//	power on   qom-set bootindex, system_reset (wait for RESET), cont
+//	power off  stop, system_reset (wait for RESET)
+//	reset      qom-set bootindex, system_reset (the VM keeps running)
+//
+// The boot device of one boot is the bootindex property of the NIC and the
+// disk, changed over QMP (qom-set /machine/peripheral/basalt-nic0
+// bootindex N). qemu rebuilds the "bootorder" fw_cfg file SeaBIOS reads at
+// every machine reset, so a change made before the reset that starts a
+// boot applies to that boot; -boot, fixed at start, is not used. pxe puts
+// the NIC first, disk the disk; bios and cdrom keep [Config.DefaultBoot].
+// A direct kernel (-kernel) boots first whatever the order.
+//
+// [Node] plugs a VM into bmcsim as its bmcsim.Node; give the BMC
+// [VM.Serial] as its serial port and SOL carries ttyS0.
+//
+// # Network
+//
+// [NewNetNS] makes a network namespace with a bridge and a tap. Start the
+// VM with Config.NetNS and NIC.Tap set, and start basalt's PXE server
+// inside [NetNS.Exec] bound to the bridge address. The site DHCP server of
+// an isolated segment can be dnsmasq started with [NetNS.Command] (with
+// --enable-ra, so iPXE does not wait ~16 s for IPv6); builtins/pxe's proxy
+// DHCP then adds the boot file. Debian's kernel has e1000 as a module, so
+// an initrd that needs eth0 must carry e1000.ko and load it before
+// runtime/initrd's /init looks for eth0: add the module and a small
+// script with initrd Options.Files and boot with rdinit=SCRIPT, the script
+// ending in "exec /init".
+package qemu
