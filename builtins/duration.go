@@ -44,10 +44,52 @@ func (d *Duration) Unpack(v starlark.Value) error {
 		}
 		*d = Duration(v)
 	default:
-		return fmt.Errorf("got %s, want a duration (\"30s\", seconds, or time.duration)", v.Type())
+		return fmt.Errorf("got %s, want a duration string or a number of seconds", v.Type())
 	}
 	return nil
 }
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Timeout unpacks a builtin's timeout= argument: like Duration, but a value
+// given must be positive (None is zero: the deadline of the stage).
+type Timeout struct{ Duration }
+
+// Unpack implements starlark.Unpacker.
+func (t *Timeout) Unpack(v starlark.Value) error {
+	switch x := v.(type) {
+	case starlark.String:
+		d, err := time.ParseDuration(string(x))
+		if err != nil {
+			return fmt.Errorf("timeout: %w", err)
+		}
+		if d <= 0 {
+			return fmt.Errorf("timeout: %s is not positive", x)
+		}
+	case starlark.Int, starlark.Float:
+		if f, _ := starlark.AsFloat(x); f <= 0 {
+			return fmt.Errorf("timeout: %s is not a positive number of seconds", x)
+		}
+	}
+	if err := t.Duration.Unpack(v); err != nil {
+		return fmt.Errorf("timeout: %w", err)
+	}
+	return nil
+}
+
+// OptString unpacks a string or None (the empty string).
+type OptString string
+
+// Unpack implements starlark.Unpacker.
+func (o *OptString) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		*o = ""
+	case starlark.String:
+		*o = OptString(v)
+	default:
+		return fmt.Errorf("got %s, want string or None", v.Type())
+	}
+	return nil
+}

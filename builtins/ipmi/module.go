@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
@@ -75,7 +74,7 @@ func pollInterval(waited time.Duration) time.Duration {
 
 func power(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var action string
-	var timeout Timeout
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "action", &action, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -87,7 +86,7 @@ func power(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	if err := ctl.Power(ctx, a); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -96,7 +95,7 @@ func power(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 }
 
 func powerStatus(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var timeout Timeout
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -104,7 +103,7 @@ func powerStatus(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	on, err := ctl.PowerStatus(ctx)
 	if err != nil {
@@ -116,7 +115,7 @@ func powerStatus(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 func bootdev(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var device string
 	var persistent, efi bool
-	var timeout Timeout
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "device", &device, "persistent?", &persistent,
 		"efi?", &efi, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
@@ -129,7 +128,7 @@ func bootdev(thread *starlark.Thread, name string, args starlark.Tuple, kwargs [
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	if err := ctl.SetBootDevice(ctx, d, BootOptions{Persistent: persistent, EFI: efi}); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -139,7 +138,7 @@ func bootdev(thread *starlark.Thread, name string, args starlark.Tuple, kwargs [
 
 func waitPower(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var state string
-	var timeout Timeout
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "state", &state, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -151,7 +150,7 @@ func waitPower(thread *starlark.Thread, name string, args starlark.Tuple, kwargs
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := builtins.CallContext(thread, timeout.D)
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	start := time.Now()
 	last := "unknown"
@@ -190,33 +189,3 @@ func onOff(on bool) starlark.String {
 	return "off"
 }
 
-// Timeout is a builtin's timeout= argument: None, a duration string
-// ("30s") or a number of seconds. It implements starlark.Unpacker.
-type Timeout struct{ D time.Duration }
-
-// Unpack implements starlark.Unpacker.
-func (t *Timeout) Unpack(v starlark.Value) error {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		t.D = 0
-		return nil
-	case starlark.String:
-		d, err := time.ParseDuration(string(v))
-		if err != nil {
-			return fmt.Errorf("timeout: %w", err)
-		}
-		if d <= 0 {
-			return fmt.Errorf("timeout: %s is not positive", v)
-		}
-		t.D = d
-		return nil
-	case starlark.Int, starlark.Float:
-		f, ok := starlark.AsFloat(v)
-		if !ok || math.IsNaN(f) || f <= 0 || f > math.MaxInt64/float64(time.Second) {
-			return fmt.Errorf("timeout: %s is not a positive number of seconds", v)
-		}
-		t.D = time.Duration(f * float64(time.Second))
-		return nil
-	}
-	return fmt.Errorf("timeout: got %s, want a duration string or a number of seconds", v.Type())
-}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"go.starlark.net/starlark"
@@ -92,49 +91,9 @@ func backend(thread *starlark.Thread, name string) (Backend, error) {
 	return b, nil
 }
 
-// optString unpacks None or a string.
-type optString struct{ s string }
-
-func (o *optString) Unpack(v starlark.Value) error {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		o.s = ""
-	case starlark.String:
-		o.s = string(v)
-	default:
-		return fmt.Errorf("got %s, want string or None", v.Type())
-	}
-	return nil
-}
-
-// duration unpacks None, seconds (int or float) or a duration string.
-type duration struct{ d time.Duration }
-
-func (d *duration) Unpack(v starlark.Value) error {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		d.d = 0
-	case starlark.Int, starlark.Float:
-		f, _ := starlark.AsFloat(v)
-		if f <= 0 {
-			return fmt.Errorf("timeout must be positive, got %s", v)
-		}
-		d.d = time.Duration(f * float64(time.Second))
-	case starlark.String:
-		x, err := time.ParseDuration(string(v))
-		if err != nil || x <= 0 {
-			return fmt.Errorf("timeout %s is not a positive duration", v)
-		}
-		d.d = x
-	default:
-		return fmt.Errorf("got %s, want seconds, a duration string or None", v.Type())
-	}
-	return nil
-}
-
 func serve(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var kernel string
-	var initrd, dtb, mac, loader optString
+	var initrd, dtb, mac, loader builtins.OptString
 	var app string
 	var sums starlark.Value = starlark.None
 	if err := starlark.UnpackArgs(name, args, kwargs,
@@ -143,7 +102,7 @@ func serve(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 		return nil, builtins.Job(err)
 	}
 	env := builtins.EnvOf(thread)
-	b := Boot{Kernel: kernel, Initrd: initrd.s, DTB: dtb.s, MAC: mac.s, Loader: loader.s, Append: app}
+	b := Boot{Kernel: kernel, Initrd: string(initrd), DTB: string(dtb), MAC: string(mac), Loader: string(loader), Append: app}
 	if env != nil {
 		b.JobDir = env.JobDir
 		if d := env.Device; d != nil {
@@ -231,7 +190,7 @@ func servedValue(s *Served) starlark.Value {
 
 func waitFetch(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var file string
-	var timeout duration
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "name", &file, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -239,7 +198,7 @@ func waitFetch(thread *starlark.Thread, name string, args starlark.Tuple, kwargs
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := builtins.CallContext(thread, timeout.d)
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	if err := be.WaitFetch(ctx, file); err != nil {
 		err = fmt.Errorf("%s: %w", name, err)

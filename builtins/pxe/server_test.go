@@ -375,6 +375,11 @@ func TestHTTPRangeAndPublish(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, files["initrd.gz"][10:]) {
 		t.Errorf("GET published bytes=10- = %d, %d bytes, want 206 and %d bytes", resp.StatusCode, len(body), len(files["initrd.gz"])-10)
 	}
+	// The event of a request is emitted when its handler returns, which
+	// may be just after the client has read the body.
+	for deadline := time.Now().Add(2 * time.Second); len(ev.of("http")) < 4 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if len(ev.of("http")) < 4 {
 		t.Errorf("http events = %d, want one per request", len(ev.of("http")))
 	}

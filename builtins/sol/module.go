@@ -143,31 +143,6 @@ func (ps *patterns) Unpack(v starlark.Value) error {
 	return one(v)
 }
 
-// duration unpacks "30s", a number of seconds, or None.
-type duration struct{ d time.Duration }
-
-func (d *duration) Unpack(v starlark.Value) error {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		return nil
-	case starlark.String:
-		x, err := time.ParseDuration(string(v))
-		if err != nil {
-			return err
-		}
-		d.d = x
-	case starlark.Int, starlark.Float:
-		f, _ := starlark.AsFloat(v)
-		d.d = time.Duration(f * float64(time.Second))
-	default:
-		return fmt.Errorf("got %s, want a duration string or seconds", v.Type())
-	}
-	if d.d < 0 {
-		return fmt.Errorf("negative duration %s", v)
-	}
-	return nil
-}
-
 // millis unpacks a number of milliseconds or None.
 type millis struct {
 	d   time.Duration
@@ -188,7 +163,7 @@ func (m *millis) Unpack(v starlark.Value) error {
 
 func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ps patterns
-	var timeout duration
+	var timeout builtins.Duration
 	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -196,7 +171,7 @@ func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	ctx, cancel := builtins.CallContext(thread, timeout.d)
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	m, err := be.Expect(ctx, ps...)
 	if err != nil {

@@ -139,24 +139,9 @@ func runBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwarg
 	}), nil
 }
 
-// optString unpacks a string or None.
-type optString string
-
-func (o *optString) Unpack(v starlark.Value) error {
-	switch v := v.(type) {
-	case starlark.NoneType:
-		*o = ""
-	case starlark.String:
-		*o = optString(v)
-	default:
-		return fmt.Errorf("got %s, want string or None", v.Type())
-	}
-	return nil
-}
-
 func fetchBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var p string
-	var sum optString
+	var sum builtins.OptString
 	var timeout builtins.Duration
 	if err := starlark.UnpackArgs(name, args, kwargs, "path", &p, "sha256?", &sum, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
@@ -257,7 +242,7 @@ func deployBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 
 func kexecBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var kernel, cmdline string
-	var initrd, prompt optString
+	var initrd, prompt builtins.OptString
 	var timeout builtins.Duration
 	if err := starlark.UnpackArgs(name, args, kwargs, "kernel", &kernel, "initrd?", &initrd, "append?", &cmdline,
 		"prompt?", &prompt, "timeout?", &timeout); err != nil {
