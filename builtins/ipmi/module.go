@@ -188,4 +188,3 @@ func onOff(on bool) starlark.String {
 	}
 	return "off"
 }
-
