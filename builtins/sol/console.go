@@ -102,6 +102,7 @@ type Console struct {
 	conn      io.ReadWriteCloser
 	lostAt    time.Time
 	lostErr   error
+	losses    uint64 // connections lost so far
 	mode      Mode
 	secrets   []string
 	started   bool
@@ -242,6 +243,16 @@ func (c *Console) dial(ctx context.Context) (io.ReadWriteCloser, int, error) {
 
 var errClosed = errors.New("console closed")
 
+// Losses returns how many times the connection has been lost so far.
+// Keystrokes written shortly before a loss may never have reached the
+// device; a caller that knows when retyping is safe (target.run, before its
+// command has started) compares Losses before and after typing.
+func (c *Console) Losses() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.losses
+}
+
 // run is the reader goroutine.
 func (c *Console) run(conn io.ReadWriteCloser) {
 	defer close(c.done)
@@ -263,6 +274,7 @@ func (c *Console) run(conn io.ReadWriteCloser) {
 		c.conn = nil
 		c.connected = make(chan struct{})
 		c.lostAt, c.lostErr = lostAt, err
+		c.losses++
 		c.mu.Unlock()
 		c.log.Warn("console lost", "transport", c.t.String(), "error", err)
 

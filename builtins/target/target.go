@@ -235,10 +235,7 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 	start := time.Now()
 	c := t.cfg.Console
 	c.SetMode(sol.ModeShell)
-	if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
-		return Result{}, fmt.Errorf("type command %q: %w", cmd, err)
-	}
-	if _, err := c.Expect(ctx, f.startPattern()); err != nil {
+	if err := t.typeAndStart(ctx, c, line, f); err != nil {
 		t.interrupt(ctx)
 		return Result{}, fmt.Errorf("command %q did not start: %w", cmd, err)
 	}
@@ -262,6 +259,54 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 		return res, builtins.Device(&RunError{Cmd: cmd, ExitCode: code, Output: res.Output})
 	}
 	return res, nil
+}
+
+// lossCounter is what a console that reconnects tells: how many times its
+// connection was lost (*sol.Console implements it).
+type lossCounter interface{ Losses() uint64 }
+
+// restartWait is how long typeAndStart waits for the start marker before it
+// checks whether the console lost its connection meanwhile.
+var restartWait = 3 * time.Second
+
+// typeAndStart types the framed command line and waits for its start
+// marker. Keystrokes typed as the console loses its connection (a BMC
+// closing the SOL session) may never reach the shell — often just the final
+// newline. The start marker is the first thing the line prints, and the
+// console loses no output across a reconnect, so while it has not appeared
+// the line has not run: after a loss, erase what the shell may hold (Ctrl-U)
+// and type the line again.
+func (t *Target) typeAndStart(ctx context.Context, c Console, line string, f frame) error {
+	lc, _ := c.(lossCounter)
+	var losses uint64
+	if lc != nil {
+		losses = lc.Losses()
+	}
+	if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
+		return fmt.Errorf("type: %w", err)
+	}
+	for {
+		wait := ctx
+		cancel := context.CancelFunc(func() {})
+		if lc != nil {
+			wait, cancel = context.WithTimeout(ctx, restartWait)
+		}
+		_, err := c.Expect(wait, f.startPattern())
+		cancel()
+		if err == nil || ctx.Err() != nil || lc == nil {
+			return err
+		}
+		if now := lc.Losses(); now != losses {
+			losses = now
+			t.emit("target_retype", map[string]any{"reason": "console connection lost while typing"})
+			if err := c.Send(ctx, "\x15", sol.SendOptions{}); err != nil {
+				return fmt.Errorf("erase line: %w", err)
+			}
+			if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
+				return fmt.Errorf("retype: %w", err)
+			}
+		}
+	}
 }
 
 // waitPrompt consumes the prompt printed after a command, so that a later

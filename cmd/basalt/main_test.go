@@ -34,9 +34,10 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfor": waitFor,
-			"jsonget": jsonGet,
-			"signal":  sendSignal,
+			"waitfor":  waitFor,
+			"jsonget":  jsonGet,
+			"signal":   sendSignal,
+			"numbered": numbered,
 			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
 				// nosecret DIR VALUE: no file under DIR holds VALUE.
 				filepath.Walk(ts.MkAbs(args[0]), func(p string, info os.FileInfo, err error) error {
@@ -82,6 +83,29 @@ func waitFor(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	ts.Fatalf("%s does not contain %q after %s", args[0], args[1], limit)
+}
+
+// numbered FILE: the lines of FILE that are only a number are 0, 1, 2 ...
+// in order: nothing lost, nothing duplicated.
+func numbered(ts *testscript.TestScript, neg bool, args []string) {
+	data, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	next := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		var n int
+		if _, err := fmt.Sscanf(line, "%d", &n); err != nil || fmt.Sprint(n) != line {
+			continue
+		}
+		if n != next {
+			ts.Fatalf("%s: numbered line %d where %d was due", args[0], n, next)
+		}
+		next++
+	}
+	if next == 0 {
+		ts.Fatalf("%s: no numbered lines", args[0])
+	}
+	ts.Logf("%d numbered lines in order", next)
 }
 
 // signal NAME PIDFILE: send a signal to the process whose pid is in PIDFILE.
