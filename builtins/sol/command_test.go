@@ -2,6 +2,7 @@ package sol
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -95,5 +96,56 @@ func alive(pid int) bool {
 func syscallKill(pid int) {
 	if p, err := os.FindProcess(pid); err == nil {
 		p.Kill()
+	}
+}
+
+// LAVA's ser2net connection command: `telnet localhost PORT` under a pty,
+// against a console server on loopback that drops the first connection.
+func TestCommandTelnetSer2net(t *testing.T) {
+	needTools(t, "telnet")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for conn := 0; ; conn++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn, conn int) {
+				defer c.Close()
+				fmt.Fprintf(c, "ser2net port %d connection %d\r\n", ln.Addr().(*net.TCPAddr).Port, conn)
+				if conn == 0 {
+					return // the console server drops the first connection
+				}
+				// echo each line back, like a device's shell
+				buf := make([]byte, 256)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}(c, conn)
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	rec := &recorder{}
+	c := start(t, Command{Argv: []string{"telnet", "127.0.0.1", strconv.Itoa(port)}}, Options{Emit: rec.emit, Backoff: fastBackoff})
+	ctx := testContext(t)
+	if _, err := c.Expect(ctx, expect.Literal("connection 1\r\n")); err != nil {
+		t.Fatalf("Expect(connection 1) = %v", err)
+	}
+	if err := c.SendLine(ctx, "uname -a", SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Expect(ctx, expect.Literal("uname -a")); err != nil {
+		t.Fatalf("Expect(echo) = %v", err)
+	}
+	if gaps := rec.of("console_gap"); len(gaps) < 1 {
+		t.Errorf("console_gap events = %v, want one for the dropped connection", gaps)
 	}
 }
