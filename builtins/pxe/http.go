@@ -53,7 +53,13 @@ type countingWriter struct {
 	http.ResponseWriter
 	n      int64
 	status int
+	// progress, when set, is called after each progressChunk bytes of a
+	// large body (deploys of disk images), with the bytes sent so far.
+	progress func(sent int64)
 }
+
+// progressChunk is how often a large transfer reports progress.
+const progressChunk = 16 << 20
 
 func (w *countingWriter) WriteHeader(code int) {
 	if w.status == 0 {
@@ -75,9 +81,28 @@ func (w *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	n, err := w.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
-	w.n += n
-	return n, err
+	rf := w.ResponseWriter.(io.ReaderFrom)
+	lr, ok := r.(*io.LimitedReader)
+	if w.progress == nil || !ok || lr.N <= progressChunk {
+		n, err := rf.ReadFrom(r)
+		w.n += n
+		return n, err
+	}
+	// Send in chunks, each still a LimitedReader over the file itself so
+	// that the kernel's sendfile keeps doing the copying.
+	var total int64
+	for lr.N > 0 {
+		chunk := &io.LimitedReader{R: lr.R, N: min(lr.N, progressChunk)}
+		n, err := rf.ReadFrom(chunk)
+		lr.N -= n
+		total += n
+		w.n += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+		w.progress(w.n)
+	}
+	return total, nil
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -135,6 +160,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		size = st.Size()
+		cw.progress = func(sent int64) {
+			s.emit("http_progress", map[string]any{"client": r.RemoteAddr, "file": clip(raw), "bytes": sent, "size": size,
+				"duration_ms": time.Since(start).Milliseconds()})
+		}
 		http.ServeContent(cw, r, filepath.Base(pub), st.ModTime(), f)
 		return
 	}

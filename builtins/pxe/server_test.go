@@ -440,3 +440,48 @@ func TestURLArtifactsCached(t *testing.T) {
 		t.Errorf("Serve(missing URL) error is %T, want *builtins.Error", err)
 	}
 }
+
+// A large published file (a disk image being deployed) reports progress
+// while it is sent, and still arrives whole.
+func TestPublishProgress(t *testing.T) {
+	s, ev := startServer(t, pxe.Config{})
+	data := make([]byte, 40<<20+12345)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	p := filepath.Join(t.TempDir(), "big.img")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Publish("big.img", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(body, data) {
+		t.Fatalf("GET %s = %d bytes, want the %d published", u, len(body), len(data))
+	}
+	var sent []int64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		sent = sent[:0]
+		for _, e := range ev.of("http_progress") {
+			sent = append(sent, e["bytes"].(int64))
+		}
+		if len(sent) >= 2 {
+			break
+		}
+	}
+	if len(sent) < 2 {
+		t.Fatalf("http_progress events = %v, want one per 16 MiB sent", sent)
+	}
+	for i := 1; i < len(sent); i++ {
+		if sent[i] <= sent[i-1] {
+			t.Errorf("progress went from %d to %d bytes", sent[i-1], sent[i])
+		}
+	}
+}
