@@ -11,6 +11,7 @@ import (
 
 	"github.com/basalt-lab/basalt/runtime/pipeline"
 	"github.com/spf13/cobra"
+	"go.starlark.net/starlark"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -53,6 +54,10 @@ type app struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// Tests of Starlark libraries add the assert module to the job's names
+	// and attach its reporter to every stage thread.
+	extraModules starlark.StringDict
+	onThread     func(*starlark.Thread)
 }
 
 func run(ctx, abort context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

@@ -84,7 +84,11 @@ func (a *app) runJob(file string, f *runFlags) error {
 	secrets := dev.Secrets()
 	logger := slog.New(slog.NewTextHandler(&redactingWriter{w: a.stderr, r: bundle.NewRedactor(secrets...)}, &slog.HandlerOptions{Level: level}))
 
-	plan, declErr := interp.Declare(interp.Options{File: file, Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
+	modules := predeclared()
+	for k, v := range a.extraModules {
+		modules[k] = v
+	}
+	plan, declErr := interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
 		Print: func(msg string) { out.print(msg) }})
 	if declErr == nil {
 		declErr = plan.Validate()
@@ -159,7 +163,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 		return fail(err, builtins.ClassOf(err))
 	}
-	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress}
+	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread}
 	outcome := r.Run(a.ctx)
 	if closeBackends != nil {
 		closeBackends()
