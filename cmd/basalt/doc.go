@@ -15,7 +15,8 @@ func (a *app) docCmd() *cobra.Command {
 		Short: "Print the reference of the Starlark builtins",
 		Long: `doc prints the reference of the builtins that job files can call, generated from
 the code that registers them. With MODULE (ipmi, pxe, sol, target, test, time, json,
-struct, or "declare" for job/stage/cleanup) it prints that module only.`,
+struct, "declare" for job/stage/cleanup, or "stdlib" for the embedded Starlark
+libraries) it prints that module only.`,
 		Example: "  basalt doc\n  basalt doc sol",
 		Args:    cobra.MaximumNArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
@@ -23,9 +24,12 @@ struct, or "declare" for job/stage/cleanup) it prints that module only.`,
 			for _, t := range tables() {
 				names = append(names, docName(t))
 			}
-			return names, cobra.ShellCompDirectiveNoFileComp
+			return append(names, "stdlib"), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 && args[0] == "stdlib" {
+				return writeStdlibDoc(a.stdout)
+			}
 			for _, t := range tables() {
 				if len(args) == 0 || args[0] == docName(t) {
 					writeDoc(a.stdout, t)
@@ -33,6 +37,9 @@ struct, or "declare" for job/stage/cleanup) it prints that module only.`,
 						return nil
 					}
 				}
+			}
+			if len(args) == 0 {
+				return writeStdlibDoc(a.stdout)
 			}
 			if len(args) > 0 {
 				var names []string

@@ -37,3 +37,26 @@ func TestDocOutputListsMembers(t *testing.T) {
 		}
 	}
 }
+
+// Every public function of the embedded libraries has a docstring, shown by
+// `basalt doc stdlib`.
+func TestStdlibDocumented(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeStdlibDoc(&buf); err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(buf.String(), "\n\n")
+	for i, b := range blocks {
+		lines := strings.Split(b, "\n")
+		if strings.HasSuffix(lines[0], ")") && !strings.HasPrefix(lines[0], " ") && !strings.HasPrefix(lines[0], "#") {
+			if len(lines) < 2 || strings.TrimSpace(lines[1]) == "" {
+				t.Errorf("stdlib function %s has no docstring (block %d)", lines[0], i)
+			}
+		}
+	}
+	for _, want := range []string{"## @stdlib//master.star", "boot(ctx, kernel = None, initrd = None, append = \"nosplash break\", timeout = \"5m\")", "save_node(", "## @stdlib//health.star"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("basalt doc stdlib lacks %q", want)
+		}
+	}
+}
