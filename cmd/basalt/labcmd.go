@@ -133,10 +133,10 @@ them. It runs until interrupted.`,
 
 func (a *app) initrdCmd() *cobra.Command {
 	var (
-		out, version, hostname, prompt, busybox, manifest string
-		adds, files, applets                              []string
-		level                                             int
-		noCompress                                        bool
+		out, version, hostname, prompt, busybox, manifest, modulesDir string
+		adds, files, applets, modules                                 []string
+		level                                                         int
+		noCompress                                                    bool
 	)
 	build := &cobra.Command{
 		Use:   "build -o FILE",
@@ -145,17 +145,32 @@ func (a *app) initrdCmd() *cobra.Command {
 binaries with their shared libraries (resolved from the ELF headers), an /init that
 mounts proc, sys and dev, brings eth0 up by DHCP, writes the version file
 (/etc/basalt-master-image-info; /sbin/lava-master-image-info prints it) and starts a
-shell on the console. The output is reproducible: the same inputs give the same bytes.`,
+shell on the console. The output is reproducible: the same inputs give the same bytes.
+
+--module NAME (repeatable) adds a kernel module that /init loads with insmod before it
+brings eth0 up, together with every module it needs, in dependency order; a
+distribution kernel builds most NIC and disk drivers as modules (Debian: e1000,
+virtio_pci, virtio_blk). The modules come from --modules-dir, the kernel's
+lib/modules/VERSION (from an unpacked linux-image package, for instance): its
+modules.dep, or without one the modules' own .modinfo. Built-in modules
+(modules.builtin) are skipped; .ko.xz and .ko.gz are stored decompressed.
+/init waits basalt.netwait=N seconds (kernel command line, default 5) for eth0.`,
 		Example: `  basalt initrd build -o master.cpio.gz
   basalt initrd build -o master.cpio.gz --add /usr/bin/wget --add /sbin/parted --version 2026.11
-  basalt initrd build -o m.cpio.gz --file ./my-init:/init --manifest=-`,
+  basalt initrd build -o m.cpio.gz --file ./my-init:/init --manifest=-
+  basalt initrd build -o m.cpio.gz --modules-dir ./k/lib/modules/6.1.0-56-amd64 \
+      --module e1000 --module virtio_pci --module virtio_blk`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if out == "" {
 				return usagef("initrd build: -o FILE is required")
 			}
 			o := initrd.Options{Busybox: busybox, Binaries: adds, Version: version, Hostname: hostname,
-				Prompt: prompt, GzipLevel: level, Uncompressed: noCompress, Applets: applets, Files: map[string]string{}}
+				Prompt: prompt, GzipLevel: level, Uncompressed: noCompress, Applets: applets, Files: map[string]string{},
+				ModulesDir: modulesDir, Modules: modules}
+			if len(modules) > 0 && modulesDir == "" {
+				return usagef("initrd build: --module needs --modules-dir")
+			}
 			for _, f := range files {
 				src, dst, ok := strings.Cut(f, ":")
 				if !ok || src == "" || dst == "" {
@@ -170,6 +185,8 @@ shell on the console. The output is reproducible: the same inputs give the same 
 	build.Flags().StringVar(&busybox, "busybox", "", "static busybox to install (default /bin/busybox)")
 	build.Flags().StringArrayVar(&adds, "add", nil, "host binary to include with its libraries (repeatable)")
 	build.Flags().StringArrayVar(&files, "file", nil, "extra file SRC:DEST (repeatable)")
+	build.Flags().StringVar(&modulesDir, "modules-dir", "", "kernel modules directory (lib/modules/VERSION) for --module")
+	build.Flags().StringArrayVar(&modules, "module", nil, "kernel module /init loads with its dependencies (repeatable)")
 	build.Flags().StringVar(&version, "version", "", "version written to the master image info file")
 	build.Flags().StringVar(&hostname, "hostname", "", "hostname of the master image")
 	build.Flags().StringVar(&prompt, "prompt", "", "shell prompt (PS1)")

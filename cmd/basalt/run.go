@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
@@ -167,6 +168,10 @@ func (a *app) runJob(file string, f *runFlags) error {
 	outcome := r.Run(a.ctx)
 	if closeBackends != nil {
 		closeBackends()
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		b.Update(func(r *bundle.Result) { r.Runner.PeakRSSKB = ru.Maxrss })
 	}
 	if err := b.Close(); err != nil {
 		fmt.Fprintf(a.stderr, "basalt: %v\n", err)

@@ -79,6 +79,21 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 		env.Facts["ip"] = "127.0.0.1"
 	}
 
+	// A qemu device without a BMC address: basalt starts the VM and a BMC
+	// in front of it.
+	if dev.Type != nil && dev.Type.Name == "qemu" && dev.IPMI.Host == "" {
+		ip, stop, err := qemuBMC(ctx, env.Lab, dev, log, emit)
+		if err != nil {
+			return release, builtins.Infra(err)
+		}
+		closers = append(closers, stop)
+		d := *dev
+		d.IPMI = ip
+		dev = &d
+		env.Device = dev
+		b.AddSecret(dev.IPMI.Password.Value())
+	}
+
 	ctl := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{Emit: emit, Log: log})
 	closers = append(closers, func() { ctl.Close() })
 	env.Backends["ipmi"] = ctl

@@ -58,6 +58,9 @@ type Result struct {
 type Runner struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// PeakRSSKB is the runner's own peak resident set size (not its
+	// children's, such as a qemu it started), in KiB.
+	PeakRSSKB int64 `json:"peak_rss_kb,omitempty"`
 }
 
 // Input is a file the job read: the job file, loaded libraries, artifacts.

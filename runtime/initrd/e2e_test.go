@@ -3,22 +3,26 @@ package initrd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/basalt-lab/basalt/runtime/qemu"
 )
 
 // TestQEMUBoot boots the initrd with a Debian kernel under qemu (TCG, no
-// network device) and drives the serial console: the banner, the prompt, a
-// dynamically linked host binary running from the image, and poweroff
-// through busybox init. Set BASALT_E2E=1; BASALT_KERNEL=/path/to/vmlinuz
-// skips fetching the kernel with apt-get download (the package is unpacked
-// in a temp dir, never installed).
+// network device, basalt.netwait=0) and drives the serial console: the
+// banner, the prompt, a dynamically linked host binary running from the
+// image, and poweroff through busybox init. Set BASALT_E2E=1; the kernel
+// comes from qemu.DebianKernel (BASALT_KERNEL=/path/to/vmlinuz skips the
+// download; the package is unpacked in a temp dir, never installed).
 func TestQEMUBoot(t *testing.T) {
 	if os.Getenv("BASALT_E2E") != "1" {
 		t.Skip("set BASALT_E2E=1 to boot the initrd under qemu")
@@ -28,10 +32,7 @@ func TestQEMUBoot(t *testing.T) {
 	if err != nil {
 		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
 	}
-	kernel := os.Getenv("BASALT_KERNEL")
-	if kernel == "" {
-		kernel = fetchKernel(t)
-	}
+	kernel := debianKernel(t).Vmlinuz
 	dir := t.TempDir()
 	img := filepath.Join(dir, "initrd.gz")
 	raw, _ := build(t, Options{Binaries: []string{"/bin/ls"}, Version: "e2e-1"})
@@ -42,7 +43,7 @@ func TestQEMUBoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.Command(qemu, "-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot", "-m", "512",
-		"-nic", "none", "-kernel", kernel, "-initrd", img, "-append", "console=ttyS0 panic=-1")
+		"-nic", "none", "-kernel", kernel, "-initrd", img, "-append", "console=ttyS0 panic=-1 basalt.netwait=0")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +66,9 @@ func TestQEMUBoot(t *testing.T) {
 
 	bootCtx, bootCancel := context.WithTimeout(ctx, 120*time.Second)
 	defer bootCancel()
+	if err := con.wait(bootCtx, "basalt: no eth0; network not configured"); err != nil {
+		t.Fatalf("no-NIC message: %v", err)
+	}
 	if err := con.wait(bootCtx, "basalt master image e2e-1"); err != nil {
 		t.Fatalf("banner: %v", err)
 	}
@@ -123,42 +127,72 @@ func (c *console) wait(ctx context.Context, s string) error {
 	return nil
 }
 
-// fetchKernel downloads the current Debian kernel package with apt-get
-// download and unpacks only its vmlinuz into a temp dir.
-func fetchKernel(t *testing.T) string {
+// debianKernel returns the Debian kernel from qemu.DebianKernel, unpacked
+// into a temp dir, or skips when no kernel package can be had.
+func debianKernel(t *testing.T) *qemu.Kernel {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		t.Skipf("no kernel: apt-cache depends linux-image-amd64: %v (set BASALT_KERNEL)", err)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	k, err := qemu.DebianKernel(ctx, t.TempDir())
+	if errors.Is(err, qemu.ErrNoKernel) {
+		t.Skip(err)
 	}
-	var pkg string
-	for _, f := range strings.Fields(string(out)) {
-		if strings.HasPrefix(f, "linux-image-") && f != "linux-image-amd64" && strings.HasSuffix(f, "-amd64") {
-			pkg = f
-			break
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestDebianModules resolves the NIC and disk drivers of Debian's kernel
+// both from the modules.dep depmod wrote and from the modules' .modinfo
+// (the fallback for a modules dir without one): the two must agree on
+// what to load, and the build must carry every file.
+func TestDebianModules(t *testing.T) {
+	if os.Getenv("BASALT_E2E") != "1" {
+		t.Skip("set BASALT_E2E=1 to fetch a Debian kernel")
+	}
+	staticBusybox(t)
+	k := debianKernel(t)
+	if k.ModulesDir == "" {
+		t.Skip("no modules dir (set BASALT_MODULES_DIR with BASALT_KERNEL)")
+	}
+	if _, err := os.Stat(filepath.Join(k.ModulesDir, "modules.dep")); err != nil {
+		t.Skipf("no modules.dep (depmod missing? apt-get install kmod): %v", err)
+	}
+	names := []string{"e1000", "virtio_pci", "virtio_blk"}
+	var orders [2][]string
+	for i, useDep := range []bool{true, false} {
+		ix, err := loadModIndex(k.ModulesDir, useDep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		order, builtin, err := ix.resolve(names)
+		if err != nil || len(builtin) != 0 {
+			t.Fatalf("resolve(%q) from %s = %q, builtin %q, %v", names, ix.source, order, builtin, err)
+		}
+		t.Logf("%s: %q", ix.source, order)
+		orders[i] = slices.Sorted(slices.Values(order))
+	}
+	if !slices.Equal(orders[0], orders[1]) {
+		t.Errorf("modules.dep gives %q, .modinfo gives %q", orders[0], orders[1])
+	}
+	for _, n := range names {
+		if !slices.Contains(orders[0], n) {
+			t.Errorf("resolve(%q) lacks %s", names, n)
 		}
 	}
-	if pkg == "" {
-		t.Skipf("no kernel package named by apt-cache depends linux-image-amd64 (run apt-get update, or set BASALT_KERNEL)")
+	raw, m := build(t, Options{ModulesDir: k.ModulesDir, Modules: names})
+	a := readArchive(t, raw, true)
+	for _, mod := range m.Modules {
+		_, e, err := a.lookup(mod.Path, true)
+		if err != nil {
+			t.Errorf("%s: %v", mod.Name, err)
+			continue
+		}
+		host, err := os.ReadFile(mod.Source)
+		if err != nil || !bytes.Equal(e.data, host) {
+			t.Errorf("%s: archive copy differs from %s (%v)", mod.Path, mod.Source, err)
+		}
 	}
-	get := exec.Command("apt-get", "download", pkg)
-	get.Dir = dir
-	if out, err := get.CombinedOutput(); err != nil {
-		t.Skipf("apt-get download %s: %v\n%s", pkg, err, out)
-	}
-	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("apt-get download %s left %v", pkg, debs)
-	}
-	x := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinuz-*'`, "sh", debs[0], dir)
-	if out, err := x.CombinedOutput(); err != nil {
-		t.Fatalf("unpack %s: %v\n%s", debs[0], err, out)
-	}
-	os.Remove(debs[0])
-	kernels, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(kernels) != 1 {
-		t.Fatalf("no single vmlinuz in %s: %v", pkg, kernels)
-	}
-	return kernels[0]
+	t.Logf("image with %d modules: %d bytes gzipped", len(m.Modules), len(raw))
 }

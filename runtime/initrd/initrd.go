@@ -5,9 +5,14 @@
 //
 // The archive holds a static busybox and its applet links, the host
 // binaries the caller names with every shared library they load (found from
-// the ELF headers the way the host's dynamic loader would find them), extra
-// host files, and a generated /init. /init mounts proc, sysfs and devtmpfs,
-// brings lo and eth0 up (eth0 by DHCP with busybox udhcpc), prints
+// the ELF headers the way the host's dynamic loader would find them), kernel
+// modules with the modules they need (from a kernel's lib/modules/VERSION:
+// its modules.dep, or the modules' .modinfo when there is none), extra host
+// files, and a generated /init. /init mounts proc, sysfs and devtmpfs, loads
+// the modules with busybox insmod (a distribution kernel such as Debian's
+// builds e1000 and virtio_blk as modules), brings lo and eth0 up (eth0 by
+// DHCP with busybox udhcpc; it waits basalt.netwait=N seconds from the
+// kernel command line, default 5, for eth0 to appear), prints
 // "basalt master image VERSION" and the kernel command line, then hands PID 1
 // to busybox init, which keeps a login shell on the kernel's console with
 // PS1 set to the prompt the job waits for.
@@ -25,11 +30,11 @@
 // The CLI wiring this package expects (cmd/ owns the flags):
 //
 //	basalt initrd build -o FILE [--busybox PATH] [--add HOSTPATH]... [--file SRC:DEST]...
-//	    [--version V] [--hostname NAME] [--prompt PS1] [--applets LIST] [--gzip-level N]
+//	    [--modules-dir DIR --module NAME...] [--version V] [--hostname NAME] [--prompt PS1] [--applets LIST] [--gzip-level N]
 //	    [--no-compress] [--manifest[=json]]
 //
 // -o maps to the writer; --add to Options.Binaries, --file to Options.Files,
-// the rest to the field of the same name; --manifest prints the returned
+// --module to Options.Modules, the rest to the field of the same name; --manifest prints the returned
 // Manifest with WriteText (or as JSON) to stdout.
 package initrd
 
@@ -81,6 +86,23 @@ type Options struct {
 	// generated file of the same path (/init, /etc/profile ...).
 	Files map[string]string
 
+	// ModulesDir is a kernel's modules directory, lib/modules/VERSION (from
+	// an unpacked linux-image package, for instance), whose base name is
+	// the kernel release. Modules are looked up in its modules.dep, or,
+	// without one (Debian's packages ship none: depmod writes it at
+	// install), by file name with dependencies from each module's
+	// .modinfo section. Built-in modules are listed by modules.builtin.
+	ModulesDir string
+
+	// Modules are kernel module names ("e1000", "virtio_blk";
+	// '-' and '_' are the same) that /init loads with busybox insmod,
+	// together with every module they need, in dependency order, before it
+	// brings eth0 up. Modules the kernel has built in are skipped. Files
+	// go to /lib/modules/VERSION/ under their path in ModulesDir, with a
+	// modules.dep for them; .ko.xz and .ko.gz are stored decompressed,
+	// .ko.zst is refused.
+	Modules []string
+
 	// Version is written to /etc/basalt-master-image-info. Default
 	// "unversioned". One line of printable characters.
 	Version string
@@ -124,6 +146,16 @@ type Manifest struct {
 	// path (found through ld.so.conf); /init and /etc/profile export them
 	// as LD_LIBRARY_PATH because the image has no ld.so.cache.
 	LibraryPath []string `json:"library_path,omitempty"`
+	// KernelVersion is the base name of Options.ModulesDir when modules
+	// were asked for.
+	KernelVersion string `json:"kernel_version,omitempty"`
+	// ModuleDeps says where module dependencies came from:
+	// DepsFromModulesDep or DepsFromModinfo.
+	ModuleDeps string `json:"module_deps,omitempty"`
+	// Modules are the modules /init loads, in load order.
+	Modules []Module `json:"modules,omitempty"`
+	// BuiltinModules are requested modules the kernel has built in.
+	BuiltinModules []string `json:"builtin_modules,omitempty"`
 	// Overridden lists generated files replaced by Options.Files.
 	Overridden []string `json:"overridden,omitempty"`
 	// Warnings are things the caller should know about.
@@ -178,6 +210,16 @@ func (m *Manifest) WriteText(w io.Writer) error {
 		for _, l := range o.Needed {
 			fmt.Fprintf(bw, "# %s: needs %s => %s (%s)\n", o.Path, l.Name, l.Path, l.Via)
 		}
+	}
+	for _, mod := range m.Modules {
+		fmt.Fprintf(bw, "# module %s: %s", mod.Name, mod.Path)
+		if len(mod.Deps) > 0 {
+			fmt.Fprintf(bw, " (needs %s)", strings.Join(mod.Deps, ", "))
+		}
+		bw.WriteString("\n")
+	}
+	for _, n := range m.BuiltinModules {
+		fmt.Fprintf(bw, "# module %s: built into the kernel\n", n)
 	}
 	for _, s := range m.Warnings {
 		fmt.Fprintf(bw, "# warning: %s\n", s)
@@ -295,7 +337,11 @@ func Build(ctx context.Context, w io.Writer, o Options) (*Manifest, error) {
 		names[path.Base(a)] = true
 	}
 	var missing []string
-	for _, a := range requiredApplets {
+	required := requiredApplets
+	if len(o.Modules) > 0 {
+		required = append(slices.Clone(required), "insmod")
+	}
+	for _, a := range required {
 		if !names[a] {
 			missing = append(missing, a)
 		}
@@ -348,6 +394,11 @@ func Build(ctx context.Context, w io.Writer, o Options) (*Manifest, error) {
 	m.LibraryPath = slices.Sorted(maps.Keys(res.extra))
 	libPath := strings.Join(m.LibraryPath, ":")
 
+	mods, err := addModules(t, &o, m)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+
 	// Extra files, sorted by destination so errors are deterministic.
 	dests := map[string]string{}
 	for src, dest := range o.Files {
@@ -368,7 +419,7 @@ func Build(ctx context.Context, w io.Writer, o Options) (*Manifest, error) {
 		perm uint32
 		data string
 	}{
-		{"/init", 0o755, initScript(cttyhack, libPath)},
+		{"/init", 0o755, initScript(cttyhack, libPath, mods)},
 		{"/etc/inittab", 0o644, inittab(cttyhack)},
 		{"/etc/profile", 0o644, profile(&o, libPath)},
 		{"/etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n"},
@@ -431,7 +482,7 @@ func Build(ctx context.Context, w io.Writer, o Options) (*Manifest, error) {
 			return nil, fmt.Errorf("initrd: %w", err)
 		}
 	}
-	log.Debug("initrd built", "entries", len(m.Entries), "objects", len(m.Objects))
+	log.Debug("initrd built", "entries", len(m.Entries), "objects", len(m.Objects), "modules", len(m.Modules))
 	return m, nil
 }
 

@@ -14,7 +14,11 @@ func shq(s string) string {
 // fds 0-2. It prepares the system, then hands PID 1 to busybox init, which
 // reaps orphans, respawns the console shell and turns the signals sent by
 // reboot/poweroff into the real thing (a shell as PID 1 would ignore them).
-func initScript(cttyhack bool, libPath string) string {
+//
+// Modules are loaded before eth0 is looked for, one line each on the
+// console. /init waits basalt.netwait=N seconds (kernel command line,
+// default 5) for eth0 to appear; a boot without a NIC passes 0.
+func initScript(cttyhack bool, libPath string, mods []Module) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `#!/bin/sh
 # /init of a basalt master image, written by "basalt initrd build".
@@ -33,12 +37,38 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 hostname -F /etc/hostname
-
+`)
+	if len(mods) > 0 {
+		b.WriteString(`
+# Kernel modules, each after the ones it needs.
+modload() {
+	if [ -e /sys/module/$1 ]; then
+		echo "basalt: module $1 already loaded"
+	elif insmod "$2"; then
+		echo "basalt: loaded module $1"
+	else
+		echo "basalt: insmod $1 ($2) failed; see dmesg"
+	fi
+}
+`)
+		for _, m := range mods {
+			fmt.Fprintf(&b, "modload %s %s\n", m.Name, shq(m.Path))
+		}
+	}
+	fmt.Fprintf(&b, `
 ip link set lo up
 iface=%[1]s
-# Network drivers may still be probing; give %[1]s a few seconds to appear.
+# Network drivers may still be probing: wait up to basalt.netwait=N seconds
+# (kernel command line, default %[2]d) for %[1]s to appear.
+netwait=%[2]d
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in basalt.netwait=*) netwait=${arg#basalt.netwait=} ;; esac
+done
+case "$netwait" in
+''|*[!0-9]*) echo "basalt: basalt.netwait=$netwait is not a number of seconds; using %[2]d"; netwait=%[2]d ;;
+esac
 n=0
-while [ ! -e /sys/class/net/$iface ] && [ $n -lt 5 ]; do sleep 1; n=$((n+1)); done
+while [ ! -e /sys/class/net/$iface ] && [ $n -lt $netwait ]; do sleep 1; n=$((n+1)); done
 if [ -e /sys/class/net/$iface ]; then
 	ip link set $iface up
 	udhcpc -i $iface -s /etc/udhcpc.script -q -n -t 5 || echo "basalt: DHCP on $iface failed"
@@ -48,7 +78,7 @@ fi
 
 echo "basalt master image $(cat /etc/basalt-master-image-info)"
 echo "cmdline: $(cat /proc/cmdline)"
-`, defaultInterface)
+`, defaultInterface, defaultNetWait)
 	if !cttyhack {
 		b.WriteString("# This busybox has no cttyhack: the shell runs on /dev/console without job control.\n")
 	}
@@ -58,6 +88,10 @@ echo "cmdline: $(cat /proc/cmdline)"
 
 // defaultInterface is the interface /init configures by DHCP (the seed's eth0).
 const defaultInterface = "eth0"
+
+// defaultNetWait is how many seconds /init waits for the interface unless
+// basalt.netwait= says otherwise.
+const defaultNetWait = 5
 
 // inittab is busybox init's table. cttyhack finds the real console device
 // (ttyS0, ttyAMA0, whatever console= named) and makes it the shell's

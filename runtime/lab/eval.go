@@ -657,7 +657,10 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 			d.PowerCommand[string(k)] = string(v)
 		}
 	}
-	if !sim && ip.Host == "" && (c.Transport == "sol" || pc == nil) {
+	// A sim or qemu device that names no BMC gets one from basalt: a
+	// simulated node, or a VM basalt starts behind go-ipmi's BMC.
+	ownBMC := sim || typ == "qemu"
+	if !ownBMC && ip.Host == "" && (c.Transport == "sol" || pc == nil) {
 		need := "console = \"sol\""
 		if pc == nil {
 			need = "power through the BMC (no power_command)"

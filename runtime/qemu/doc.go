@@ -60,9 +60,18 @@
 // inside [NetNS.Exec] bound to the bridge address. The site DHCP server of
 // an isolated segment can be dnsmasq started with [NetNS.Command] (with
 // --enable-ra, so iPXE does not wait ~16 s for IPv6); builtins/pxe's proxy
-// DHCP then adds the boot file. Debian's kernel has e1000 as a module, so
-// an initrd that needs eth0 must carry e1000.ko and load it before
-// runtime/initrd's /init looks for eth0: add the module and a small
-// script with initrd Options.Files and boot with rdinit=SCRIPT, the script
-// ending in "exec /init".
+// DHCP then adds the boot file.
+//
+// # Kernel
+//
+// [DebianKernel] fetches the current Debian kernel package with apt-get
+// download and unpacks its vmlinuz and modules tree without installing
+// anything ($BASALT_KERNEL and $BASALT_MODULES_DIR name a kernel instead).
+// Debian builds e1000, virtio_pci and virtio_blk as modules, so a master
+// initrd that needs eth0 or /dev/vda carries them: runtime/initrd's
+// Options.ModulesDir = Kernel.ModulesDir and Options.Modules = {"e1000",
+// "virtio_pci", "virtio_blk"}; its /init loads them, and their
+// dependencies, before it looks for eth0. A direct boot without a NIC
+// passes basalt.netwait=0 on the kernel command line so /init does not
+// wait for one.
 package qemu

@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -43,17 +44,10 @@ func needE2E(tb testing.TB) {
 	}
 }
 
-// kernelFiles is a Debian kernel unpacked from its package.
-type kernelFiles struct {
-	vmlinuz string
-	e1000   string // the e1000 module; "" when BASALT_KERNEL was used
-	err     error
-	skip    string
-}
-
 var (
 	kernelOnce sync.Once
-	kernel     kernelFiles
+	kernel     *Kernel
+	kernelErr  error
 	kernelDir  string
 )
 
@@ -66,94 +60,44 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// debianKernel returns a Debian kernel and its e1000 module. It downloads
-// the current linux-image package with apt-get download and unpacks only
-// those two files into a temp dir (nothing is installed), once per test
-// binary. BASALT_KERNEL=/path/to/vmlinuz skips the download; BASALT_E1000
-// names the matching e1000.ko.
-func debianKernel(tb testing.TB) kernelFiles {
+// debianKernel returns a Debian kernel from DebianKernel, unpacked once per
+// test binary into a temp dir (or named by $BASALT_KERNEL and
+// $BASALT_MODULES_DIR). It skips when no kernel package can be had.
+func debianKernel(tb testing.TB) *Kernel {
 	tb.Helper()
 	kernelOnce.Do(func() {
-		if k := os.Getenv("BASALT_KERNEL"); k != "" {
-			kernel = kernelFiles{vmlinuz: k, e1000: os.Getenv("BASALT_E1000")}
-			return
+		if os.Getenv(EnvKernel) == "" {
+			kernelDir, kernelErr = os.MkdirTemp("", "basalt-qemu-kernel-")
+			if kernelErr != nil {
+				return
+			}
 		}
-		kernel = fetchKernel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		kernel, kernelErr = DebianKernel(ctx, kernelDir)
 	})
-	if kernel.skip != "" {
-		tb.Skip(kernel.skip)
+	if errors.Is(kernelErr, ErrNoKernel) {
+		tb.Skip(kernelErr)
 	}
-	if kernel.err != nil {
-		tb.Fatal(kernel.err)
+	if kernelErr != nil {
+		tb.Fatal(kernelErr)
 	}
 	return kernel
 }
 
-func fetchKernel() kernelFiles {
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		return kernelFiles{skip: fmt.Sprintf("no kernel: apt-cache depends linux-image-amd64: %v (set BASALT_KERNEL)", err)}
-	}
-	var pkg string
-	for _, f := range strings.Fields(string(out)) {
-		if strings.HasPrefix(f, "linux-image-") && f != "linux-image-amd64" && strings.HasSuffix(f, "-amd64") {
-			pkg = f
-			break
-		}
-	}
-	if pkg == "" {
-		return kernelFiles{skip: "apt-cache names no kernel package (run apt-get update, or set BASALT_KERNEL)"}
-	}
-	dir, err := os.MkdirTemp("", "basalt-qemu-kernel-")
-	if err != nil {
-		return kernelFiles{err: err}
-	}
-	kernelDir = dir
-	get := exec.Command("apt-get", "download", pkg)
-	get.Dir = dir
-	if out, err := get.CombinedOutput(); err != nil {
-		return kernelFiles{skip: fmt.Sprintf("apt-get download %s: %v\n%s", pkg, err, out)}
-	}
-	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if len(debs) != 1 {
-		return kernelFiles{err: fmt.Errorf("apt-get download %s left %v", pkg, debs)}
-	}
-	x := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinuz-*' '*/e1000.ko*'`,
-		"sh", debs[0], dir)
-	if out, err := x.CombinedOutput(); err != nil {
-		return kernelFiles{err: fmt.Errorf("unpack %s: %v\n%s", debs[0], err, out)}
-	}
-	os.Remove(debs[0])
-	k, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	m, _ := filepath.Glob(filepath.Join(dir, "lib", "modules", "*", "kernel", "drivers", "net", "ethernet", "intel", "e1000", "e1000.ko"))
-	if len(k) != 1 || len(m) != 1 {
-		return kernelFiles{err: fmt.Errorf("%s: want one vmlinuz and one uncompressed e1000.ko, got %v %v", pkg, k, m)}
-	}
-	return kernelFiles{vmlinuz: k[0], e1000: m[0]}
-}
-
-// preinit runs before runtime/initrd's /init (rdinit=/sbin/basalt-preinit):
-// it loads the NIC driver Debian builds as a module, then hands over.
-const preinit = `#!/bin/sh
-/bin/busybox insmod /lib/modules/e1000.ko || echo "basalt-preinit: insmod e1000 failed"
-exec /init
-`
-
-// buildInitrd builds a master initrd into dir with runtime/initrd. With
-// e1000 set it also carries the module and the preinit script that loads
-// it.
-func buildInitrd(tb testing.TB, dir, version, e1000 string) string {
+// buildInitrd builds a master initrd into dir with runtime/initrd. Modules
+// are loaded by the image's /init from k's modules directory.
+func buildInitrd(tb testing.TB, dir, version string, k *Kernel, modules ...string) string {
 	tb.Helper()
 	if _, err := os.Stat(initrd.DefaultBusybox); err != nil {
 		tb.Skip("no static busybox (apt-get install busybox-static)")
 	}
 	opts := initrd.Options{Version: version}
-	if e1000 != "" {
-		script := filepath.Join(dir, "preinit")
-		if err := os.WriteFile(script, []byte(preinit), 0o755); err != nil {
-			tb.Fatal(err)
+	if len(modules) > 0 {
+		if k.ModulesDir == "" {
+			tb.Skipf("no modules for the kernel (set %s with %s)", EnvModulesDir, EnvKernel)
 		}
-		opts.Files = map[string]string{script: "/sbin/basalt-preinit", e1000: "/lib/modules/e1000.ko"}
+		opts.ModulesDir, opts.Modules = k.ModulesDir, modules
 	}
 	path := filepath.Join(dir, "initrd.gz")
 	f, err := os.Create(path)

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/basalt-lab/basalt/runtime/initrd"
+	"github.com/basalt-lab/basalt/runtime/qemu"
+)
+
+// diskOSInit is /init of the "installed OS" the qemu e2e job deploys: it
+// boots from the disk to a login prompt, then a root shell.
+const diskOSInit = `#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+echo
+echo "Basalt Disk OS (qemu e2e) disk-os ttyS0"
+echo
+while :; do
+	printf 'disk-os login: '
+	read user || sleep 1
+	[ -n "$user" ] && break
+done
+echo "Welcome to Basalt Disk OS"
+export PS1='root@disk-os:~# ' HOME=/root
+exec setsid cttyhack sh
+`
+
+const syslinuxCfg = `SERIAL 0 115200
+DEFAULT disk-os
+PROMPT 0
+TIMEOUT 0
+LABEL disk-os
+  KERNEL vmlinuz
+  INITRD diskos.gz
+  APPEND console=ttyS0,115200 quiet
+`
+
+// TestE2EQemuMaster is `make e2e`: jobs/qemu-master.star on a qemu VM that
+// basalt starts behind its own BMC, PXE-booted by the VM's iPXE firmware
+// through basalt's proxy DHCP and HTTP inside a network namespace this test
+// creates, with dnsmasq as the site DHCP server.
+func TestE2EQemuMaster(t *testing.T) {
+	if os.Getenv("BASALT_E2E") == "" {
+		t.Skip("set BASALT_E2E=1 (make e2e) to boot a real kernel under qemu")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "dnsmasq", "mkfs.vfat", "mcopy", "syslinux", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (make e2e installs qemu-system-x86 ipxe-qemu dnsmasq-base dosfstools mtools syslinux)", tool)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/ipxe/qemu/efi-e1000.rom"); err != nil {
+		t.Skip("no iPXE ROM for e1000 (apt-get install ipxe-qemu)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+
+	k, err := qemu.DebianKernel(ctx, filepath.Join(dir, "kernel"))
+	if err != nil {
+		t.Fatalf("Debian kernel: %v", err)
+	}
+
+	// The job's directory: the job and its images.
+	jobDir := filepath.Join(dir, "job")
+	images := filepath.Join(jobDir, "images", "qemu")
+	must(t, os.MkdirAll(images, 0o755))
+	src, err := os.ReadFile(filepath.Join("..", "..", "jobs", "qemu-master.star"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(jobDir, "qemu-master.star"), src, 0o644))
+	must(t, copyFile(k.Vmlinuz, filepath.Join(images, "vmlinuz")))
+	buildInitrd(t, ctx, filepath.Join(images, "master.cpio.gz"), initrd.Options{
+		Version: "e2e-master", Prompt: "(initramfs) ", ModulesDir: k.ModulesDir,
+		Modules: []string{"e1000", "virtio_pci", "virtio_blk"},
+	})
+	buildDiskImage(t, ctx, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
+
+	// The lab's network: a namespace with a bridge and the VM's tap.
+	ns, err := qemu.NewNetNS("basalt-e2e")
+	if err != nil {
+		t.Fatalf("network namespace: %v", err)
+	}
+	defer ns.Close()
+	a := ns.Addr.Addr().As4()
+	subnet := fmt.Sprintf("%d.%d.%d", a[0], a[1], a[2])
+	dnsmasq := ns.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--interface="+ns.Bridge, "--bind-interfaces", "--pid-file=", "--no-resolv", "--no-hosts",
+		"--dhcp-leasefile="+filepath.Join(dir, "leases"),
+		"--dhcp-range="+subnet+".100,"+subnet+".199,255.255.255.0,1h",
+		"--enable-ra", "--dhcp-range=::,constructor:"+ns.Bridge+",ra-only")
+	dnsLog, err := os.Create(filepath.Join(dir, "dnsmasq.log"))
+	must(t, err)
+	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
+	must(t, dnsmasq.Start())
+	defer func() {
+		dnsmasq.Process.Kill() // by PID: the process this test started
+		dnsmasq.Wait()
+	}()
+
+	labDir := filepath.Join(dir, "lab")
+	must(t, os.MkdirAll(filepath.Join(labDir, "devices"), 0o755))
+	must(t, os.WriteFile(filepath.Join(labDir, "lab.star"), []byte(fmt.Sprintf(`lab(
+    name = "qemu-e2e",
+    tftp = "%[1]s:69",
+    http = "%[1]s:8080",
+    dhcp = "proxy",
+    dhcp_interface = %[2]q,
+    lock_dir = %[3]q,
+    cache_dir = %[4]q,
+)
+`, ns.Addr.Addr(), ns.Bridge, filepath.Join(dir, "locks"), filepath.Join(dir, "cache"))), 0o644))
+	must(t, os.WriteFile(filepath.Join(labDir, "devices", "qemu01.star"), []byte(fmt.Sprintf(
+		"device(name = \"qemu01\", type = \"qemu\", mac = \"52:54:00:be:e2:01\", vm_tap = %q, vm_disk_mb = 64)\n", ns.Tap)), 0o644))
+
+	bin := filepath.Join(dir, "basalt")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "out")
+	run := ns.Command(ctx, bin, "run", filepath.Join(jobDir, "qemu-master.star"), "--lab", labDir, "--device", "qemu01", "--out", out)
+	t0 := time.Now()
+	output, err := run.CombinedOutput()
+	t.Logf("basalt run took %s:\n%s", time.Since(t0).Round(time.Second), output)
+	if err != nil {
+		con, _ := os.ReadFile(filepath.Join(out, "console.log"))
+		dl, _ := os.ReadFile(filepath.Join(dir, "dnsmasq.log"))
+		t.Fatalf("basalt run: %v\nconsole.log (last 6 KiB):\n%s\ndnsmasq:\n%s", err, tail(con, 6<<10), dl)
+	}
+	var res struct {
+		Status string
+		Tests  []struct{ Name, Result string }
+	}
+	data, err := os.ReadFile(filepath.Join(out, "result.json"))
+	must(t, err)
+	must(t, json.Unmarshal(data, &res))
+	if res.Status != "pass" || len(res.Tests) != 5 {
+		t.Errorf("result: status %s, %d tests %v; want pass with 5 tests", res.Status, len(res.Tests), res.Tests)
+	}
+	con, _ := os.ReadFile(filepath.Join(out, "console.log"))
+	for _, want := range []string{"iPXE", "basalt.nonce=", "disk-os login: root", "SYSLINUX"} {
+		if !strings.Contains(string(con), want) {
+			t.Errorf("console.log lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "artifacts", "tmp", "master-image-info")); err != nil {
+		t.Errorf("fetched file not in the bundle: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
+
+func buildInitrd(t *testing.T, ctx context.Context, path string, o initrd.Options) {
+	t.Helper()
+	f, err := os.Create(path)
+	must(t, err)
+	defer f.Close()
+	if _, err := initrd.Build(ctx, f, o); err != nil {
+		t.Fatalf("initrd %s: %v", path, err)
+	}
+}
+
+// buildDiskImage makes the bootable disk the job deploys: a FAT
+// filesystem (no partition table; SeaBIOS boots its syslinux boot sector)
+// holding the kernel, the disk OS's initrd and syslinux.cfg.
+func buildDiskImage(t *testing.T, ctx context.Context, dir, vmlinuz, out string) {
+	t.Helper()
+	w := filepath.Join(dir, "diskos")
+	must(t, os.MkdirAll(w, 0o755))
+	initPath := filepath.Join(w, "init")
+	must(t, os.WriteFile(initPath, []byte(diskOSInit), 0o755))
+	buildInitrd(t, ctx, filepath.Join(w, "diskos.gz"), initrd.Options{
+		Version: "disk-os-1", Hostname: "disk-os", Prompt: "root@disk-os:~# ",
+		Files: map[string]string{initPath: "/init"},
+	})
+	must(t, copyFile(vmlinuz, filepath.Join(w, "vmlinuz")))
+	must(t, os.WriteFile(filepath.Join(w, "syslinux.cfg"), []byte(syslinuxCfg), 0o644))
+	img := filepath.Join(w, "disk.img")
+	for _, c := range [][]string{
+		{"mkfs.vfat", "-C", img, "32768"},
+		{"mcopy", "-i", img, filepath.Join(w, "vmlinuz"), filepath.Join(w, "diskos.gz"), filepath.Join(w, "syslinux.cfg"), "::"},
+		{"syslinux", "--install", img},
+	} {
+		if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	in, err := os.Open(img)
+	must(t, err)
+	defer in.Close()
+	f, err := os.Create(out)
+	must(t, err)
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	_, err = io.Copy(zw, in)
+	must(t, err)
+	must(t, zw.Close())
+}
