@@ -23,12 +23,9 @@ import (
 )
 
 // DefaultLoaderDir is where Debian's pxelinux, syslinux-common and ipxe
-// packages install the bootloader binaries, searched in this order.
-var DefaultLoaderDir = strings.Join([]string{
-	"/usr/lib/PXELINUX",
-	"/usr/lib/syslinux/modules/bios",
-	"/usr/lib/ipxe",
-}, string(filepath.ListSeparator))
+// packages install the bootloader binaries, searched in this order (the
+// lab's default).
+var DefaultLoaderDir = lab.DefaultLoaderDir
 
 // Config configures a Server. Its zero value serves TFTP and HTTP on free
 // loopback ports with Debian's bootloaders and no proxy DHCP.

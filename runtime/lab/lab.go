@@ -16,10 +16,12 @@ import (
 // Defaults used when a lab leaves a setting out (and by a zero Lab after
 // SetDefaults).
 const (
-	DefaultTFTPAddr    = "127.0.0.1:0"
-	DefaultHTTPAddr    = "127.0.0.1:0"
-	DefaultDHCP        = "none"
-	DefaultLoaderDir   = "/usr/lib/PXELINUX"
+	DefaultTFTPAddr = "127.0.0.1:0"
+	DefaultHTTPAddr = "127.0.0.1:0"
+	DefaultDHCP     = "none"
+	// DefaultLoaderDir is where Debian's pxelinux, syslinux-common and
+	// ipxe packages install the bootloader binaries, searched in order.
+	DefaultLoaderDir   = "/usr/lib/PXELINUX:/usr/lib/syslinux/modules/bios:/usr/lib/ipxe"
 	DefaultIPMIPort    = 623
 	DefaultIPMITimeout = 2 * time.Second // per IPMI attempt
 	DefaultIPMIRetries = 4

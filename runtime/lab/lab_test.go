@@ -101,7 +101,7 @@ func TestLoadEmpty(t *testing.T) {
 		t.Fatalf("Load(\"\") = %v", err)
 	}
 	got := []string{l.TFTPAddr, l.HTTPAddr, l.DHCP, l.LoaderDir, l.LockDir, l.CacheDir}
-	want := []string{"127.0.0.1:0", "127.0.0.1:0", "none", "/usr/lib/PXELINUX", "/run/test-locks", "/var/cache/test/basalt"}
+	want := []string{"127.0.0.1:0", "127.0.0.1:0", "none", "/usr/lib/PXELINUX:/usr/lib/syslinux/modules/bios:/usr/lib/ipxe", "/run/test-locks", "/var/cache/test/basalt"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load(\"\") defaults mismatch (-want +got):\n%s", diff)
 	}
