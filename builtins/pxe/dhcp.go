@@ -184,11 +184,13 @@ func (d *proxyDHCP) reply(m *dhcpv4.DHCPv4, bootServer bool) (*dhcpv4.DHCPv4, st
 	return r, ""
 }
 
-// bootFile picks what the client should load: the iPXE script over HTTP
-// for iPXE, else the first-stage loader for the job's loader and the
-// client's architecture (option 93).
+// bootFile picks what the client should load: for a job whose loader is
+// iPXE, the iPXE script over HTTP when the client already is iPXE; else the
+// first-stage loader for the job's loader and the client's architecture
+// (option 93) — an iPXE ROM chainloads pxelinux.0 over TFTP like any PXE
+// ROM does.
 func (d *proxyDHCP) bootFile(m *dhcpv4.DHCPv4, j *job) string {
-	if isIPXE(m) {
+	if isIPXE(m) && j.served.Loader == "ipxe" {
 		u := j.served.URLs["ipxe"]
 		// Swap a wildcard listen host for the address the client can reach.
 		if h, p, err := net.SplitHostPort(strings.TrimPrefix(d.s.HTTPURL(), "http://")); err == nil {

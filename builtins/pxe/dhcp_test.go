@@ -90,7 +90,7 @@ func TestProxyDHCP(t *testing.T) {
 		TFTPAddr: serverIP + ":0", HTTPAddr: serverIP + ":0", DHCP: "proxy", DHCPInterface: hostIf,
 	})
 	dir, _ := jobDir(t, 1000)
-	sv := serveJob(t, s, dir)
+	serveJob(t, s, dir)
 
 	var client, other *nclient4.Client
 	var rc *net.UDPConn
@@ -135,14 +135,28 @@ func TestProxyDHCP(t *testing.T) {
 			offer.BootFileName, offer.ServerIPAddr, offer.ClassIdentifier(), offer.YourIPAddr, serverIP)
 	}
 
-	// iPXE, chainloaded, gets the script URL.
+	// An iPXE ROM in a pxelinux job chainloads pxelinux.0 like any PXE ROM.
 	offer, err = client.DiscoverOffer(ctx, pxeClass, dhcpv4.WithUserClass("iPXE", false))
 	if err != nil {
 		t.Fatalf("DiscoverOffer as iPXE: %v", err)
 	}
-	if offer.BootFileName != sv.URLs["ipxe"] {
-		t.Errorf("iPXE boot file = %q, want %q", offer.BootFileName, sv.URLs["ipxe"])
+	if offer.BootFileName != "pxelinux.0" {
+		t.Errorf("iPXE boot file in a pxelinux job = %q, want pxelinux.0", offer.BootFileName)
 	}
+
+	// In an iPXE job, iPXE (the ROM, or chainloaded) gets the script URL.
+	ipxeJob, err := s.Serve(context.Background(), pxe.Boot{Kernel: "vmlinuz", Initrd: "initrd.gz", MAC: testMAC, JobDir: dir, Loader: "ipxe"})
+	if err != nil {
+		t.Fatalf("Serve(loader ipxe): %v", err)
+	}
+	offer, err = client.DiscoverOffer(ctx, pxeClass, dhcpv4.WithUserClass("iPXE", false))
+	if err != nil {
+		t.Fatalf("DiscoverOffer as iPXE: %v", err)
+	}
+	if offer.BootFileName != ipxeJob.URLs["ipxe"] {
+		t.Errorf("iPXE boot file = %q, want %q", offer.BootFileName, ipxeJob.URLs["ipxe"])
+	}
+	serveJob(t, s, dir) // back to the pxelinux job for the checks below
 
 	// Another MAC, or a client that is not PXE, gets no answer.
 	short, cancel2 := context.WithTimeout(ctx, time.Second)

@@ -152,9 +152,16 @@ func TestE2EQemuMaster(t *testing.T) {
 		t.Errorf("result: status %s, %d tests %v; want pass with 5 tests", res.Status, len(res.Tests), res.Tests)
 	}
 	con, _ := os.ReadFile(filepath.Join(out, "console.log"))
-	for _, want := range []string{"iPXE", "basalt.nonce=", "disk-os login: root", "SYSLINUX"} {
+	for _, want := range []string{"iPXE", "PXELINUX", "basalt.nonce=", "disk-os login: root", "SYSLINUX"} {
 		if !strings.Contains(string(con), want) {
 			t.Errorf("console.log lacks %q", want)
+		}
+	}
+	// pxelinux fetched the kernel and the initrd over basalt's TFTP.
+	evs, _ := os.ReadFile(filepath.Join(out, "events.jsonl"))
+	for _, f := range []string{"/vmlinuz", "/master.cpio.gz"} {
+		if !strings.Contains(string(evs), `"type":"tftp"`) || !strings.Contains(string(evs), f+`"`) {
+			t.Errorf("no tftp event for %s", f)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(out, "artifacts", "tmp", "master-image-info")); err != nil {
