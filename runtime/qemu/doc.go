@@ -1,7 +1,8 @@
 // Package qemu is basalt's qemu lab: a real kernel booting in a qemu VM
-// whose BMC is basalt's own (package bmcsim, go-ipmi's server), whose NIC
-// PXE-boots through Debian's iPXE option ROM from basalt's TFTP/HTTP/proxy
-// DHCP servers, and whose serial port is the console.
+// whose BMC is basalt's own (package bmcsim, go-ipmi's server) or
+// OpenIPMI's ipmi_sim, whose NIC PXE-boots through Debian's iPXE option ROM
+// from basalt's TFTP/HTTP/proxy DHCP servers, and whose serial port is the
+// console.
 //
 // # VM
 //
@@ -52,6 +53,35 @@
 //
 // [Node] plugs a VM into bmcsim as its bmcsim.Node; give the BMC
 // [VM.Serial] as its serial port and SOL carries ttyS0.
+//
+// # OpenIPMI's ipmi_sim as the BMC
+//
+// An independent BMC can stand in for bmcsim: [WriteIPMISim] writes an
+// ipmi_sim configuration for one VM (lan.conf, sim.emu, a state directory
+// and a chassis_control shell script) and [IPMISim.QemuArgs] the qemu
+// arguments it needs, for Config.ExtraArgs:
+//
+//	-qmp unix:DIR/bmc-qmp.sock,server=on,wait=off
+//	-chardev socket,id=basalt-sol0,host=H,port=P,server=on,wait=off
+//	-serial chardev:basalt-sol0
+//
+// The script maps ipmi_sim's "chassis_control 0x20 get|set PARM [VALUE]"
+// to QMP commands sent with socat on that second monitor (qemu serves one
+// client per monitor, and the VM keeps the first): power on is qom-set
+// bootindex, system_reset and cont, power off stop and system_reset, reset
+// qom-set bootindex and system_reset, power state query-status. The one
+// qemu process lives through every power cycle, which matters here:
+// ipmi_sim's SOL connects to its serial backend at start-up and, once that
+// fails, retries only every 10 s. Start the VM first, then ipmi_sim with
+// [IPMISim.Args].
+//
+// ipmi_sim's SOL carries the second UART, ttyS1 (a TCP server chardev;
+// lan.conf: sol "tcp:H:P" 115200), so the kernel needs console=ttyS1; the
+// first, ttyS0 with the firmware's output, stays [VM.Serial]. ipmi_sim
+// hands the boot device (Set System Boot Options, parameter 5) to the
+// script at once and keeps nothing itself; the script keeps it in a file,
+// reports it back ("ipmitool chassis bootparam get 5") and applies it at
+// each power on and reset until it is set again.
 //
 // # Network
 //

@@ -61,7 +61,7 @@ type IPMISim struct {
 //		Password: pw, SerialAddr: "127.0.0.1:9624"})
 //	vm, err := qemu.Start(ctx, qemu.Config{..., Append: "console=ttyS1",
 //		ExtraArgs: sim.QemuArgs()})
-//	cmd := exec.Command("ipmi_sim", sim.Args()...)
+//	cmd := exec.Command("ipmi_sim", sim.Args()...) // after the VM
 //
 // ipmi_sim runs the script as "chassis_control 0x20 get power boot" and
 // "chassis_control 0x20 set power 1|0 | reset 1 | boot pxe|default|none|

@@ -231,10 +231,11 @@ func TestIPMISimBMC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	// Kernel messages go to both UARTs; /dev/console, and with it the
-	// master image's shell, is the last one: ttyS1, ipmi_sim's SOL.
+	// The kernel and the master image's shell on ttyS1, ipmi_sim's SOL.
+	// (With "console=ttyS0 console=ttyS1" this kernel made ttyS0
+	// /dev/console and SOL saw nothing.)
 	vm, err := Start(ctx, Config{Kernel: k.Vmlinuz, Initrd: img, Disk: disk,
-		Append:    "console=ttyS0 console=ttyS1 panic=-1 basalt.netwait=0",
+		Append:    "console=ttyS1 panic=-1 basalt.netwait=0",
 		ExtraArgs: s.QemuArgs()})
 	if err != nil {
 		t.Fatal(err)
