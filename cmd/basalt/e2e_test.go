@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basalt-lab/basalt/runtime/initrd"
 	"github.com/basalt-lab/basalt/runtime/qemu"
 )
 
@@ -69,6 +68,13 @@ func TestE2EQemuMaster(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
+	bin := filepath.Join(dir, "basalt")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
 	k, err := qemu.DebianKernel(ctx, filepath.Join(dir, "kernel"))
 	if err != nil {
 		t.Fatalf("Debian kernel: %v", err)
@@ -82,11 +88,10 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(jobDir, "qemu-master.star"), src, 0o644))
 	must(t, copyFile(k.Vmlinuz, filepath.Join(images, "vmlinuz")))
-	buildInitrd(t, ctx, filepath.Join(images, "master.cpio.gz"), initrd.Options{
-		Version: "e2e-master", Prompt: "(initramfs) ", ModulesDir: k.ModulesDir,
-		Modules: []string{"e1000", "virtio_pci", "virtio_blk"},
-	})
-	buildDiskImage(t, ctx, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
+	// The master initrd, built with `basalt initrd build`.
+	basaltInitrd(t, ctx, bin, filepath.Join(images, "master.cpio.gz"), "--version", "e2e-master", "--prompt", "(initramfs) ",
+		"--modules-dir", k.ModulesDir, "--module", "e1000", "--module", "virtio_pci", "--module", "virtio_blk")
+	buildDiskImage(t, ctx, bin, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
 
 	// The lab's network: a namespace with a bridge and the VM's tap.
 	ns, err := qemu.NewNetNS("basalt-e2e")
@@ -125,12 +130,6 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(labDir, "devices", "qemu01.star"), []byte(fmt.Sprintf(
 		"device(name = \"qemu01\", type = \"qemu\", mac = \"52:54:00:be:e2:01\", vm_tap = %q, vm_disk_mb = 64)\n", ns.Tap)), 0o644))
 
-	bin := filepath.Join(dir, "basalt")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	out := filepath.Join(dir, "out")
 	run := ns.Command(ctx, bin, "run", filepath.Join(jobDir, "qemu-master.star"), "--lab", labDir, "--device", "qemu01", "--out", out)
 	t0 := time.Now()
@@ -191,29 +190,25 @@ func copyFile(src, dst string) error {
 	return os.WriteFile(dst, data, 0o644)
 }
 
-func buildInitrd(t *testing.T, ctx context.Context, path string, o initrd.Options) {
+func basaltInitrd(t *testing.T, ctx context.Context, bin, path string, args ...string) {
 	t.Helper()
-	f, err := os.Create(path)
-	must(t, err)
-	defer f.Close()
-	if _, err := initrd.Build(ctx, f, o); err != nil {
-		t.Fatalf("initrd %s: %v", path, err)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"initrd", "build", "-o", path}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("basalt initrd build %s: %v\n%s", path, err, out)
 	}
 }
 
 // buildDiskImage makes the bootable disk the job deploys: a FAT
 // filesystem (no partition table; SeaBIOS boots its syslinux boot sector)
 // holding the kernel, the disk OS's initrd and syslinux.cfg.
-func buildDiskImage(t *testing.T, ctx context.Context, dir, vmlinuz, out string) {
+func buildDiskImage(t *testing.T, ctx context.Context, bin, dir, vmlinuz, out string) {
 	t.Helper()
 	w := filepath.Join(dir, "diskos")
 	must(t, os.MkdirAll(w, 0o755))
 	initPath := filepath.Join(w, "init")
 	must(t, os.WriteFile(initPath, []byte(diskOSInit), 0o755))
-	buildInitrd(t, ctx, filepath.Join(w, "diskos.gz"), initrd.Options{
-		Version: "disk-os-1", Hostname: "disk-os", Prompt: "root@disk-os:~# ",
-		Files: map[string]string{initPath: "/init"},
-	})
+	basaltInitrd(t, ctx, bin, filepath.Join(w, "diskos.gz"), "--version", "disk-os-1", "--hostname", "disk-os",
+		"--prompt", "root@disk-os:~# ", "--file", initPath+":/init")
 	must(t, copyFile(vmlinuz, filepath.Join(w, "vmlinuz")))
 	must(t, os.WriteFile(filepath.Join(w, "syslinux.cfg"), []byte(syslinuxCfg), 0o644))
 	img := filepath.Join(w, "disk.img")
