@@ -118,11 +118,12 @@ func (e *Env) Backend(module string) (any, error) {
 			return b, nil
 		}
 	}
-	dev := "this run"
-	if e != nil && e.Device != nil {
-		dev = fmt.Sprintf("device %q", e.Device.Name)
+	if e == nil || e.Device == nil {
+		// A run without --device: the job needs a device it was not given,
+		// which no retry fixes.
+		return nil, Job(fmt.Errorf("%s: this run has no device: run the job with --device NAME, a device file or sim", module))
 	}
-	return nil, Infra(fmt.Errorf("%s: no %s backend is configured for %s", module, module, dev))
+	return nil, Infra(fmt.Errorf("%s: no %s backend is configured for device %q", module, module, e.Device.Name))
 }
 
 // BackendOf returns the typed backend of module for the thread's job.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -82,5 +83,9 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 }
 
 func exitCodeOf(err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return pipeline.ExitUsage
+	}
 	return pipeline.ExitCode("error", builtins.ClassOf(err))
 }

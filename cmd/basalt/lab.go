@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/interp"
@@ -14,22 +15,30 @@ import (
 
 // loadLab loads the lab directory named by --lab, $BASALT_LAB or ./lab. A
 // missing default directory is an empty lab (built-in device types only).
+//
+// A lab directory named on the command line that does not exist is a usage
+// error (exit 64). A lab file that does not load is a job error (exit 2):
+// like the job file it is an input someone has to fix, a retry cannot fix
+// it, and the bundle written for it names the file and line.
 func loadLab(flag string) (*lab.Lab, error) {
 	dir := labDir(flag)
-	if flag == "" {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if flag == "" && os.Getenv("BASALT_LAB") == "" {
 			return lab.Load("")
 		}
+		return nil, usagef("lab directory %s does not exist", dir)
 	}
 	l, err := lab.Load(dir)
 	if err != nil {
-		return nil, builtins.Infra(fmt.Errorf("lab %s: %w", dir, err))
+		return nil, builtins.Job(fmt.Errorf("lab %s: %w", dir, err))
 	}
 	return l, nil
 }
 
 // resolveDevice finds the device named by --device: "sim", a device file,
-// or a name in the lab.
+// or a name in the lab. A name the lab does not know or a device file that
+// does not exist is a usage error; a device file that does not load is a
+// lab error (class job).
 func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
 	l, err := loadLab(labFlag)
 	if err != nil {
@@ -38,9 +47,17 @@ func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
 	if name == "sim" {
 		return l, lab.BuiltinSim("sim"), nil
 	}
+	if strings.HasSuffix(name, ".star") || strings.ContainsRune(name, filepath.Separator) {
+		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, usagef("--device %s: no such device file", name)
+		}
+	} else if _, ok := l.Devices[name]; !ok {
+		_, err := l.Device(name) // its error lists the devices the lab has
+		return nil, nil, &usageError{fmt.Errorf("--device: %w", err)}
+	}
 	d, err := l.Device(name)
 	if err != nil {
-		return nil, nil, builtins.Infra(err)
+		return nil, nil, builtins.Job(err)
 	}
 	return l, d, nil
 }
@@ -98,5 +115,3 @@ func sortedStrings(s []string) []string {
 	}
 	return out
 }
-
-var _ = filepath.Join

@@ -83,12 +83,9 @@ powers the device through its PDU port.`,
 			if args[0] == "sim" {
 				d = lab.BuiltinSim("sim")
 			} else {
-				l, err := loadLab(labFlag)
-				if err != nil {
+				var err error
+				if _, d, err = resolveDevice(labFlag, args[0]); err != nil {
 					return &exitError{code: exitCodeOf(err), err: err}
-				}
-				if d, err = l.Device(args[0]); err != nil {
-					return &exitError{code: pipeline.ExitInfra, err: err}
 				}
 			}
 			return lab.FormatDevice(a.stdout, d)

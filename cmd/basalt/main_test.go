@@ -3,9 +3,12 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,6 +41,7 @@ func TestScripts(t *testing.T) {
 			"jsonget":  jsonGet,
 			"signal":   sendSignal,
 			"numbered": numbered,
+			"exits":    exits,
 			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
 				// nosecret DIR VALUE: no file under DIR holds VALUE.
 				filepath.Walk(ts.MkAbs(args[0]), func(p string, info os.FileInfo, err error) error {
@@ -83,6 +87,28 @@ func waitFor(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	ts.Fatalf("%s does not contain %q after %s", args[0], args[1], limit)
+}
+
+// exits CODE PROG [ARGS...]: run PROG as exec does (its stdout and stderr
+// are what the next stdout and stderr commands read) and check that it
+// exits with CODE.
+func exits(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: exits CODE PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
 }
 
 // numbered FILE: the lines of FILE that are only a number are 0, 1, 2 ...

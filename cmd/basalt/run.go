@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -68,19 +69,33 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.verbose {
 		level = slog.LevelDebug
 	}
+	// Usage mistakes exit 64 before anything is written: a job file that
+	// is not there, a bundle directory already used.
+	if fi, err := os.Stat(file); err != nil {
+		return usagef("job file %s: %w", file, osErr(err))
+	} else if fi.IsDir() {
+		return usagef("job file %s is a directory", file)
+	}
+	if f.out != "" && bundle.Exists(f.out) {
+		return usagef("--out %s already holds a result bundle; give a new directory", f.out)
+	}
 	out := newReporter(a.stdout, a.stderr)
 
-	// Resolve the device first: a bad --device is the lab's problem, not
-	// the job's, and is found before anything runs.
+	// Resolve the device first: an unknown device is a usage error found
+	// before anything runs; a lab file that does not load is reported in
+	// the bundle, as a job error (exit 2).
 	var (
-		lb  *lab.Lab
-		dev *lab.Device
+		lb     *lab.Lab
+		dev    *lab.Device
+		labErr error
 	)
 	if f.device != "" {
 		lb, dev, err = resolveDevice(f.lab, f.device)
-		if err != nil {
-			return &exitError{code: exitCodeOf(err), err: err}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
 		}
+		labErr = err
 	}
 	secrets := dev.Secrets()
 	logger := slog.New(slog.NewTextHandler(&redactingWriter{w: a.stderr, r: bundle.NewRedactor(secrets...)}, &slog.HandlerOptions{Level: level}))
@@ -96,6 +111,10 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	if declErr == nil && dev != nil {
 		declErr = compatible(plan, dev)
+	}
+
+	if declErr == nil && f.device == "" && plan.Job.DeviceType != "" {
+		return usagef("%s: job %s is for device type %q: give --device NAME, a device file or sim", plan.Job.Pos, plan.Job.Name, plan.Job.DeviceType)
 	}
 
 	jobName := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
@@ -115,6 +134,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 		follow = a.stdout
 	}
 	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer()})
+	if errors.Is(err, bundle.ErrExists) {
+		return &usageError{err}
+	}
 	if err != nil {
 		return &exitError{code: pipeline.ExitInfra, err: err}
 	}
@@ -125,6 +147,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 		b.Close()
 		out.summary(b.Result(), dir)
 		return &exitError{code: pipeline.ExitCode(pipeline.StatusError, class)}
+	}
+	if labErr != nil {
+		return fail(labErr, builtins.ClassJob)
 	}
 	if declErr != nil {
 		return fail(declErr, builtins.ClassJob)
@@ -225,7 +250,14 @@ func compatible(plan *interp.Plan, dev *lab.Device) error {
 	return builtins.Job(fmt.Errorf("%s: the job is for device type %q but device %q is a %q", plan.Job.Pos, want, dev.Name, dev.Type.Name))
 }
 
-var errNoLab = errors.New("no lab")
+// osErr drops the *PathError's operation and path, which the caller names.
+func osErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
 
 func lockDevice(ctx context.Context, lb *lab.Lab, dev *lab.Device, job string, wait time.Duration) (*lab.Held, error) {
 	dir := lab.DefaultLockDir()

@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -127,13 +128,22 @@ type Options struct {
 	Print io.Writer
 }
 
+// ErrExists is Create's error for a directory that holds a bundle already.
+var ErrExists = errors.New("already holds a result bundle")
+
+// Exists reports whether dir holds a result bundle (its result.json).
+func Exists(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, "result.json"))
+	return err == nil
+}
+
 // Create makes dir (which must not hold a bundle yet) and opens the bundle.
 func Create(dir string, res Result, o Options) (*Bundle, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "artifacts"), 0o755); err != nil {
 		return nil, fmt.Errorf("create bundle: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "result.json")); err == nil {
-		return nil, fmt.Errorf("create bundle: %s already holds a result bundle", dir)
+	if Exists(dir) {
+		return nil, fmt.Errorf("create bundle: %s: %w", dir, ErrExists)
 	}
 	b := &Bundle{Dir: dir, R: NewRedactor(o.Secrets...), printTo: o.Print}
 	var err error
