@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
@@ -36,6 +37,19 @@ type TestCase struct {
 	Measurement *float64 `json:"measurement,omitempty"`
 	Units       string   `json:"units,omitempty"`
 	Stage       string   `json:"stage,omitempty"`
+	// Attempt is the stage attempt that recorded the case (1 and up; 0 in
+	// cleanup). The cases of a retried stage's failed attempts stay in
+	// result.json; junit.xml and the summary count the last attempt's.
+	Attempt int `json:"attempt,omitempty"`
+	// DurationMS is the time since the attempt started or since the
+	// previous case of that attempt, whichever is later.
+	DurationMS int64 `json:"duration_ms"`
+	// Message says why the case has its result (test.case(message=)).
+	Message string `json:"message,omitempty"`
+	// ConsoleOffset is how many console.log bytes were written when the
+	// case was recorded (set by the recorder); junit.xml shows the console
+	// before it for failed cases.
+	ConsoleOffset int64 `json:"-"`
 }
 
 // Env is the job environment a builtin sees. One Env is attached to each
@@ -48,6 +62,10 @@ type Env struct {
 	// Stage is the name of the running stage ("" while declaring,
 	// "cleanup:<fn>" in cleanup).
 	Stage string
+	// Attempt is the stage attempt running (1 and up; 0 while declaring
+	// and in cleanup), Started when that attempt or cleanup function began.
+	Attempt int
+	Started time.Time
 	// JobDir is the directory of the job file; artifacts named by relative
 	// paths are resolved under it.
 	JobDir string

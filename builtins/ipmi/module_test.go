@@ -9,6 +9,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
+	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/starlarktest"
@@ -114,7 +115,7 @@ func TestModuleErrorClasses(t *testing.T) {
 
 func TestModuleNoBackend(t *testing.T) {
 	thread := newThread(t, ctxT(t, time.Second), nil)
-	builtins.Attach(thread, &builtins.Env{Ctx: context.Background()})
+	builtins.Attach(thread, &builtins.Env{Ctx: context.Background(), Device: lab.BuiltinSim("sim")})
 	_, err := starlark.Call(thread, ipmi.Table.Module().Members["power_status"], nil, nil)
 	if builtins.ClassOf(err) != builtins.ClassInfra {
 		t.Errorf("power_status without backend: %v (class %s), want an infrastructure error", err, builtins.ClassOf(err))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"go.starlark.net/starlark"
@@ -130,6 +131,11 @@ func runBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwarg
 	defer cancel()
 	res, err := t.Run(ctx, cmd, check)
 	if err != nil {
+		// Name the timeout= given when it, not the stage, ran out.
+		var te *TimeoutError
+		if errors.As(err, &te) && timeout.D() > 0 && timeout.D() <= te.Left+time.Second {
+			te.Timeout = timeout.D()
+		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return newStruct(starlark.StringDict{

@@ -10,6 +10,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/target/simdisk"
 	"github.com/basalt-lab/basalt/runtime/bundle"
+	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarktest"
 	"go.starlark.net/syntax"
@@ -96,11 +97,22 @@ func TestStarlarkRefusedAtTopLevel(t *testing.T) {
 }
 
 func TestStarlarkNoBackend(t *testing.T) {
-	thread := &starlark.Thread{Name: "test"}
-	builtins.Attach(thread, &builtins.Env{Ctx: context.Background()})
-	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "job.star", `target.run("x")`, starlark.StringDict{"target": Table.Module()})
-	if builtins.ClassOf(err) != builtins.ClassInfra || !strings.Contains(err.Error(), "target.run: target: no target backend") {
-		t.Errorf("target.run without a backend = %v, want an infrastructure error", err)
+	// A device without a target backend is the lab's problem; a run
+	// without any device is the job's (it needs --device).
+	for _, tt := range []struct {
+		dev  *lab.Device
+		want builtins.Class
+		msg  string
+	}{
+		{lab.BuiltinSim("sim"), builtins.ClassInfra, "target.run: target: no target backend"},
+		{nil, builtins.ClassJob, "target.run: target: this run has no device"},
+	} {
+		thread := &starlark.Thread{Name: "test"}
+		builtins.Attach(thread, &builtins.Env{Ctx: context.Background(), Device: tt.dev})
+		_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "job.star", `target.run("x")`, starlark.StringDict{"target": Table.Module()})
+		if builtins.ClassOf(err) != tt.want || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("target.run without a backend, device %v = %v (class %s), want %q of class %s", tt.dev != nil, err, builtins.ClassOf(err), tt.msg, tt.want)
+		}
 	}
 }
 

@@ -203,6 +203,48 @@ func (e *RunError) Error() string {
 	return msg
 }
 
+// TimeoutError is a command that ran out of time. Its message names the
+// command and the time it had, not the console's framing markers; the
+// console's last bytes are in the wrapped *sol.TimeoutError (and in
+// console.log).
+type TimeoutError struct {
+	Cmd string
+	// Timeout is the timeout= the command was given, when that was what
+	// ran out (target.run sets it); else Left is the time the command had
+	// until the stage's or job's deadline.
+	Timeout time.Duration
+	Left    time.Duration
+	Started bool  // the command's start marker was seen: it ran
+	Err     error // the console's *sol.TimeoutError
+}
+
+func (e *TimeoutError) Error() string {
+	what := "did not finish"
+	if !e.Started {
+		what = "did not start"
+	}
+	if e.Timeout > 0 {
+		return fmt.Sprintf("command %q %s within its timeout=%s", e.Cmd, what, e.Timeout)
+	}
+	return fmt.Sprintf("command %q %s in the %s the stage had left (no timeout= given)", e.Cmd, what, e.Left.Round(time.Millisecond))
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// timedOut returns the *TimeoutError of a command whose console expect
+// ran out of time, or nil for any other error.
+func timedOut(ctx context.Context, cmd string, start time.Time, started bool, err error) error {
+	var te *sol.TimeoutError
+	if !errors.As(err, &te) {
+		return nil
+	}
+	var left time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		left = dl.Sub(start)
+	}
+	return &TimeoutError{Cmd: cmd, Left: left, Started: started, Err: err}
+}
+
 // maxLine bounds each typed line: a tty in canonical mode drops what is
 // typed past 4095 characters.
 const maxLine = 4000
@@ -237,11 +279,17 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 	c.SetMode(sol.ModeShell)
 	if err := t.typeAndStart(ctx, c, line, f); err != nil {
 		t.interrupt(ctx)
+		if te := timedOut(ctx, cmd, start, false, err); te != nil {
+			return Result{}, te
+		}
 		return Result{}, fmt.Errorf("command %q did not start: %w", cmd, err)
 	}
 	m, err := c.Expect(ctx, f.endPattern())
 	if err != nil {
 		t.interrupt(ctx)
+		if te := timedOut(ctx, cmd, start, true, err); te != nil {
+			return Result{}, te
+		}
 		return Result{}, fmt.Errorf("command %q did not finish: %w", cmd, err)
 	}
 	code, err := status(m.Groups)

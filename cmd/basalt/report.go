@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -23,7 +24,22 @@ type reporter struct {
 	errw   io.Writer
 	color  bool
 	starts map[string]time.Time
+	// midLine: the console stream (--follow) left stdout in the middle of
+	// a line, so the next status line starts with a newline.
+	midLine bool
+	// errShown: a stage or cleanup has failed. The first failure is the
+	// job's error, which the summary prints at the end; later ones are
+	// printed on their stage's line.
+	errShown bool
 }
+
+// consoleTailLines is how much of the console the summary of a run that
+// did not pass ends with.
+const (
+	consoleTailLines = 15
+	consoleTailWidth = 200
+	consoleTailBytes = 64 << 10
+)
 
 func newReporter(out, errw io.Writer) *reporter {
 	r := &reporter{out: out, errw: errw, starts: map[string]time.Time{}}
@@ -51,7 +67,36 @@ func (r *reporter) paint(code, s string) string {
 func (r *reporter) printf(format string, a ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.breakLine()
 	fmt.Fprintf(r.out, format, a...)
+}
+
+// eprintf writes to stderr. r.mu is held.
+func (r *reporter) eprintf(format string, a ...any) {
+	r.breakLine()
+	fmt.Fprintf(r.errw, format, a...)
+}
+
+// breakLine ends a console line --follow left open. r.mu is held.
+func (r *reporter) breakLine() {
+	if r.midLine {
+		io.WriteString(r.out, "\n")
+		r.midLine = false
+	}
+}
+
+// follower returns the writer the console stream goes to with --follow.
+func (r *reporter) follower() io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(p) == 0 {
+			return 0, nil
+		}
+		n, err := r.out.Write(p)
+		r.midLine = p[len(p)-1] != '\n'
+		return n, err
+	})
 }
 
 func (r *reporter) print(msg string) { r.printf("%s\n", msg) }
@@ -98,7 +143,13 @@ func (r *reporter) progress(ev pipeline.ProgressEvent) {
 		}
 		line := fmt.Sprintf("%s %s: %s (%s)", what, ev.Stage, st, ev.Duration.Round(time.Millisecond))
 		if ev.Err != nil {
-			line += ": " + firstLine(ev.Err)
+			r.mu.Lock()
+			first := !r.errShown
+			r.errShown = true
+			r.mu.Unlock()
+			if !first {
+				line += ": " + firstLine(ev.Err)
+			}
 		}
 		r.printf("%s\n", line)
 	case "cleanup_start":
@@ -113,17 +164,18 @@ func firstLine(err error) string {
 	return strings.SplitN(err.Error(), "\n", 2)[0]
 }
 
+// summary ends the run's output: the test counts, each failed test with
+// its stage, the verdict and the bundle, then (on stderr, where CI looks for
+// why a job did not pass) the error, once, and the console's last lines.
 func (r *reporter) summary(res bundle.Result, dir string) {
-	s := res.Summary
-	if s == nil {
-		s = map[string]int{}
-		for _, t := range res.Tests {
-			s[t.Result]++
-		}
+	tests := bundle.Standing(res)
+	s := map[string]int{}
+	for _, t := range tests {
+		s[t.Result]++
 	}
-	tests := fmt.Sprintf("tests: %d passed, %d failed, %d skipped", s["pass"], s["fail"], s["skip"])
+	line := fmt.Sprintf("tests: %d passed, %d failed, %d skipped", s["pass"], s["fail"], s["skip"])
 	if s["unknown"] > 0 {
-		tests += fmt.Sprintf(", %d unknown", s["unknown"])
+		line += fmt.Sprintf(", %d unknown", s["unknown"])
 	}
 	status := res.Status
 	switch status {
@@ -134,16 +186,65 @@ func (r *reporter) summary(res bundle.Result, dir string) {
 	default:
 		status = r.paint(yellow+bold, status)
 	}
-	r.printf("%s\n", tests)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.breakLine()
+	fmt.Fprintf(r.out, "%s\n", line)
+	for _, t := range tests {
+		if t.Result != "fail" && t.Result != "unknown" {
+			continue
+		}
+		where := ""
+		if t.Stage != "" {
+			where = fmt.Sprintf(" (stage %s)", strings.TrimPrefix(t.Stage, "cleanup:"))
+			if strings.HasPrefix(t.Stage, "cleanup:") {
+				where = fmt.Sprintf(" (cleanup %s)", strings.TrimPrefix(t.Stage, "cleanup:"))
+			}
+		}
+		msg := ""
+		if t.Message != "" {
+			msg = ": " + strings.SplitN(t.Message, "\n", 2)[0]
+		}
+		fmt.Fprintf(r.out, "%s %s%s%s\n", r.paint(red, t.Result+":"), t.Name, where, msg)
+	}
+	fmt.Fprintf(r.out, "result: %s  bundle: %s\n", status, dir)
 	if res.Error != nil {
 		where := ""
-		if res.Error.Pos != "" {
-			where = " at " + res.Error.Pos
+		if st := res.Error.Stage; st != "" {
+			where = " in stage " + st
+			if c, ok := strings.CutPrefix(st, "cleanup:"); ok {
+				where = " in cleanup " + c
+			}
 		}
-		// On stderr, where CI looks for why a job did not pass.
-		r.mu.Lock()
-		fmt.Fprintf(r.errw, "basalt: %s error%s: %s\n", res.Error.Class, where, res.Error.Message)
-		r.mu.Unlock()
+		if res.Error.Pos != "" {
+			where += " at " + res.Error.Pos
+		}
+		r.eprintf("basalt: %s error%s: %s\n", res.Error.Class, where, res.Error.Message)
 	}
-	r.printf("result: %s  bundle: %s\n", status, dir)
+	if res.Status != pipeline.StatusPass {
+		if lines := consoleTail(filepath.Join(dir, "console.log")); len(lines) > 0 {
+			r.eprintf("console.log, last %d lines:\n", len(lines))
+			for _, l := range lines {
+				r.eprintf("  | %s\n", l)
+			}
+		}
+	}
+}
+
+// consoleTail returns the last lines of a console log, cleaned for a
+// terminal, bounded in count and width.
+func consoleTail(name string) []string {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	start := max(0, fi.Size()-consoleTailBytes)
+	buf := make([]byte, fi.Size()-start)
+	n, _ := f.ReadAt(buf, start)
+	return bundle.TailLines(buf[:n], consoleTailLines, consoleTailWidth, start > 0)
 }

@@ -131,7 +131,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	var follow io.Writer
 	if f.follow {
-		follow = a.stdout
+		follow = out.follower()
 	}
 	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer()})
 	if errors.Is(err, bundle.ErrExists) {

@@ -212,10 +212,22 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 func (b *Bundle) TestCase(tc builtins.TestCase) {
 	tc.Name = b.R.String(tc.Name)
 	tc.Units = b.R.String(tc.Units)
+	tc.Message = b.R.String(tc.Message)
 	b.mu.Lock()
+	if !b.closed {
+		if fi, err := b.console.Stat(); err == nil {
+			tc.ConsoleOffset = fi.Size()
+		}
+	}
 	b.result.Tests = append(b.result.Tests, tc)
 	b.mu.Unlock()
-	fields := map[string]any{"name": tc.Name, "result": tc.Result}
+	fields := map[string]any{"name": tc.Name, "result": tc.Result, "duration_ms": tc.DurationMS}
+	if tc.Attempt > 0 {
+		fields["attempt"] = tc.Attempt
+	}
+	if tc.Message != "" {
+		fields["message"] = tc.Message
+	}
 	if tc.Measurement != nil {
 		fields["measurement"] = *tc.Measurement
 		fields["units"] = tc.Units
@@ -308,7 +320,7 @@ func (b *Bundle) Result() Result {
 func (b *Bundle) Save() error {
 	b.mu.Lock()
 	r := b.result
-	r.Summary = summarize(r.Tests)
+	r.Summary = summarize(Standing(r))
 	data, err := json.MarshalIndent(r, "", "  ")
 	b.mu.Unlock()
 	if err != nil {
@@ -316,6 +328,24 @@ func (b *Bundle) Save() error {
 	}
 	data = append([]byte(b.R.String(string(data))), '\n')
 	return writeAtomic(filepath.Join(b.Dir, "result.json"), data)
+}
+
+// Standing returns the test cases that stand: all but those of a retried
+// stage's earlier attempts, which result.json keeps (with their attempt)
+// but junit.xml and the summary leave out.
+func Standing(r Result) []builtins.TestCase {
+	last := map[string]int{}
+	for _, st := range r.Stages {
+		last[st.Name] = st.Attempts
+	}
+	out := make([]builtins.TestCase, 0, len(r.Tests))
+	for _, tc := range r.Tests {
+		if n, ok := last[tc.Stage]; ok && tc.Attempt > 0 && tc.Attempt < n {
+			continue
+		}
+		out = append(out, tc)
+	}
+	return out
 }
 
 func summarize(tests []builtins.TestCase) map[string]int {
@@ -332,6 +362,11 @@ func writeAtomic(name string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
+	// CreateTemp makes the file 0600; the bundle's files are all 0644.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
@@ -359,7 +394,7 @@ func (b *Bundle) Close() error {
 	r := b.result
 	b.mu.Unlock()
 	errs := []error{b.Save()}
-	junit, err := JUnit(r)
+	junit, err := JUnit(r, b.consoleBefore)
 	if err == nil {
 		err = writeAtomic(filepath.Join(b.Dir, "junit.xml"), []byte(b.R.String(string(junit))))
 	}
@@ -374,6 +409,25 @@ func (b *Bundle) Close() error {
 		}
 	}
 	return nil
+}
+
+// consoleBefore returns up to max bytes of console.log that end at off.
+func (b *Bundle) consoleBefore(off int64, max int) []byte {
+	if off <= 0 {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(b.Dir, "console.log"))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	start := off - int64(max)
+	if start < 0 {
+		start = 0
+	}
+	buf := make([]byte, off-start)
+	n, _ := f.ReadAt(buf, start)
+	return buf[:n]
 }
 
 func (b *Bundle) closeFiles() error {

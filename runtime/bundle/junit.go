@@ -3,6 +3,7 @@ package bundle
 import (
 	"encoding/xml"
 	"fmt"
+	"strings"
 )
 
 // The JUnit XML subset GitLab and Jenkins read: testsuites > testsuite >
@@ -13,6 +14,7 @@ type junitSuites struct {
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
 	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr"`
 	Time     string       `xml:"time,attr"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
@@ -35,7 +37,12 @@ type junitCase struct {
 	Failure   *junitMessage `xml:"failure,omitempty"`
 	Error     *junitMessage `xml:"error,omitempty"`
 	Skipped   *junitMessage `xml:"skipped,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	SystemOut *junitOutput  `xml:"system-out,omitempty"`
+}
+
+// junitOutput is CDATA so that console lines stay lines when read raw.
+type junitOutput struct {
+	Text string `xml:",cdata"`
 }
 
 type junitMessage struct {
@@ -44,10 +51,27 @@ type junitMessage struct {
 	Text    string `xml:",chardata"`
 }
 
-// JUnit renders r as JUnit XML. Test cases are grouped by stage; a job that
-// ended in an error adds an <error> case naming its class and message, so CI
-// shows broken labs distinctly from failed tests.
-func JUnit(r Result) ([]byte, error) {
+// ConsoleFunc returns up to max bytes of the console log that end at byte
+// offset off.
+type ConsoleFunc func(off int64, max int) []byte
+
+// The console excerpt of a failed case: its last lines before the case was
+// recorded, enough to see why without making junit.xml a second console.log.
+const (
+	excerptBytes = 8 << 10
+	excerptLines = 40
+	excerptWidth = 240
+)
+
+// JUnit renders r as JUnit XML, in the shape GitLab and Jenkins read:
+// testsuites > testsuite (one per stage) > testcase with name, classname
+// and time, and a <failure message="...">text</failure>, <error> or
+// <skipped> child. Only the cases that stand are in it (Standing: a retried
+// stage's last attempt). A failed case's system-out holds the console
+// before it (console may be nil). A stage that never ran is a skipped case;
+// a job that ended in an error adds an <error> case naming its class and
+// message, so CI shows broken labs distinctly from failed tests.
+func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 	secs := func(ms int64) string { return fmt.Sprintf("%.3f", float64(ms)/1000) }
 	suites := junitSuites{Name: r.Job, Time: secs(r.DurationMS)}
 	byStage := map[string]int{}
@@ -64,26 +88,60 @@ func JUnit(r Result) ([]byte, error) {
 		return &suites.Suites[len(suites.Suites)-1]
 	}
 	for _, st := range r.Stages {
-		suite(st.Name).Time = secs(st.DurationMS)
+		s := suite(st.Name)
+		s.Time = secs(st.DurationMS)
+		if st.Status == "skipped" {
+			s.Cases = append(s.Cases, junitCase{Name: st.Name, Classname: s.Name, Time: "0",
+				Skipped: &junitMessage{Message: "stage " + st.Name + " did not run: an earlier stage ended the job"}})
+			s.Tests++
+			s.Skipped++
+			suites.Tests++
+			suites.Skipped++
+		}
 	}
-	for _, tc := range r.Tests {
+	for _, tc := range Standing(r) {
 		s := suite(tc.Stage)
-		c := junitCase{Name: tc.Name, Classname: s.Name, Time: "0"}
+		c := junitCase{Name: tc.Name, Classname: s.Name, Time: secs(tc.DurationMS)}
+		var out []string
 		if tc.Measurement != nil {
-			c.SystemOut = fmt.Sprintf("measurement: %g %s", *tc.Measurement, tc.Units)
+			out = append(out, fmt.Sprintf("measurement: %g %s", *tc.Measurement, tc.Units))
 		}
 		switch tc.Result {
 		case "fail":
-			c.Failure = &junitMessage{Message: tc.Name + " failed", Type: "fail"}
+			msg := tc.Message
+			if msg == "" {
+				msg = tc.Name + " failed"
+			}
+			c.Failure = &junitMessage{Message: msg, Type: "fail", Text: tc.Message}
 			s.Failures++
 			suites.Failures++
+			if console != nil {
+				data := console(tc.ConsoleOffset, excerptBytes)
+				lines := TailLines(data, excerptLines, excerptWidth, int64(len(data)) < tc.ConsoleOffset)
+				if len(lines) > 0 {
+					out = append(out, fmt.Sprintf("console before the failure (last %d lines of console.log):", len(lines)))
+					out = append(out, lines...)
+				}
+			}
 		case "skip":
-			c.Skipped = &junitMessage{Message: "skipped"}
+			msg := tc.Message
+			if msg == "" {
+				msg = "skipped"
+			}
+			c.Skipped = &junitMessage{Message: msg}
 			s.Skipped++
+			suites.Skipped++
 		case "unknown":
-			c.Error = &junitMessage{Message: "result unknown", Type: "unknown"}
+			msg := tc.Message
+			if msg == "" {
+				msg = "result unknown"
+			}
+			c.Error = &junitMessage{Message: msg, Type: "unknown"}
 			s.Errors++
 			suites.Errors++
+		}
+		if len(out) > 0 {
+			c.SystemOut = &junitOutput{Text: strings.Join(out, "\n") + "\n"}
 		}
 		s.Tests++
 		suites.Tests++

@@ -177,7 +177,7 @@ func (r *Runner) Run(ctx context.Context) Outcome {
 		out.Status = StatusCanceled
 	case out.Err != nil:
 		out.Status = StatusError
-	case testsFailed(r.Bundle.Result().Tests):
+	case testsFailed(bundle.Standing(r.Bundle.Result())):
 		out.Status = StatusFail
 	default:
 		out.Status = StatusPass
@@ -234,6 +234,8 @@ func (r *Runner) runStage(sigCtx, jobCtx context.Context, idx int, st interp.Sta
 	var err error
 	for attempt := 1; ; attempt++ {
 		rec.Attempts = attempt
+		// The stage's attempt count tells which of its test cases stand.
+		r.Bundle.Update(func(res *bundle.Result) { res.Stages[idx] = *rec })
 		r.progress(ProgressEvent{Kind: "stage_start", Stage: st.Name, Attempt: attempt})
 		r.emit("stage_start", map[string]any{"stage": st.Name, "attempt": attempt})
 		t0 := r.now()
@@ -327,6 +329,10 @@ func (r *Runner) runCleanup(abort context.Context, idx int, c interp.Cleanup, re
 func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Callable, attempt int, what string) error {
 	env := r.Env.WithContext(ctx, stage)
 	env.Declaring = false
+	env.Started = r.now()
+	if !strings.HasPrefix(stage, "cleanup:") {
+		env.Attempt = attempt
+	}
 	thread := &starlark.Thread{Name: stage}
 	thread.Print = func(_ *starlark.Thread, msg string) { r.Bundle.Print(msg) }
 	thread.Load = func(*starlark.Thread, string) (starlark.StringDict, error) {
