@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -112,6 +114,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	loaders []*os.Root
+	absent  []string        // loader directories that do not exist
+	warned  map[string]bool // loader names already warned about
 
 	tftp     *tftp.Server
 	tftpConn net.PacketConn
@@ -195,6 +199,15 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	for _, d := range filepath.SplitList(s.cfg.LoaderDir) {
 		r, err := os.OpenRoot(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The default list names every Debian package's directory,
+			// and a target whose firmware loads the kernel itself (the
+			// sim, u-boot) needs none: a missing one is worth a warning
+			// only when a target asks for a loader (open).
+			s.log.Debug("pxe loader directory absent", "dir", d)
+			s.absent = append(s.absent, d)
+			continue
+		}
 		if err != nil {
 			s.log.Warn("pxe loader directory unusable", "dir", d, "err", err)
 			continue
@@ -539,7 +552,39 @@ func (s *Server) open(name string) (io.ReadSeeker, int64, io.Closer, string, err
 		}
 		return io.NewSectionReader(lf, 0, st.Size()), st.Size(), lf, "loader", nil
 	}
+	if isLoaderName(name) {
+		s.missingLoader(name)
+		return nil, 0, nil, "loader", errNotFound
+	}
 	return nil, 0, nil, "", errNotFound
+}
+
+// isLoaderName reports whether a target asking for name wants a bootloader
+// from the loader directories: the boot files Serve hands out and
+// syslinux's modules, which pxelinux fetches next to itself.
+func isLoaderName(name string) bool {
+	switch path.Base(name) {
+	case "pxelinux.0", "lpxelinux.0", "undionly.kpxe", "ipxe.efi", "snponly.efi", "grubnetx64.efi":
+		return true
+	}
+	return strings.HasSuffix(name, ".c32")
+}
+
+// missingLoader warns, once per name, that a target asked for a loader no
+// loader directory has: the lab's real missing-loader problem.
+func (s *Server) missingLoader(name string) {
+	s.mu.Lock()
+	if s.warned == nil {
+		s.warned = map[string]bool{}
+	}
+	first := !s.warned[name]
+	s.warned[name] = true
+	absent := append([]string(nil), s.absent...)
+	s.mu.Unlock()
+	if first {
+		s.log.Warn("pxe loader not found: a target asked for it and no loader directory has it",
+			"file", name, "loader_dir", s.cfg.LoaderDir, "absent_dirs", strings.Join(absent, string(filepath.ListSeparator)))
+	}
 }
 
 // markFetched records that name was transferred whole and wakes WaitFetch.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -485,3 +486,60 @@ func TestPublishProgress(t *testing.T) {
 		}
 	}
 }
+
+// A loader directory that does not exist is not worth a warning when no
+// target asks for a loader (the sim's firmware loads the kernel itself);
+// a target asking for pxelinux.0 that no directory has is, once, naming the
+// file and the directories.
+func TestMissingLoaderWarnsOnlyWhenAsked(t *testing.T) {
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	absent := filepath.Join(t.TempDir(), "no-such-dir")
+	present := t.TempDir()
+	os.WriteFile(filepath.Join(present, "ldlinux.c32"), []byte("module"), 0o644)
+	s, _ := startServer(t, pxe.Config{LoaderDir: absent + string(filepath.ListSeparator) + present, Log: log})
+	if logs.Len() > 0 {
+		t.Errorf("Start logged %q, want no warning for an absent loader directory", logs.String())
+	}
+	dir, _ := jobDir(t, 3000)
+	sv := serveJob(t, s, dir)
+	c := tftpClient(t, s.TFTPAddr(), 0)
+	if got, err := get(c, "ldlinux.c32"); err != nil || string(got) != "module" {
+		t.Errorf("get ldlinux.c32 = %q, %v; want it from the directory that exists", got, err)
+	}
+	if _, err := get(c, sv.Config); err != nil {
+		t.Errorf("get %s: %v", sv.Config, err)
+	}
+	if logs.Len() > 0 {
+		t.Errorf("a boot without a missing loader logged %q", logs.String())
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := get(c, "pxelinux.0"); err == nil {
+			t.Fatal("get pxelinux.0 succeeded; no loader directory has it")
+		}
+	}
+	out := logs.String()
+	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "file=pxelinux.0") || !strings.Contains(out, "absent_dirs="+absent) {
+		t.Errorf("after 3 requests for a missing pxelinux.0 the log is %q, want one warning naming the file and %s", out, absent)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the server's goroutines may log to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Len() int { return len(l.String()) }

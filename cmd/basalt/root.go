@@ -92,8 +92,8 @@ func (a *app) rootCmd() *cobra.Command {
 them and picks their boot device over IPMI, serves their PXE boot, drives their serial
 console, moves files to and from the target, and writes a result bundle for CI.
 
-Exit codes: 0 all passed, 1 tests failed, 2 job error, 3 infrastructure error,
-4 device error, 5 canceled, 64 usage error.`,
+Exit codes: 0 all passed, 1 tests failed, 2 job or lab file error, 3 infrastructure
+error (a retry may fix it), 4 device error, 5 canceled, 64 usage error (no bundle).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       versionString(),

@@ -39,8 +39,9 @@ in order under the job's deadline, always runs the cleanup functions, and writes
 result bundle (result.json, events.jsonl, console.log, junit.xml, artifacts/).
 
 The first SIGINT or SIGTERM cancels the job and runs cleanup; a second one aborts
-the cleanup. The exit code tells test failures (1) from job errors (2), broken
-labs (3), misbehaving devices (4) and cancellation (5).`,
+the cleanup. The exit code tells test failures (1) from errors in the job or the
+lab files (2), infrastructure failures a retry may fix (3), misbehaving devices (4),
+cancellation (5) and usage mistakes (64: no bundle is written).`,
 		Example: `  basalt run jobs/highbank-deploy.star --device sim
   basalt run job.star --lab ./lab --device highbank01 --param image=ubuntu.img.gz --out results/42
   basalt run job.star --device sim --follow`,
