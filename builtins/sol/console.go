@@ -505,9 +505,30 @@ type TimeoutError struct {
 	After    time.Duration
 }
 
+// Error names the patterns and the console's last line, bounded: the whole
+// tail is in Tail and console.log, and `basalt run` ends with the console's
+// last lines; an error message is no place for a kilobyte of escapes.
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("no match for %s after %s; last console output: %q",
-		strings.Join(e.Patterns, " | "), e.After.Round(time.Millisecond), e.Tail)
+	msg := fmt.Sprintf("no match for %s after %s", strings.Join(e.Patterns, " | "), e.After.Round(time.Millisecond))
+	if l := lastLine(e.Tail, 120); l != "" {
+		msg += fmt.Sprintf("; the console's last line: %q", l)
+	}
+	return msg
+}
+
+// lastLine returns the last non-blank line of b, its end kept when it is
+// longer than max bytes.
+func lastLine(b []byte, max int) string {
+	lines := strings.Split(strings.ReplaceAll(string(b), "\r", ""), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			if len(l) > max {
+				l = "…" + strings.ToValidUTF8(l[len(l)-max:], "")
+			}
+			return l
+		}
+	}
+	return ""
 }
 
 // Unwrap lets errors.Is(err, context.DeadlineExceeded) hold.

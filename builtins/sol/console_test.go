@@ -356,6 +356,10 @@ func TestTimeoutCarriesRedactedTail(t *testing.T) {
 	if !strings.HasSuffix(tail, "Password accepted\r\n=> ") || strings.Contains(tail, "hunter") || strings.Contains(err.Error(), "secret") {
 		t.Errorf("timeout tail = %q, want the last output with the secret redacted", tail)
 	}
+	// the message names the last line, not an escaped dump of the tail
+	if want := `; the console's last line: "=>"`; !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), `\r\n`) {
+		t.Errorf("timeout message = %q, want it to end %s", err, want)
+	}
 	if len(added) != 1 || added[0] != secret {
 		t.Errorf("AddSecret got %q, want the secret once", added)
 	}
