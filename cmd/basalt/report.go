@@ -93,9 +93,11 @@ func (r *reporter) follower() io.Writer {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		n, err := r.out.Write(p)
+		// A stdout that fails (a closed pipe) must not stop the console
+		// capture this writer is teed from: its error is dropped.
+		r.out.Write(p)
 		r.midLine = p[len(p)-1] != '\n'
-		return n, err
+		return len(p), nil
 	})
 }
 

@@ -135,7 +135,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 		follow = out.follower()
 	}
 	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer()})
-	if errors.Is(err, bundle.ErrExists) {
+	if errors.Is(err, bundle.ErrExists) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EROFS) {
+		// --out (or the default results/) names a place no bundle can
+		// be written to: the command line's mistake, not the lab's.
 		return &usageError{err}
 	}
 	if err != nil {
