@@ -65,6 +65,9 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 			if err := plan.Validate(); err != nil {
 				return &exitError{code: pipeline.ExitJob, err: err}
 			}
+			if err := checkCalls(plan, f.lab, f.device); err != nil {
+				return &exitError{code: exitCodeOf(err), err: err}
+			}
 			dev, err := checkDevice(plan, f.lab, f.device)
 			if err != nil {
 				return &exitError{code: exitCodeOf(err), err: err}

@@ -45,11 +45,28 @@ func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
 	return l, d, nil
 }
 
+// configDevice is resolveDevice without reading any secret value, for
+// check and device show.
+func configDevice(labFlag, name string) (*lab.Device, error) {
+	if name == "sim" {
+		return lab.BuiltinSim("sim"), nil
+	}
+	l, err := loadLab(labFlag)
+	if err != nil {
+		return nil, err
+	}
+	d, err := l.Config(name)
+	if err != nil {
+		return nil, builtins.Infra(err)
+	}
+	return d, nil
+}
+
 // checkDevice validates the device (or, without --device, the job's device
 // type) for `basalt check`, and describes it.
 func checkDevice(plan *interp.Plan, labFlag, device string) (string, error) {
 	if device != "" {
-		_, d, err := resolveDevice(labFlag, device)
+		d, err := configDevice(labFlag, device)
 		if err != nil {
 			return "", err
 		}

@@ -1,0 +1,62 @@
+// Package spell suggests the name a user most likely meant when a key,
+// member or keyword is misspelled ("did you mean ...?").
+package spell
+
+import "strings"
+
+// Suggest returns the name in known closest to s by edit distance, or ""
+// when none is close enough to be a likely typo.
+func Suggest(s string, known []string) string {
+	best, bestD := "", -1
+	for _, k := range known {
+		d := editDistance(s, k)
+		if bestD < 0 || d < bestD {
+			best, bestD = k, d
+		}
+	}
+	// A typo is a few edits, or the known name with a prefix or suffix
+	// missing (kernel_consol, cipher_suite).
+	limit := max(1, len(s)/3)
+	if bestD >= 0 && (bestD <= limit || strings.HasPrefix(best, s) || strings.HasPrefix(s, best)) {
+		return best
+	}
+	// An abbreviation (dhcp_iface for dhcp_interface).
+	for _, k := range known {
+		if len(s) >= 4 && subsequence(s, k) {
+			return k
+		}
+	}
+	return ""
+}
+
+// subsequence reports whether s is t with some characters left out.
+func subsequence(s, t string) bool {
+	i := 0
+	for j := 0; i < len(s) && j < len(t); j++ {
+		if s[i] == t[j] {
+			i++
+		}
+	}
+	return i == len(s)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
