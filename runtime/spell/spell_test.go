@@ -11,6 +11,7 @@ func TestSuggest(t *testing.T) {
 		{"expct", "expect"},
 		{"timeot", "timeout"},
 		{"rack", ""},
+		{"tiemout", "timeout"},
 		{"ipmi_hst", "ipmi_host"},
 		{"kern_console", "kernel_console"},
 		{"completely_different", ""},
