@@ -15,18 +15,23 @@ import (
 	"github.com/basalt-lab/basalt/stdlib"
 )
 
-// checkCalls resolves the builtin calls of the job and of every file it
-// loaded without running them (unknown members and keywords are errors
-// with file:line), then, given a device, refuses what that device cannot
-// do: ipmi.* without a BMC, pxe.serve without a MAC. It reads no secret.
-func checkCalls(plan *interp.Plan, labFlag, device string) error {
-	src, err := os.ReadFile(plan.File)
+// lintJob resolves the builtin calls of the job file and of every file it
+// loads without running them: unknown members and keywords are errors with
+// file:line and a did-you-mean. It runs before the declare phase, so that
+// a misspelled stage(retrys=) gets its did-you-mean too. A file it cannot
+// parse or load is left for Declare to report (nil result, nil error).
+func lintJob(file string) (*lint.Result, error) {
+	src, err := os.ReadFile(file)
 	if err != nil {
-		return builtins.Job(fmt.Errorf("read job file: %w", err))
+		return nil, nil
 	}
-	root, err := os.OpenRoot(plan.Dir)
+	abs, err := filepath.Abs(file)
 	if err != nil {
-		return builtins.Job(fmt.Errorf("open job directory: %w", err))
+		return nil, nil
+	}
+	root, err := os.OpenRoot(filepath.Dir(abs))
+	if err != nil {
+		return nil, nil
 	}
 	defer root.Close()
 	source := func(name string) ([]byte, error) {
@@ -35,21 +40,31 @@ func checkCalls(plan *interp.Plan, labFlag, device string) error {
 		}
 		return fs.ReadFile(root.FS(), filepath.ToSlash(filepath.Clean(strings.TrimPrefix(name, "./"))))
 	}
-	res, err := lint.Check(plan.File, src, source, tables(), interp.FileOptions)
+	res, err := lint.Check(file, src, source, tables(), interp.FileOptions)
 	if err != nil {
-		return builtins.Job(err)
+		return nil, nil
 	}
 	if len(res.Problems) > 0 {
-		return builtins.Job(errors.Join(res.Problems...))
+		return nil, builtins.Job(errors.Join(res.Problems...))
 	}
-	if device == "" {
+	return res, nil
+}
+
+// checkUses refuses, given a device, what the job reaches and the device
+// cannot do: ipmi.* without a BMC, pxe.serve without a MAC. It reads no
+// secret.
+func checkUses(res *lint.Result, labFlag, device string) error {
+	if res == nil || device == "" {
 		return nil
 	}
 	d, err := configDevice(labFlag, device)
 	if err != nil {
 		return err
 	}
-	return builtins.Job(deviceUses(res.Uses, d))
+	if err := deviceUses(res.Uses, d); err != nil {
+		return builtins.Job(err)
+	}
+	return nil
 }
 
 // deviceUses returns an error for each builtin the job can reach that d

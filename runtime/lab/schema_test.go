@@ -67,6 +67,10 @@ func TestDeviceTypeExtends(t *testing.T) {
 	if d.VM["vm_disk_mb"] != 64 || d.VM["vm_tap"] != "tap0" {
 		t.Errorf("vm1 VM = %v, want vm_disk_mb 64, vm_tap tap0", d.VM)
 	}
+	var out strings.Builder
+	if err := FormatDevice(&out, d); err != nil || !strings.Contains(out.String(), "vm_disk_mb:") || !strings.Contains(out.String(), "myvm (x86_64") {
+		t.Errorf("FormatDevice(vm1) = %q, %v; want its type and vm_* settings", out.String(), err)
+	}
 }
 
 // Loading the lab and Config read no secret value: an unset variable is

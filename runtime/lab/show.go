@@ -63,6 +63,14 @@ func FormatDevice(w io.Writer, d *Device) error {
 		line("sim faults", "console_drops=%d udp_loss=%g type_interval=%s boot_failure=%t kernel_panic=%t",
 			d.Sim.ConsoleDrops, d.Sim.UDPLoss, d.Sim.TypeInterval, d.Sim.BootFailure, d.Sim.KernelPanic)
 	}
+	vmKeys := make([]string, 0, len(d.VM))
+	for k := range d.VM {
+		vmKeys = append(vmKeys, k)
+	}
+	sort.Strings(vmKeys)
+	for _, k := range vmKeys {
+		line(k, "%v", d.VM[k])
+	}
 	line("kernel_console", "%s", dt.KernelConsole)
 	line("loader", "%s", dt.Loader)
 	line("master_prompt", "%s", rawQuote(dt.MasterPrompt))
