@@ -61,11 +61,23 @@ type evalEnv struct {
 
 const envLocal = "basalt.lab.eval"
 
-var predeclared = starlark.StringDict{
-	"lab":         starlark.NewBuiltin("lab", builtinLab),
-	"device_type": starlark.NewBuiltin("device_type", builtinDeviceType),
-	"device":      starlark.NewBuiltin("device", builtinDevice),
-	"secret":      starlark.NewBuiltin("secret", builtinSecret),
+// predeclared holds one builtin per Schema entry; impls are their Go
+// sides (a map, not a Func field, which would make an initialization
+// cycle: the functions read Schema).
+var (
+	predeclared = starlark.StringDict{}
+	impls       = map[string]func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error){
+		"lab":         builtinLab,
+		"device_type": builtinDeviceType,
+		"device":      builtinDevice,
+		"secret":      builtinSecret,
+	}
+)
+
+func init() {
+	for _, f := range Schema {
+		predeclared[f.Name] = starlark.NewBuiltin(f.Name, impls[f.Name])
+	}
 }
 
 // posError is an error at a position in a lab file. Its message never holds

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.starlark.net/starlark"
 )
 
 // One broken device file makes that device unusable, not the lab: the
@@ -106,9 +108,16 @@ func TestSecretsReadOnlyForRun(t *testing.T) {
 	}
 }
 
-// Every key of the schema is documented, and every function has one.
+// Every key of the schema is documented, every function has one, and the
+// functions lab files can call are exactly the schema's.
 func TestSchemaDocumented(t *testing.T) {
+	if len(predeclared) != len(Schema) {
+		t.Errorf("predeclared = %d functions, Schema %d", len(predeclared), len(Schema))
+	}
 	for _, f := range Schema {
+		if b, ok := predeclared[f.Name].(*starlark.Builtin); !ok || impls[f.Name] == nil || b.Name() != f.Name {
+			t.Errorf("Schema %s has no predeclared builtin", f.Name)
+		}
 		if f.Doc == "" {
 			t.Errorf("Schema %s has no Doc", f.Name)
 		}
