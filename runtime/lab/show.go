@@ -161,7 +161,7 @@ func WriteList(w io.Writer, rows []DeviceSummary) error {
 		return s
 	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.Console, dash(r.IPMIHost), dash(r.MAC), r.File, dash(r.Problem))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Type), dash(r.Console), dash(r.IPMIHost), dash(r.MAC), r.File, dash(r.Problem))
 	}
 	return tw.Flush()
 }
