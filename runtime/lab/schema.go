@@ -41,7 +41,8 @@ var (
 		{Name: "power_status_command", Type: "string", Doc: "Command that prints the power state (on or off)."},
 	}
 	ipmiExtraKeys = []Key{
-		{Name: "ipmi_keepalive_ms", Type: "int (ms)", Doc: "Interval of the IPMI session keepalive (a Get Device ID), shorter than the BMC's session timeout."},
+		{Name: "ipmi_keepalive", Type: "duration", Doc: "Interval of the IPMI session keepalive, shorter than the BMC's session timeout (ipmi_sim drops idle sessions after ~30 s)."},
+		{Name: "ipmi_keepalive_ms", Type: "int (ms)", Doc: "ipmi_keepalive in milliseconds."},
 	}
 )
 

@@ -133,3 +133,20 @@ func TestSchemaDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A key the schema lists but no parser reads is an error, never dropped
+// in silence (keys other branches add are listed before they are parsed).
+func TestSchemaKeyNotParsed(t *testing.T) {
+	saved := deviceFunc.Keys
+	deviceFunc.Keys = append(append([]Key(nil), saved...), Key{Name: "future_key", Type: "string", Doc: "x"})
+	defer func() { deviceFunc.Keys = saved }()
+	dir := writeLab(t, map[string]string{"devices/d.star": `device(type = "sim", future_key = "x")`})
+	l, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "device: key future_key is not supported by this build of basalt"
+	if _, err := l.Device("d"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Device(d) = %v, want %q", err, want)
+	}
+}
