@@ -58,6 +58,10 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 			if err != nil {
 				return err
 			}
+			calls, err := lintJob(args[0])
+			if err != nil {
+				return &exitError{code: pipeline.ExitJob, err: err}
+			}
 			plan, err := interp.Declare(interp.Options{File: args[0], Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
 				Print: func(msg string) { fmt.Fprintln(a.stderr, msg) }})
 			if err != nil {
@@ -65,6 +69,9 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 			}
 			if err := plan.Validate(); err != nil {
 				return &exitError{code: pipeline.ExitJob, err: err}
+			}
+			if err := checkUses(calls, f.lab, f.device); err != nil {
+				return &exitError{code: exitCodeOf(err), err: err}
 			}
 			dev, err := checkDevice(plan, f.lab, f.device)
 			if err != nil {

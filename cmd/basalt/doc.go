@@ -11,12 +11,13 @@ import (
 
 func (a *app) docCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "doc [MODULE]",
+		Use:   "doc [MODULE|stdlib|lab]",
 		Short: "Print the reference of the Starlark builtins",
 		Long: `doc prints the reference of the builtins that job files can call, generated from
 the code that registers them. With MODULE (ipmi, pxe, sol, target, test, time, json,
-struct, "declare" for job/stage/cleanup, or "stdlib" for the embedded Starlark
-libraries) it prints that module only.`,
+struct, "declare" for job/stage/cleanup, "stdlib" for the embedded Starlark
+libraries, or "lab" for the lab files' lab, device_type, device and secret) it
+prints that module only.`,
 		Example: "  basalt doc\n  basalt doc sol",
 		Args:    cobra.MaximumNArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
@@ -24,11 +25,15 @@ libraries) it prints that module only.`,
 			for _, t := range tables() {
 				names = append(names, docName(t))
 			}
-			return append(names, "stdlib"), cobra.ShellCompDirectiveNoFileComp
+			return append(names, "stdlib", "lab"), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 && args[0] == "stdlib" {
 				return writeStdlibDoc(a.stdout)
+			}
+			if len(args) > 0 && args[0] == "lab" {
+				writeLabDoc(a.stdout)
+				return nil
 			}
 			for _, t := range tables() {
 				if len(args) == 0 || args[0] == docName(t) {
@@ -46,7 +51,7 @@ libraries) it prints that module only.`,
 				for _, t := range tables() {
 					names = append(names, docName(t))
 				}
-				return usagef("doc: no module %q; modules: %s", args[0], strings.Join(names, ", "))
+				return usagef("doc: no module %q; modules: %s, stdlib, lab", args[0], strings.Join(names, ", "))
 			}
 			return nil
 		},

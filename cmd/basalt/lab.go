@@ -40,6 +40,23 @@ func loadLab(flag string) (*lab.Lab, error) {
 // does not exist is a usage error; a device file that does not load is a
 // lab error (class job).
 func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
+	return lookupDevice(labFlag, name, true)
+}
+
+// configDevice is resolveDevice without reading any secret value, for
+// check and device show.
+func configDevice(labFlag, name string) (*lab.Device, error) {
+	_, d, err := lookupDevice(labFlag, name, false)
+	return d, err
+}
+
+// lookupDevice finds --device NAME|FILE|sim in the lab. A device the lab
+// does not have is a usage error; one whose file (or secret, when
+// readSecrets) is broken is a job error: a retry cannot fix either.
+func lookupDevice(labFlag, name string, readSecrets bool) (*lab.Lab, *lab.Device, error) {
+	if name == "sim" && !readSecrets {
+		return nil, lab.BuiltinSim("sim"), nil
+	}
 	l, err := loadLab(labFlag)
 	if err != nil {
 		return nil, nil, err
@@ -52,10 +69,14 @@ func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
 			return nil, nil, usagef("--device %s: no such device file", name)
 		}
 	} else if _, ok := l.Devices[name]; !ok {
-		_, err := l.Device(name) // its error lists the devices the lab has
+		_, err := l.Config(name) // its error lists the devices the lab has
 		return nil, nil, &usageError{fmt.Errorf("--device: %w", err)}
 	}
-	d, err := l.Device(name)
+	get := l.Config
+	if readSecrets {
+		get = l.Device
+	}
+	d, err := get(name)
 	if err != nil {
 		return nil, nil, builtins.Job(err)
 	}
@@ -66,7 +87,7 @@ func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
 // type) for `basalt check`, and describes it.
 func checkDevice(plan *interp.Plan, labFlag, device string) (string, error) {
 	if device != "" {
-		_, d, err := resolveDevice(labFlag, device)
+		d, err := configDevice(labFlag, device)
 		if err != nil {
 			return "", err
 		}

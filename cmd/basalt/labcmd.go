@@ -15,9 +15,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// addLabCommands adds the device, sim and initrd commands.
+// addLabCommands adds the device, device-type, sim and initrd commands.
 func (a *app) addLabCommands(root *cobra.Command) {
-	root.AddCommand(a.deviceCmd(), a.simCmd(), a.initrdCmd())
+	root.AddCommand(a.deviceCmd(), a.deviceTypeCmd(), a.simCmd(), a.initrdCmd())
 }
 
 func (a *app) deviceCmd() *cobra.Command {
@@ -79,14 +79,10 @@ powers the device through its PDU port.`,
 		Example: "  basalt device show highbank01",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			var d *lab.Device
-			if args[0] == "sim" {
-				d = lab.BuiltinSim("sim")
-			} else {
-				var err error
-				if _, d, err = resolveDevice(labFlag, args[0]); err != nil {
-					return &exitError{code: exitCodeOf(err), err: err}
-				}
+			// No secret is read: the password shows as its reference.
+			d, err := configDevice(labFlag, args[0])
+			if err != nil {
+				return &exitError{code: exitCodeOf(err), err: err}
 			}
 			return lab.FormatDevice(a.stdout, d)
 		},

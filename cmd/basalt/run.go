@@ -105,13 +105,24 @@ func (a *app) runJob(file string, f *runFlags) error {
 	for k, v := range a.extraModules {
 		modules[k] = v
 	}
-	plan, declErr := interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
-		Print: func(msg string) { out.print(msg) }})
+	// The same static checks as `basalt check` (unknown members and
+	// keywords, builtins the device cannot serve) before anything runs.
+	var plan *interp.Plan
+	calls, declErr := lintJob(file)
+	if declErr == nil {
+		plan, declErr = interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
+			Print: func(msg string) { out.print(msg) }})
+	}
 	if declErr == nil {
 		declErr = plan.Validate()
 	}
 	if declErr == nil && dev != nil {
 		declErr = compatible(plan, dev)
+	}
+	if declErr == nil && dev != nil && calls != nil {
+		if err := deviceUses(calls.Uses, dev); err != nil {
+			declErr = builtins.Job(err)
+		}
 	}
 
 	if declErr == nil && f.device == "" && plan.Job.DeviceType != "" {

@@ -59,7 +59,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	// A sim device without a BMC address (the built-in one, or a lab device
 	// of type sim): a node of its own in this process, whose BMC is on a free
 	// loopback port, booting from our TFTP server.
-	if dev.Type != nil && dev.Type.Name == "sim" && dev.IPMI.Host == "" {
+	if dev.Type.Is("sim") && dev.IPMI.Host == "" {
 		node, err := sim.Start(ctx, sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log})
 		if err != nil {
 			return release, builtins.Infra(err)
@@ -81,7 +81,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 
 	// A qemu device without a BMC address: basalt starts the VM and a BMC
 	// in front of it.
-	if dev.Type != nil && dev.Type.Name == "qemu" && dev.IPMI.Host == "" {
+	if dev.Type.Is("qemu") && dev.IPMI.Host == "" {
 		ip, stop, err := qemuBMC(ctx, env.Lab, dev, log, emit)
 		if err != nil {
 			return release, builtins.Infra(err)

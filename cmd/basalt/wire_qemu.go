@@ -17,7 +17,7 @@ import (
 // qemuBMC starts the VM of a qemu device that names no BMC of its own, and
 // go-ipmi's BMC in front of it on a free loopback port: chassis power maps
 // to QMP, the boot device to the next boot's order, SOL to the VM's serial
-// port. The device file's facts configure the VM:
+// port. The device file's vm_* keys configure the VM:
 //
 //	vm_tap          tap device the NIC attaches to (created beforehand)
 //	vm_netns        network namespace qemu runs in, where the tap lives
@@ -29,9 +29,9 @@ import (
 //	                boot this kernel directly instead of the firmware's
 //	                boot order (paths relative to the lab directory)
 func qemuBMC(ctx context.Context, l *lab.Lab, dev *lab.Device, log *slog.Logger, emit func(string, map[string]any)) (lab.IPMI, func(), error) {
-	str := func(k string) string { s, _ := dev.Facts[k].(string); return s }
+	str := func(k string) string { s, _ := dev.VM[k].(string); return s }
 	num := func(k string, def int) int {
-		switch v := dev.Facts[k].(type) {
+		switch v := dev.VM[k].(type) {
 		case int:
 			return v
 		case int64:

@@ -49,7 +49,7 @@ func AddDevice(labDir, typ, name string, o AddOptions) (string, error) {
 		return "", fmt.Errorf("device add: %w", err)
 	}
 	for _, f := range typeFiles {
-		v, err := loadFile(&evalEnv{kind: kindType, file: f, labDir: labDir})
+		v, err := loadFile(&evalEnv{kind: kindType, file: f, labDir: labDir, types: BuiltinTypes()})
 		if err != nil {
 			return "", fmt.Errorf("device add: %w", err)
 		}
@@ -58,6 +58,14 @@ func AddDevice(labDir, typ, name string, o AddOptions) (string, error) {
 	}
 	if types[typ] == nil {
 		return "", fmt.Errorf("device add: unknown device type %q (known types: %s; add labDir/device-types/%s.star to define it)", typ, knownTypes(types), typ)
+	}
+	// A type that PXE-boots needs the boot NIC's MAC: without it pxe.serve
+	// has no config to write, and the job would fail mid-run.
+	if types[typ].PXE && o.MAC == "" {
+		if !types[typ].Is("sim") {
+			return "", fmt.Errorf("device add: type %s PXE-boots: give the boot NIC's MAC with --mac aa:bb:cc:dd:ee:ff", typ)
+		}
+		o.MAC = BuiltinSim(name).MAC // a sim node's NIC is ours to name
 	}
 	dir := filepath.Join(labDir, "devices")
 	path := filepath.Join(dir, name+".star")

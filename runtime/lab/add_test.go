@@ -27,21 +27,25 @@ func TestAddDeviceRoundTrip(t *testing.T) {
 			Console: Console{Transport: "sol"},
 		}},
 		// LAVA's add_device.py mx53loco foo -t 4006 -p 5.
-		{"qemu", "foo", AddOptions{Ser2netPort: 4006, PDUPort: 5}, &Device{
+		{"qemu", "foo", AddOptions{Ser2netPort: 4006, PDUPort: 5, MAC: "52:54:00:12:34:56"}, &Device{
 			IPMI:         IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			MAC:          "52:54:00:12:34:56",
 			Console:      Console{Transport: "command", Command: "telnet localhost 4006"},
 			PowerCommand: map[string]string{"on": pdu("on"), "off": pdu("off"), "reset": pdu("reboot")},
 		}},
 		// The password variable defaults from the name.
-		{"highbank", "hb.02", AddOptions{IPMIHost: "10.0.0.2", Console: "sol"}, &Device{
+		{"highbank", "hb.02", AddOptions{IPMIHost: "10.0.0.2", Console: "sol", MAC: "fc:2f:40:17:da:29"}, &Device{
 			IPMI:    IPMI{Host: "10.0.0.2", Port: 623, Password: Secret{Env: "HB_02_IPMI_PASSWORD", value: "pw"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			MAC:     "fc:2f:40:17:da:29",
 			Console: Console{Transport: "sol"},
 		}},
+		// A sim node's MAC is derived from its name, as for --device sim.
 		{"sim", "s1", AddOptions{}, &Device{
 			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			MAC:     BuiltinSim("s1").MAC,
 			Console: Console{Transport: "sol"},
 		}},
-		// A type the lab defines.
+		// A type the lab defines, booting from its SD card: no MAC needed.
 		{"odroid", "od1", AddOptions{Ser2netPort: 7001, PDUPort: 12}, &Device{
 			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
 			Console: Console{Transport: "command", Command: "telnet localhost 7001"},
@@ -52,7 +56,7 @@ func TestAddDeviceRoundTrip(t *testing.T) {
 			},
 		}},
 	}
-	dir := writeLab(t, map[string]string{"device-types/odroid.star": `device_type(arch = "arm64")`})
+	dir := writeLab(t, map[string]string{"device-types/odroid.star": `device_type(arch = "arm64", pxe = False)`})
 	for _, c := range cases {
 		path, err := AddDevice(dir, c.typ, c.name, c.o)
 		if err != nil {
@@ -96,7 +100,8 @@ func TestAddDeviceRefuses(t *testing.T) {
 		{"mx53loco", "foo", AddOptions{}, []string{`unknown device type "mx53loco"`, "highbank, qemu, sim"}},
 		{"sim", "taken", AddOptions{}, []string{`device "taken" already exists`, filepath.Join(dir, "devices", "taken.star"), "--force"}},
 		{"sim", "../escape", AddOptions{}, []string{`name "../escape" is not valid`}},
-		{"highbank", "hb", AddOptions{}, []string{"would not load", "ipmi_host is required"}},
+		{"highbank", "hb", AddOptions{MAC: "fc:2f:40:17:da:28"}, []string{"would not load", "ipmi_host is required"}},
+		{"highbank", "nomac", AddOptions{IPMIHost: "h"}, []string{"type highbank PXE-boots", "--mac"}},
 		{"sim", "m", AddOptions{MAC: "01:02"}, []string{`mac "01:02" is not a MAC address`}},
 		{"sim", "p", AddOptions{Ser2netPort: 70000}, []string{"ser2net port 70000 is out of range"}},
 		{"sim", "c", AddOptions{Ser2netPort: 4000, Console: "sol"}, []string{`a ser2net port gives console "command"`}},
@@ -121,7 +126,7 @@ func TestAddDeviceRefuses(t *testing.T) {
 		t.Errorf("AddDevice wrote outside devices/")
 	}
 	// --force overwrites.
-	if _, err := AddDevice(dir, "qemu", "taken", AddOptions{Ser2netPort: 4001, PDUPort: 3, Force: true}); err != nil {
+	if _, err := AddDevice(dir, "qemu", "taken", AddOptions{Ser2netPort: 4001, PDUPort: 3, MAC: "52:54:00:00:00:03", Force: true}); err != nil {
 		t.Fatalf("AddDevice(force) = %v", err)
 	}
 	l, err := Load(dir)

@@ -5,15 +5,18 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/basalt-lab/basalt/runtime/spell"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 )
@@ -44,12 +47,13 @@ func (k fileKind) fn() string { return [...]string{"lab", "device_type", "device
 // predeclared functions through a thread local.
 type evalEnv struct {
 	kind    fileKind
-	file    string // path shown in errors and kept in File fields
-	base    string // file name without directory and ".star"
-	builtin bool   // a built-in type: File stays ""
-	labDir  string // secret(file=) and relative directories resolve here
-	types   map[string]*DeviceType
-	resolve bool // read secret values (false for AddDevice's dry run)
+	file    string                 // path shown in errors and kept in File fields
+	base    string                 // file name without directory and ".star"
+	builtin bool                   // a built-in type: File stays ""
+	labDir  string                 // secret(file=) and relative directories resolve here
+	types   map[string]*DeviceType // device types a device may name, or a type may extend
+
+	src []byte // the file's text, to find a keyword's line
 
 	called bool
 	result any // *Lab, *DeviceType or *Device
@@ -57,11 +61,23 @@ type evalEnv struct {
 
 const envLocal = "basalt.lab.eval"
 
-var predeclared = starlark.StringDict{
-	"lab":         starlark.NewBuiltin("lab", builtinLab),
-	"device_type": starlark.NewBuiltin("device_type", builtinDeviceType),
-	"device":      starlark.NewBuiltin("device", builtinDevice),
-	"secret":      starlark.NewBuiltin("secret", builtinSecret),
+// predeclared holds one builtin per Schema entry; impls are their Go
+// sides (a map, not a Func field, which would make an initialization
+// cycle: the functions read Schema).
+var (
+	predeclared = starlark.StringDict{}
+	impls       = map[string]func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error){
+		"lab":         builtinLab,
+		"device_type": builtinDeviceType,
+		"device":      builtinDevice,
+		"secret":      builtinSecret,
+	}
+)
+
+func init() {
+	for _, f := range Schema {
+		predeclared[f.Name] = starlark.NewBuiltin(f.Name, impls[f.Name])
+	}
 }
 
 // posError is an error at a position in a lab file. Its message never holds
@@ -87,6 +103,7 @@ func evalFile(env *evalEnv, src []byte) (any, error) {
 	}
 	thread.SetMaxExecutionSteps(maxSteps)
 	thread.SetLocal(envLocal, env)
+	env.src = src
 	if _, err := starlark.ExecFileOptions(fileOptions, thread, env.file, src, predeclared); err != nil {
 		return nil, fileError(env.file, err)
 	}
@@ -121,10 +138,11 @@ func fileError(file string, err error) error {
 	return fmt.Errorf("%s: %w", file, err)
 }
 
-// args are the keyword arguments of one call, taken one by one; what is
-// left are facts.
+// args are the keyword arguments of one call, checked against the
+// function's Schema entry and then taken one by one.
 type args struct {
 	fn   string
+	f    *Func
 	pos  syntax.Position
 	vals map[string]starlark.Value
 	keys []string
@@ -140,8 +158,12 @@ func newArgs(thread *starlark.Thread, b *starlark.Builtin, positional starlark.T
 	if len(positional) > 0 {
 		return nil, nil, a.errorf("takes keyword arguments only (name = value)")
 	}
+	a.f = schemaFunc(a.fn)
 	for _, kv := range kwargs {
 		k := string(kv[0].(starlark.String))
+		if _, ok := a.f.key(k); !ok {
+			return nil, nil, &posError{pos: keyPos(env, a.pos, k), msg: a.fn + ": " + a.f.unknownKey(k)}
+		}
 		a.vals[k] = kv[1]
 		a.keys = append(a.keys, k)
 	}
@@ -153,6 +175,55 @@ func newArgs(thread *starlark.Thread, b *starlark.Builtin, positional starlark.T
 	}
 	env.called = true
 	return a, env, nil
+}
+
+// keyPos returns where the keyword key of the call at call is written in
+// the file, or call when it cannot tell (the call's keywords came from
+// **kwargs).
+func keyPos(env *evalEnv, call syntax.Position, key string) syntax.Position {
+	if env == nil || env.src == nil {
+		return call
+	}
+	f, err := fileOptions.Parse(env.file, env.src, 0)
+	if err != nil {
+		return call
+	}
+	pos := call
+	syntax.Walk(f, func(n syntax.Node) bool {
+		c, ok := n.(*syntax.CallExpr)
+		if !ok || c.Lparen.Line != call.Line || c.Lparen.Col != call.Col {
+			return true
+		}
+		for _, arg := range c.Args {
+			if b, ok := arg.(*syntax.BinaryExpr); ok && b.Op == syntax.EQ {
+				if id, ok := b.X.(*syntax.Ident); ok && id.Name == key {
+					pos = id.NamePos
+				}
+			}
+		}
+		return false
+	})
+	return pos
+}
+
+func schemaFunc(name string) *Func {
+	for _, f := range Schema {
+		if f.Name == name {
+			return f
+		}
+	}
+	panic("lab: no schema for " + name)
+}
+
+// done fails on a key the schema lists but this build does not parse, so
+// that no key is ever dropped silently.
+func (a *args) done() error {
+	for _, k := range a.keys {
+		if !a.used[k] {
+			return a.errorf("key %s is not supported by this build of basalt", k)
+		}
+	}
+	return nil
 }
 
 func (a *args) errorf(format string, v ...any) error {
@@ -208,6 +279,18 @@ func (a *args) millis(name string) (time.Duration, bool, error) {
 	}
 	ms, err := a.integer(name, 0, 0, 60_000)
 	return time.Duration(ms) * time.Millisecond, true, err
+}
+
+func (a *args) boolean(name string, def bool) (bool, error) {
+	v, ok := a.get(name)
+	if !ok {
+		return def, nil
+	}
+	b, ok := v.(starlark.Bool)
+	if !ok {
+		return false, a.errorf("%s must be True or False, not %s", name, v.Type())
+	}
+	return bool(b), nil
 }
 
 func (a *args) list(name string) ([]starlark.Value, error) {
@@ -281,7 +364,7 @@ func (a *args) dict(name string) (*starlark.Dict, error) {
 }
 
 // reservedFacts are the keys ctx.device shows on its own (see Facts); a
-// file may not set them as free-form facts.
+// file may not set them in facts = {...}.
 var reservedFacts = map[string]bool{
 	"name": true, "type": true, "arch": true, "mac": true, "console": true,
 	"kernel_console": true, "bootloader_serial_delay_ms": true,
@@ -290,21 +373,26 @@ var reservedFacts = map[string]bool{
 	"error_patterns": true,
 }
 
-// facts returns the arguments not taken yet, converted to Go values.
+// facts returns the facts = {...} argument, converted to Go values.
 func (a *args) facts() (map[string]any, error) {
+	d, err := a.dict("facts")
+	if err != nil || d == nil {
+		return nil, err
+	}
 	out := map[string]any{}
-	for _, k := range a.keys {
-		if a.used[k] {
-			continue
+	for _, kv := range d.Items() {
+		k, ok := kv[0].(starlark.String)
+		if !ok {
+			return nil, a.errorf("facts key %s is not a string", kv[0])
 		}
-		if reservedFacts[k] {
-			return nil, a.errorf("%s is not an argument of %s(), and cannot be a fact: basalt sets ctx.device.%s itself", k, a.fn, k)
+		if reservedFacts[string(k)] {
+			return nil, a.errorf("facts[%q]: basalt sets ctx.device.%s itself; it cannot be a fact", string(k), string(k))
 		}
-		v, err := toGo(a.vals[k], 0)
+		v, err := toGo(kv[1], 0)
 		if err != nil {
-			return nil, a.errorf("fact %s: %v", k, err)
+			return nil, a.errorf("facts[%q]: %v", string(k), err)
 		}
-		out[k] = v
+		out[string(k)] = v
 	}
 	return out, nil
 }
@@ -402,10 +490,8 @@ func builtinLab(thread *starlark.Thread, b *starlark.Builtin, positional starlar
 			*f.dst = filepath.Join(env.labDir, *f.dst)
 		}
 	}
-	for _, k := range a.keys {
-		if !a.used[k] {
-			return nil, a.errorf("unknown argument %s (want name, tftp, http, dhcp, dhcp_interface, loader_dir, lock_dir, cache_dir)", k)
-		}
+	if err := a.done(); err != nil {
+		return nil, err
 	}
 	env.result = l
 	return starlark.None, nil
@@ -432,7 +518,26 @@ func builtinDeviceType(thread *starlark.Thread, b *starlark.Builtin, positional 
 	if err != nil {
 		return nil, err
 	}
-	dt := &DeviceType{}
+	// Every key left out keeps the value of the type extended (or the zero
+	// value, pxelinux and pxe = True without extends).
+	dt := &DeviceType{Loader: "pxelinux", PXE: true}
+	if parent, err := a.str("extends", ""); err != nil {
+		return nil, err
+	} else if parent != "" {
+		p := env.types[parent]
+		if p == nil {
+			msg := fmt.Sprintf("extends = %q: no such built-in device type (built-in types: %s)", parent, knownTypes(env.types))
+			if s := spell.Suggest(parent, typeNames(env.types)); s != "" {
+				msg = fmt.Sprintf("extends = %q: no such built-in device type (did you mean %q?)", parent, s)
+			}
+			return nil, a.errorf("%s", msg)
+		}
+		*dt = *p
+		dt.Extends = p.Name
+		dt.ErrorPatterns = append([]string(nil), p.ErrorPatterns...)
+		dt.Facts = maps.Clone(p.Facts)
+	}
+	dt.File = ""
 	if !env.builtin {
 		dt.File = env.file
 	}
@@ -442,43 +547,69 @@ func builtinDeviceType(thread *starlark.Thread, b *starlark.Builtin, positional 
 	if dt.Name != env.base {
 		return nil, a.errorf("name %q does not match the file name %s.star", dt.Name, env.base)
 	}
-	if dt.Arch, err = a.str("arch", ""); err != nil {
+	if dt.Arch, err = a.str("arch", dt.Arch); err != nil {
 		return nil, err
 	}
-	if dt.KernelConsole, err = a.str("kernel_console", ""); err != nil {
+	if dt.KernelConsole, err = a.str("kernel_console", dt.KernelConsole); err != nil {
 		return nil, err
 	}
-	if dt.BootloaderDelay, _, err = a.millis("bootloader_serial_delay_ms"); err != nil {
+	if d, ok, err := a.millis("bootloader_serial_delay_ms"); err != nil {
 		return nil, err
+	} else if ok {
+		dt.BootloaderDelay = d
 	}
-	if dt.TestShellDelay, _, err = a.millis("test_shell_serial_delay_ms"); err != nil {
+	if d, ok, err := a.millis("test_shell_serial_delay_ms"); err != nil {
 		return nil, err
+	} else if ok {
+		dt.TestShellDelay = d
 	}
-	if dt.ErrorPatterns, err = a.strList("error_patterns"); err != nil {
-		return nil, err
+	if a.has("error_patterns") {
+		if dt.ErrorPatterns, err = a.strList("error_patterns"); err != nil {
+			return nil, err
+		}
 	}
 	for i, p := range dt.ErrorPatterns {
 		if _, err := regexp.Compile(p); err != nil {
 			return nil, a.errorf("error_patterns[%d] is not a valid regular expression: %v", i, err)
 		}
 	}
-	if dt.MasterPrompt, err = a.pattern("master_prompt", ""); err != nil {
+	if dt.MasterPrompt, err = a.pattern("master_prompt", dt.MasterPrompt); err != nil {
 		return nil, err
 	}
-	if dt.LoginPrompt, err = a.pattern("login_prompt", ""); err != nil {
+	if dt.LoginPrompt, err = a.pattern("login_prompt", dt.LoginPrompt); err != nil {
 		return nil, err
 	}
-	if dt.ShellPrompt, err = a.pattern("shell_prompt", ""); err != nil {
+	if dt.ShellPrompt, err = a.pattern("shell_prompt", dt.ShellPrompt); err != nil {
 		return nil, err
 	}
-	if dt.Loader, err = a.oneOf("loader", "pxelinux", "pxelinux", "ipxe", "grub"); err != nil {
+	if dt.Loader, err = a.oneOf("loader", dt.Loader, "pxelinux", "ipxe", "grub"); err != nil {
 		return nil, err
 	}
-	if dt.Facts, err = a.facts(); err != nil {
+	if dt.PXE, err = a.boolean("pxe", dt.PXE); err != nil {
+		return nil, err
+	}
+	facts, err := a.facts()
+	if err != nil {
+		return nil, err
+	}
+	if dt.Facts == nil {
+		dt.Facts = map[string]any{}
+	}
+	maps.Copy(dt.Facts, facts)
+	if err := a.done(); err != nil {
 		return nil, err
 	}
 	env.result = dt
 	return starlark.None, nil
+}
+
+func typeNames(types map[string]*DeviceType) []string {
+	out := make([]string, 0, len(types))
+	for n := range types {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -515,7 +646,7 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{File: env.file}
+	d := &Device{File: env.file, VM: map[string]any{}}
 	if d.Name, err = a.str("name", env.base); err != nil {
 		return nil, err
 	}
@@ -535,7 +666,7 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	if d.Type = env.types[typ]; d.Type == nil {
 		return nil, a.errorf("unknown device type %q (known types: %s)", typ, knownTypes(env.types))
 	}
-	sim := typ == "sim"
+	sim := d.Type.Is("sim")
 
 	// IPMI.
 	ip := &d.IPMI
@@ -659,7 +790,7 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	}
 	// A sim or qemu device that names no BMC gets one from basalt: a
 	// simulated node, or a VM basalt starts behind go-ipmi's BMC.
-	ownBMC := sim || typ == "qemu"
+	ownBMC := sim || d.Type.Is("qemu")
 	if !ownBMC && ip.Host == "" && (c.Transport == "sol" || pc == nil) {
 		need := "console = \"sol\""
 		if pc == nil {
@@ -680,14 +811,44 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 		}
 	}
 
+	// VM settings of a qemu device basalt starts itself.
+	for _, k := range a.keys {
+		if !strings.HasPrefix(k, "vm_") {
+			continue
+		}
+		v, _ := a.get(k)
+		if v == nil {
+			continue
+		}
+		if !d.Type.Is("qemu") {
+			return nil, a.errorf("%s is only for devices of type qemu", k)
+		}
+		key, _ := a.f.key(k)
+		switch x := v.(type) {
+		case starlark.String:
+			if key.Type == "int" {
+				return nil, a.errorf("%s must be an integer, not string", k)
+			}
+			d.VM[k] = string(x)
+		case starlark.Int:
+			n, ok := x.Int64()
+			if key.Type != "int" || !ok || n < 0 || n > 1<<30 {
+				return nil, a.errorf("%s = %s: want a %s", k, x, key.Type)
+			}
+			d.VM[k] = int(n)
+		default:
+			return nil, a.errorf("%s must be a %s, not %s", k, key.Type, v.Type())
+		}
+	}
+
 	if d.Facts, err = a.facts(); err != nil {
 		return nil, err
 	}
-	if env.resolve && !ip.Password.IsZero() {
-		if ip.Password, err = ip.Password.resolve(env.labDir); err != nil {
-			d.secretErr = a.errorf("ipmi_password: %v", err)
-		}
+	if err := a.done(); err != nil {
+		return nil, err
 	}
+	// The secret is a reference until a job runs: Lab.Device reads it.
+	d.secretPos, d.labDir = a.pos, env.labDir
 	env.result = d
 	return starlark.None, nil
 }
@@ -719,42 +880,76 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var simKeys = []string{"console_drops", "udp_loss", "type_interval_ms", "boot_failure", "kernel_panic"}
+// simKey is one key of a sim device's sim = {...} dict. simKeys is the
+// one list of them: add a key here and nowhere else.
+type simKey struct {
+	name, doc string
+	set       func(f *SimFaults, v starlark.Value) error
+}
+
+var simKeys = []simKey{
+	{"console_drops", "close the SOL session this many times during the job", func(f *SimFaults, v starlark.Value) (err error) {
+		f.ConsoleDrops, err = simInt("console_drops", v)
+		return err
+	}},
+	{"udp_loss", "fraction of BMC datagrams dropped, 0..1", func(f *SimFaults, v starlark.Value) error {
+		x, ok := starlark.AsFloat(v)
+		if !ok || x < 0 || x > 1 {
+			return fmt.Errorf("udp_loss must be a number in 0..1, not %s", v)
+		}
+		f.UDPLoss = x
+		return nil
+	}},
+	{"type_interval_ms", "characters typed to the bootloader faster than this are dropped", func(f *SimFaults, v starlark.Value) error {
+		ms, err := simInt("type_interval_ms", v)
+		f.TypeInterval = time.Duration(ms) * time.Millisecond
+		return err
+	}},
+	{"boot_failure", "the PXE ROM finds no boot file and hangs", func(f *SimFaults, v starlark.Value) (err error) {
+		f.BootFailure, err = simBool("boot_failure", v)
+		return err
+	}},
+	{"kernel_panic", "the booted kernel panics", func(f *SimFaults, v starlark.Value) (err error) {
+		f.KernelPanic, err = simBool("kernel_panic", v)
+		return err
+	}},
+}
+
+func simKeyNames() string {
+	names := make([]string, len(simKeys))
+	for i, k := range simKeys {
+		names[i] = k.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func simInt(name string, v starlark.Value) (int, error) {
+	i, ok := int64Of(v)
+	if !ok || i < 0 || i > 1_000_000 {
+		return 0, fmt.Errorf("%s must be a non-negative integer, not %s", name, v)
+	}
+	return int(i), nil
+}
+
+func simBool(name string, v starlark.Value) (bool, error) {
+	b, ok := v.(starlark.Bool)
+	if !ok {
+		return false, fmt.Errorf("%s must be True or False, not %s", name, v.Type())
+	}
+	return bool(b), nil
+}
 
 func simFaults(d *starlark.Dict) (SimFaults, error) {
 	var f SimFaults
+	names := strings.Split(simKeyNames(), ", ")
 	for _, kv := range d.Items() {
 		k, _ := kv[0].(starlark.String)
-		v := kv[1]
-		switch string(k) {
-		case "console_drops", "type_interval_ms":
-			i, ok := int64Of(v)
-			if !ok || i < 0 || i > 1_000_000 {
-				return f, fmt.Errorf("%s must be a non-negative integer, not %s", k, v)
-			}
-			if k == "console_drops" {
-				f.ConsoleDrops = int(i)
-			} else {
-				f.TypeInterval = time.Duration(i) * time.Millisecond
-			}
-		case "udp_loss":
-			x, ok := starlark.AsFloat(v)
-			if !ok || x < 0 || x > 1 {
-				return f, fmt.Errorf("udp_loss must be a number in 0..1, not %s", v)
-			}
-			f.UDPLoss = x
-		case "boot_failure", "kernel_panic":
-			b, ok := v.(starlark.Bool)
-			if !ok {
-				return f, fmt.Errorf("%s must be True or False, not %s", k, v.Type())
-			}
-			if k == "boot_failure" {
-				f.BootFailure = bool(b)
-			} else {
-				f.KernelPanic = bool(b)
-			}
-		default:
-			return f, fmt.Errorf("unknown fault %s (known: %s)", kv[0], strings.Join(simKeys, ", "))
+		i := slices.IndexFunc(simKeys, func(sk simKey) bool { return sk.name == string(k) })
+		if i < 0 {
+			return f, errors.New(unknownKey("sim", kv[0].String(), names))
+		}
+		if err := simKeys[i].set(&f, kv[1]); err != nil {
+			return f, err
 		}
 	}
 	return f, nil

@@ -14,7 +14,7 @@ func FuzzLoadDevice(f *testing.F) {
 		`device(type = "qemu", console_command = "telnet localhost 4006", power_command = {"reset": "pdu"})`,
 		`device(type = "sim", sim = {"udp_loss": 0.5, "console_drops": 1}, facts = [1, "a", {"b": None}])`,
 		`device(type = "sim", ipmi_password = secret(file = "pw"))`,
-		"l = []\nl.append(l)\ndevice(type = 'sim', l = l)",
+		"l = []\nl.append(l)\ndevice(type = 'sim', facts = {'l': l})",
 		`x = [i for i in range(100000)]`,
 		`device(`,
 		"\xff\xfe",
@@ -26,7 +26,7 @@ func FuzzLoadDevice(f *testing.F) {
 	types := BuiltinTypes()
 	f.Fuzz(func(t *testing.T, src []byte) {
 		const file = "devices/fz.star"
-		env := &evalEnv{kind: kindDevice, file: file, base: "fz", labDir: dir, types: types, resolve: true}
+		env := &evalEnv{kind: kindDevice, file: file, base: "fz", labDir: dir, types: types}
 		v, err := evalFile(env, src)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), file) {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"go.starlark.net/syntax"
 )
 
 // Defaults used when a lab leaves a setting out (and by a zero Lab after
@@ -82,7 +84,12 @@ type DeviceType struct {
 	ShellPrompt  string // shell prompt of the deployed system
 	// Loader is the default PXE loader: pxelinux | ipxe | grub.
 	Loader string
-	// Facts are any other keys of the type file, shown to jobs as ctx.device.
+	// PXE says devices of this type PXE-boot, so each needs a MAC
+	// (device add and check refuse one without). Default true.
+	PXE bool
+	// Extends is the built-in type this one started from, "" for none.
+	Extends string
+	// Facts are the type file's facts = {...}, shown to jobs as ctx.device.
 	Facts map[string]any
 	File  string // "" for built-in types
 }
@@ -99,13 +106,27 @@ type Device struct {
 	PowerCommand map[string]string
 	// Sim holds fault switches of a sim device.
 	Sim SimFaults
-	// Facts are any other keys of the device file, shown as ctx.device.
+	// VM holds the vm_* settings of a qemu device basalt starts itself
+	// (string or int values).
+	VM map[string]any
+	// Facts are the device file's facts = {...}, shown as ctx.device.
 	Facts map[string]any
 	File  string // "" for the built-in sim device
 
-	// secretErr is why a secret of the device could not be read; Lab.Device
-	// returns it. It names the variable or file, never a value.
-	secretErr error
+	// Err is why the device file is broken (file:line: message); such a
+	// device is listed but cannot run jobs. nil for a good device.
+	Err error
+
+	// secretPos and labDir resolve the password when Lab.Device is asked
+	// for the device: until then a secret is a reference only.
+	secretPos syntax.Position
+	labDir    string
+}
+
+// Is reports whether the type is called name or extends the type called
+// name.
+func (t *DeviceType) Is(name string) bool {
+	return t != nil && (t.Name == name || t.Extends == name)
 }
 
 // IPMI says how to reach the device's BMC.

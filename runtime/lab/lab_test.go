@@ -31,7 +31,7 @@ func writeLab(t *testing.T, files map[string]string) string {
 
 var deviceCmp = cmp.Options{
 	cmp.AllowUnexported(Device{}, Console{}, Secret{}),
-	cmpopts.IgnoreFields(Device{}, "Type"),
+	cmpopts.IgnoreFields(Device{}, "Type", "secretPos", "labDir"),
 	cmpopts.EquateEmpty(),
 }
 
@@ -143,9 +143,7 @@ device(
     ipmi_user = "admin",
     ipmi_password = secret("HB_PASS"),
     mac = "FC-2F-40-17-DA-28",
-    rack = "r2",
-    slots = [1, 2],
-    info = {"rev": 3, "ok": True, "ratio": 0.5, "none": None},
+    facts = {"rack": "r2", "slots": [1, 2], "info": {"rev": 3, "ok": True, "ratio": 0.5, "none": None}},
 )`,
 		"devices/hb2.star": `
 device(
@@ -173,13 +171,13 @@ device(
 	want := map[string]*Device{
 		"hb1": {
 			Name: "hb1", File: file("hb1"), MAC: "fc:2f:40:17:da:28",
-			IPMI:    IPMI{Host: "calxeda02-01-02", Port: 623, User: "admin", Password: Secret{Env: "HB_PASS", value: "pw-from-env"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Host: "calxeda02-01-02", Port: 623, User: "admin", Password: Secret{Env: "HB_PASS"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
 			Console: Console{Transport: "sol"},
 			Facts:   map[string]any{"rack": "r2", "slots": []any{1, 2}, "info": map[string]any{"rev": 3, "ok": true, "ratio": 0.5, "none": nil}},
 		},
 		"hb2": {
 			Name: "hb2", File: file("hb2"),
-			IPMI:         IPMI{Host: "10.0.0.2", Port: 6230, Password: Secret{File: "secrets/hb2", path: filepath.Join(dir, "secrets/hb2"), value: "pw-from-file"}, CipherSuites: []int{3}, Timeout: 500 * time.Millisecond, Retries: 1},
+			IPMI:         IPMI{Host: "10.0.0.2", Port: 6230, Password: Secret{File: "secrets/hb2"}, CipherSuites: []int{3}, Timeout: 500 * time.Millisecond, Retries: 1},
 			Console:      Console{Transport: "command", Command: "telnet localhost 4006", bootloaderDelaySet: true},
 			PowerCommand: map[string]string{"reset": "pduclient --command reboot --port 05"},
 		},
@@ -222,7 +220,7 @@ device(
 func TestLabTypeOverridesBuiltin(t *testing.T) {
 	dir := writeLab(t, map[string]string{
 		"device-types/highbank.star": `device_type(arch = "armhf", kernel_console = "ttyAMA0,115200",
-    bootloader_serial_delay_ms = 150, loader = "grub", board = "ecx-1000 rev B")`,
+    bootloader_serial_delay_ms = 150, loader = "grub", facts = {"board": "ecx-1000 rev B"})`,
 		"device-types/odroid.star": `device_type(arch = "arm64", loader = "grub")`,
 		"devices/hb.star":          `device(type = "highbank", console = "command", console_command = "conserver hb", power_command = {"cycle": "pdu 3"})`,
 		"devices/od.star":          `device(type = "odroid", console = "tcp", console_address = "[::1]:4000", power_command = {"cycle": "pdu 4"})`,
@@ -369,38 +367,51 @@ func TestLoadErrors(t *testing.T) {
 		{"bad console", dev(`device(type = "sim", console = "usb")`), []string{df + ":1:", `console = "usb" is not one of sol, command, tcp, sim`}, nil},
 		{"sim console on highbank", dev(`device(type = "highbank", console = "sim")`), []string{df + ":1:", "only for devices of type sim"}, nil},
 		{"sim faults on highbank", dev(`device(type = "highbank", ipmi_host = "h", ipmi_password = secret("X"), sim = {})`), []string{df + ":1:", "sim = {...} is only for devices of type sim"}, nil},
-		{"unknown fault", dev(`device(type = "sim", sim = {"bogus": 1})`), []string{df + ":1:", "unknown fault \"bogus\""}, nil},
+		{"unknown fault", dev(`device(type = "sim", sim = {"bogus": 1})`), []string{df + ":1:", "sim: unknown key \"bogus\"", "udp_loss"}, nil},
+		{"typo fault", dev(`device(type = "sim", sim = {"kernel_panik": True})`), []string{df + ":1:", "sim: unknown key \"kernel_panik\" (did you mean kernel_panic?)"}, nil},
 		{"bad udp loss", dev(`device(type = "sim", sim = {"udp_loss": 2})`), []string{df + ":1:", "udp_loss must be a number in 0..1"}, nil},
 		{"cipher suite", dev(`device(type = "sim", cipher_suites = [17, 99])`), []string{df + ":1:", "cipher_suites[1] = 99"}, nil},
 		{"port range", dev(`device(type = "sim", ipmi_port = 70000)`), []string{df + ":1:", "ipmi_port = 70000 is out of range 1..65535"}, nil},
 		{"port type", dev(`device(type = "sim", ipmi_port = "623")`), []string{df + ":1:", "ipmi_port must be an integer, not string"}, nil},
 		{"negative delay", dev(`device(type = "sim", bootloader_serial_delay_ms = -1)`), []string{df + ":1:", "bootloader_serial_delay_ms = -1 is out of range"}, nil},
-		{"reserved fact", dev(`device(type = "sim", arch = "x86_64")`), []string{df + ":1:", "arch is not an argument of device()"}, nil},
-		{"secret fact", dev(`device(type = "sim", token = secret("TOKEN"))`), []string{df + ":1:", "secret() is only allowed for ipmi_password"}, nil},
-		{"function fact", dev(`device(type = "sim", f = len)`), []string{df + ":1:", "fact f: a builtin_function_or_method cannot be a fact"}, nil},
+		{"not a key", dev(`device(type = "sim", rack = "r2")`), []string{df + ":1:", "device: unknown key rack (device() takes ", "cipher_suites", "; free-form facts go in facts = {...}"}, nil},
+		{"key of the type", dev(`device(type = "sim", arch = "x86_64")`), []string{df + ":1:", "device: unknown key arch (arch is a key of device_type(), not device(), or facts = {...} for a free-form fact)"}, nil},
+		{"typo key", dev(`device(type = "highbank", ipmi_host = "h", ipmi_password = secret("X"), cipher_suite = [3])`), []string{df + ":1:", "unknown key cipher_suite (did you mean cipher_suites?)"}, nil},
+		{"typo key line", dev("device(\n    type = \"sim\",\n    ipmi_hots = \"h\",\n)"), []string{df + ":3:5:", "unknown key ipmi_hots (did you mean ipmi_host?)"}, nil},
+		{"reserved fact", dev(`device(type = "sim", facts = {"arch": "x86_64"})`), []string{df + ":1:", `facts["arch"]: basalt sets ctx.device.arch itself`}, nil},
+		{"facts not dict", dev(`device(type = "sim", facts = ["rack"])`), []string{df + ":1:", "facts must be a dict, not list"}, nil},
+		{"secret fact", dev(`device(type = "sim", facts = {"token": secret("TOKEN")})`), []string{df + ":1:", "secret() is only allowed for ipmi_password"}, nil},
+		{"function fact", dev(`device(type = "sim", facts = {"f": len})`), []string{df + ":1:", `facts["f"]: a builtin_function_or_method cannot be a fact`}, nil},
+		{"vm key on sim", dev(`device(type = "sim", vm_tap = "tap0")`), []string{df + ":1:", "vm_tap is only for devices of type qemu"}, nil},
+		{"vm key type", dev(`device(type = "qemu", vm_disk_mb = "64")`), []string{df + ":1:", "vm_disk_mb must be an integer, not string"}, nil},
 		{"secret both", dev(`device(type = "sim", ipmi_password = secret("A", file = "b"))`), []string{df + ":1:", "not both"}, nil},
 		{"secret bad env", dev(`device(type = "sim", ipmi_password = secret("A B"))`), []string{df + ":1:", `"A B" is not an environment variable name`}, nil},
 		{"power key", dev(`device(type = "sim", power_command = {"explode": "x"})`), []string{df + ":1:", `power_command key "explode"`}, nil},
 		{"undefined", dev(`foo()`), []string{df + ":1:", "undefined: foo"}, nil},
-		{"runtime error", dev("X = 1\ndevice(type = \"sim\", n = X // 0)"), []string{df + ":2:", "division by zero"}, nil},
+		{"runtime error", dev("X = 1\ndevice(type = \"sim\", facts = {\"n\": X // 0})"), []string{df + ":2:", "division by zero"}, nil},
 		{"step limit", dev("x = [i for i in range(10000000)]\ndevice(type = 'sim')"), []string{df + ":1:", "too many steps"}, nil},
 		{"while", dev("while True:\n  pass"), []string{df + ":1:", "while"}, nil},
 		{"error line", dev("# comment\n\ndevice(\n    type = \"sim\",\n    mac = \"nope\",\n)"), []string{df + ":3:", `mac "nope"`}, nil},
-		{"cycle fact", dev("l = []\nl.append(l)\ndevice(type = 'sim', l = l)"), []string{df + ":3:", "nested too deeply"}, nil},
+		{"cycle fact", dev("l = []\nl.append(l)\ndevice(type = 'sim', facts = {'l': l})"), []string{df + ":3:", "nested too deeply"}, nil},
 
 		// Device types.
 		{"type bad regexp", map[string]string{"device-types/t1.star": `device_type(error_patterns = ["ok", "(unclosed"])`}, []string{"device-types/t1.star:1:", "error_patterns[1] is not a valid regular expression"}, nil},
 		{"type bad prompt", map[string]string{"device-types/t1.star": `device_type(master_prompt = "[")`}, []string{"device-types/t1.star:1:", "master_prompt is not a valid regular expression"}, nil},
 		{"type loader", map[string]string{"device-types/t1.star": `device_type(loader = "uboot")`}, []string{"device-types/t1.star:1:", `loader = "uboot" is not one of pxelinux, ipxe, grub`}, nil},
 		{"type name", map[string]string{"device-types/t1.star": `device_type(name = "t2")`}, []string{"device-types/t1.star:1:", `name "t2" does not match the file name t1.star`}, nil},
-		{"type reserved fact", map[string]string{"device-types/t1.star": `device_type(mac = "x")`}, []string{"device-types/t1.star:1:", "mac is not an argument of device_type()"}, nil},
+		{"type not a key", map[string]string{"device-types/t1.star": `device_type(mac = "x")`}, []string{"device-types/t1.star:1:", "device_type: unknown key mac (mac is a key of device(), not device_type()"}, nil},
+		{"type typo", map[string]string{"device-types/t1.star": `device_type(kernel_consol = "ttyS0")`}, []string{"device-types/t1.star:1:", "unknown key kernel_consol (did you mean kernel_console?)"}, nil},
+		{"type reserved fact", map[string]string{"device-types/t1.star": `device_type(facts = {"mac": "x"})`}, []string{"device-types/t1.star:1:", `facts["mac"]: basalt sets ctx.device.mac itself`}, nil},
+		{"type extends unknown", map[string]string{"device-types/t1.star": `device_type(extends = "qemuu")`}, []string{"device-types/t1.star:1:", `extends = "qemuu": no such built-in device type (did you mean "qemu"?)`}, nil},
+		{"type extends lab type", map[string]string{"device-types/a.star": `device_type()`, "device-types/t1.star": `device_type(extends = "a")`}, []string{"device-types/t1.star:1:", `extends = "a": no such built-in device type (built-in types: highbank, qemu, sim)`}, nil},
 		{"type patterns not list", map[string]string{"device-types/t1.star": `device_type(error_patterns = "Oops")`}, []string{"device-types/t1.star:1:", "error_patterns must be a list"}, nil},
 		{"secret in type", map[string]string{"device-types/t1.star": `device_type(x = secret("A"))`}, []string{"device-types/t1.star:1:", "secret: only allowed in device files"}, nil},
 
 		// lab.star.
 		{"lab dhcp", map[string]string{"lab.star": `lab(dhcp = "full")`}, []string{"lab.star:1:", `dhcp = "full" is not one of none, proxy`}, nil},
 		{"lab proxy", map[string]string{"lab.star": `lab(dhcp = "proxy")`}, []string{"lab.star:1:", "needs dhcp_interface"}, nil},
-		{"lab unknown", map[string]string{"lab.star": `lab(tftp_root = "/srv")`}, []string{"lab.star:1:", "unknown argument tftp_root"}, nil},
+		{"lab unknown", map[string]string{"lab.star": `lab(tftp_root = "/srv")`}, []string{"lab.star:1:", "unknown key tftp_root (did you mean tftp?)"}, nil},
+		{"lab typo", map[string]string{"lab.star": `lab(dhcp_iface = "eth1")`}, []string{"lab.star:1:", "unknown key dhcp_iface (did you mean dhcp_interface?)"}, nil},
 		{"lab addr", map[string]string{"lab.star": `lab(tftp = "localhost")`}, []string{"lab.star:1:", `tftp = "localhost": not host:port`}, nil},
 		{"lab device()", map[string]string{"lab.star": `device(type = "sim")`}, []string{"lab.star:1:", "not allowed in lab.star", "lab()"}, nil},
 	}
@@ -408,6 +419,14 @@ func TestLoadErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := writeLab(t, c.files)
 			l, err := Load(dir)
+			if err == nil {
+				// A broken device file breaks only its device.
+				for _, d := range l.Devices {
+					if d.Err != nil {
+						err = d.Err
+					}
+				}
+			}
 			if err == nil {
 				t.Fatalf("Load(%v) = %+v, nil; want an error holding %q", c.files, l, c.want)
 			}
@@ -462,9 +481,10 @@ func TestSecretErrors(t *testing.T) {
 			t.Errorf("Device(%s) = %v, want %s...%s", name, err, file, want)
 		}
 	}
+	// Listing reads no secrets: nothing is a problem until a run.
 	for _, s := range List(l) {
-		if s.Problem == "" {
-			t.Errorf("List: %s has no problem, want its secret error", s.Name)
+		if s.Problem != "" {
+			t.Errorf("List: %s problem %q, want none (list reads no secrets)", s.Name, s.Problem)
 		}
 	}
 }

@@ -62,12 +62,14 @@ func BuiltinTypes() map[string]*DeviceType {
 
 // Load reads the lab directory dir: lab.star (optional), device-types/*.star
 // (a lab's type replaces the built-in type of the same name) and
-// devices/*.star. dir "" gives the built-in types and no devices. Any
-// invalid file fails the whole load; the errors name file:line.
+// devices/*.star. dir "" gives the built-in types and no devices. An
+// invalid lab.star or device type fails the whole load; the errors name
+// file:line. An invalid device file makes that one device unusable: it is
+// in Devices with Err set (named after its file), and Lab.Device returns
+// the error.
 //
-// A device whose secret cannot be read (unset variable, unreadable file)
-// still loads, so that `basalt device list` works without secrets;
-// Lab.Device returns that error.
+// Load reads no secret values: a device's password is a reference until
+// Lab.Device reads it for a run.
 func Load(dir string) (*Lab, error) {
 	if _, err := builtinTypes(); err != nil {
 		return nil, err
@@ -103,7 +105,7 @@ func Load(dir string) (*Lab, error) {
 		return nil, err
 	}
 	for _, f := range typeFiles {
-		v, err := loadFile(&evalEnv{kind: kindType, file: f, labDir: dir})
+		v, err := loadFile(&evalEnv{kind: kindType, file: f, labDir: dir, types: BuiltinTypes()})
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -120,16 +122,14 @@ func Load(dir string) (*Lab, error) {
 		return nil, err
 	}
 	for _, f := range devFiles {
-		v, err := loadFile(&evalEnv{kind: kindDevice, file: f, labDir: dir, types: l.Types, resolve: true})
+		v, err := loadFile(&evalEnv{kind: kindDevice, file: f, labDir: dir, types: l.Types})
 		if err != nil {
-			errs = append(errs, err)
+			name := strings.TrimSuffix(filepath.Base(f), ".star")
+			l.Devices[name] = &Device{Name: name, File: f, Err: err}
 			continue
 		}
 		d := v.(*Device)
 		l.Devices[d.Name] = d
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	l.SetDefaults()
 	return l, nil
@@ -165,14 +165,36 @@ func loadFile(env *evalEnv) (any, error) {
 	return evalFile(env, src)
 }
 
-// Device returns the device called nameOrFile in the lab's devices/, or
+// Device returns the device called nameOrFile, as Config does, with its
+// password read: for a run. It fails when the device file is broken or
+// the password cannot be read. The device is a copy; the lab's stays a
+// reference.
+func (l *Lab) Device(nameOrFile string) (*Device, error) {
+	d, err := l.Config(nameOrFile)
+	if err != nil {
+		return nil, err
+	}
+	if d.IPMI.Password.IsZero() || d.IPMI.Password.Value() != "" {
+		return d, nil
+	}
+	pw, err := d.IPMI.Password.resolve(d.labDir)
+	if err != nil {
+		return nil, &posError{pos: d.secretPos, msg: "device: ipmi_password: " + err.Error()}
+	}
+	c := *d
+	c.IPMI.Password = pw
+	return &c, nil
+}
+
+// Config returns the device called nameOrFile in the lab's devices/, or
 // reads the device file at that path when nameOrFile ends in ".star" or
-// holds a path separator. A file outside the lab resolves secret(file=)
-// against the lab directory, or against its own directory when the lab has
-// none. It fails when the device's password cannot be read.
+// holds a path separator, without reading any secret value (for check and
+// device show). A file outside the lab resolves secret(file=) against the
+// lab directory, or against its own directory when the lab has none. It
+// fails when the device file is broken.
 //
 // The built-in sim device is not found here; see BuiltinSim.
-func (l *Lab) Device(nameOrFile string) (*Device, error) {
+func (l *Lab) Config(nameOrFile string) (*Device, error) {
 	var d *Device
 	if strings.HasSuffix(nameOrFile, ".star") || strings.ContainsRune(nameOrFile, filepath.Separator) {
 		types := l.Types
@@ -183,7 +205,7 @@ func (l *Lab) Device(nameOrFile string) (*Device, error) {
 		if labDir == "" {
 			labDir = filepath.Dir(nameOrFile)
 		}
-		v, err := loadFile(&evalEnv{kind: kindDevice, file: nameOrFile, labDir: labDir, types: types, resolve: true})
+		v, err := loadFile(&evalEnv{kind: kindDevice, file: nameOrFile, labDir: labDir, types: types})
 		if err != nil {
 			return nil, err
 		}
@@ -206,8 +228,8 @@ func (l *Lab) Device(nameOrFile string) (*Device, error) {
 			return nil, fmt.Errorf("unknown device %q (%s)", nameOrFile, where)
 		}
 	}
-	if d.secretErr != nil {
-		return nil, d.secretErr
+	if d.Err != nil {
+		return nil, d.Err
 	}
 	return d, nil
 }

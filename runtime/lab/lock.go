@@ -148,7 +148,8 @@ func Lock(ctx context.Context, lockDir, device string, holder Holder, wait time.
 	data = append(data, '\n')
 	// One write from offset 0, then cut the rest: a reader sees either the
 	// old holder, or this one followed by leftovers its decoder ignores.
-	if _, err := f.WriteAt(data, 0); err == nil {
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
 		err = f.Truncate(int64(len(data)))
 	}
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a lock-taking helper process when
@@ -373,6 +375,37 @@ func TestLockCrossProcess(t *testing.T) {
 	h, err = Lock(ctx, dir, "hb1", Holder{Job: "after-kill"}, 0)
 	if err != nil {
 		t.Fatalf("Lock after the holder was SIGKILLed = %v, want the device free", err)
+	}
+	h.Release()
+}
+
+// A lock whose holder cannot be written is refused and released: a lock
+// file that names nobody would make the next runner's "busy" error lie.
+// RLIMIT_FSIZE 0 makes the write fail with EFBIG (Go ignores SIGXFSZ).
+func TestLockHolderWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: 0, Max: old.Max}); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	h, err := Lock(context.Background(), dir, "hb1", Holder{Job: "j"}, 0)
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil {
+		h.Release()
+		t.Fatalf("Lock with an unwritable holder = nil error, want write holder: ...")
+	}
+	if !strings.Contains(err.Error(), "lock device hb1: write holder:") || !errors.Is(err, unix.EFBIG) {
+		t.Errorf("Lock = %v, want lock device hb1: write holder: ... file too large", err)
+	}
+	// The failed lock was released: the device can be locked again.
+	h, err = Lock(context.Background(), dir, "hb1", Holder{Job: "j2"}, 0)
+	if err != nil {
+		t.Fatalf("Lock after the failed one = %v", err)
 	}
 	h.Release()
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -74,10 +75,17 @@ func TestSecretNeverPrinted(t *testing.T) {
 		"devices/b.star": `device(type = "highbank", ipmi_host = "h", ipmi_password = secret("BASALT_TEST_PW"), mac = "bad")`,
 		"devices/c.star": `device(type = "highbank", ipmi_host = "h", ipmi_password = secret("BASALT_TEST_PW") + "x")`,
 	})
-	_, err = Load(bad)
-	if err == nil {
-		t.Fatal("Load(bad lab) = nil error")
+	bl, err := Load(bad)
+	if err != nil {
+		t.Fatalf("Load(bad lab) = %v, want broken devices, not a broken lab", err)
 	}
+	var errs []error
+	for _, d := range bl.Devices {
+		errs = append(errs, d.Err)
+	}
+	var rows strings.Builder
+	WriteList(&rows, List(bl))
+	err = fmt.Errorf("%w\n%s", errors.Join(errs...), rows.String())
 	for _, f := range []string{"a.star", "b.star", "c.star"} {
 		if !strings.Contains(err.Error(), filepath.Join(bad, "devices", f)) {
 			t.Errorf("Load(bad lab) = %q, want an error for %s", err, f)

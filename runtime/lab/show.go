@@ -63,6 +63,14 @@ func FormatDevice(w io.Writer, d *Device) error {
 		line("sim faults", "console_drops=%d udp_loss=%g type_interval=%s boot_failure=%t kernel_panic=%t",
 			d.Sim.ConsoleDrops, d.Sim.UDPLoss, d.Sim.TypeInterval, d.Sim.BootFailure, d.Sim.KernelPanic)
 	}
+	vmKeys := make([]string, 0, len(d.VM))
+	for k := range d.VM {
+		vmKeys = append(vmKeys, k)
+	}
+	sort.Strings(vmKeys)
+	for _, k := range vmKeys {
+		line(k, "%v", d.VM[k])
+	}
 	line("kernel_console", "%s", dt.KernelConsole)
 	line("loader", "%s", dt.Loader)
 	line("master_prompt", "%s", rawQuote(dt.MasterPrompt))
@@ -83,8 +91,8 @@ func FormatDevice(w io.Writer, d *Device) error {
 	for _, k := range keys {
 		line("fact "+k, "%v", facts[k])
 	}
-	if d.secretErr != nil {
-		line("problem", "%v", d.secretErr)
+	if d.Err != nil {
+		line("problem", "%v", d.Err)
 	}
 	return tw.Flush()
 }
@@ -114,8 +122,8 @@ type DeviceSummary struct {
 	IPMIHost string `json:"ipmi_host,omitempty"`
 	MAC      string `json:"mac,omitempty"`
 	File     string `json:"file"`
-	// Problem says why the device cannot run jobs now (its secret cannot
-	// be read); "" when it can.
+	// Problem says why the device cannot run jobs (its file is broken);
+	// "" when it can. Secrets are not read here.
 	Problem string `json:"problem,omitempty"`
 }
 
@@ -133,8 +141,8 @@ func List(l *Lab) []DeviceSummary {
 		if d.Type != nil {
 			s.Type = d.Type.Name
 		}
-		if d.secretErr != nil {
-			s.Problem = d.secretErr.Error()
+		if d.Err != nil {
+			s.Problem = d.Err.Error()
 		}
 		out = append(out, s)
 	}
@@ -153,7 +161,52 @@ func WriteList(w io.Writer, rows []DeviceSummary) error {
 		return s
 	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.Console, dash(r.IPMIHost), dash(r.MAC), r.File, dash(r.Problem))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Type), dash(r.Console), dash(r.IPMIHost), dash(r.MAC), r.File, dash(r.Problem))
+	}
+	return tw.Flush()
+}
+
+// FormatType writes dt for `basalt device-type show`: every setting, the
+// error patterns one per line, then the facts.
+func FormatType(w io.Writer, dt *DeviceType) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	line := func(k string, format string, v ...any) {
+		fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, v...))
+	}
+	line("name", "%s", dt.Name)
+	file := "built-in (stdlib/device-types/" + dt.Name + ".star)"
+	if dt.File != "" {
+		file = dt.File
+	}
+	line("file", "%s", file)
+	if dt.Extends != "" {
+		line("extends", "%s", dt.Extends)
+	}
+	line("arch", "%s", dt.Arch)
+	line("kernel_console", "%s", dt.KernelConsole)
+	line("delays", "bootloader %s, test shell %s per character", dt.BootloaderDelay, dt.TestShellDelay)
+	line("loader", "%s", dt.Loader)
+	line("pxe", "%t", dt.PXE)
+	line("master_prompt", "%s", rawQuote(dt.MasterPrompt))
+	line("login_prompt", "%s", rawQuote(dt.LoginPrompt))
+	line("shell_prompt", "%s", rawQuote(dt.ShellPrompt))
+	if len(dt.ErrorPatterns) == 0 {
+		line("error_patterns", "none")
+	}
+	for i, p := range dt.ErrorPatterns {
+		k := ""
+		if i == 0 {
+			k = "error_patterns"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", k+map[bool]string{true: ":", false: ""}[i == 0], rawQuote(p))
+	}
+	keys := make([]string, 0, len(dt.Facts))
+	for k := range dt.Facts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		line("fact "+k, "%v", dt.Facts[k])
 	}
 	return tw.Flush()
 }
