@@ -82,8 +82,8 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return &exitError{code: exitCodeOf(err), err: err}
 		}
 	}
-	secrets := dev.Secrets()
-	logger := slog.New(slog.NewTextHandler(&redactingWriter{w: a.stderr, r: bundle.NewRedactor(secrets...)}, &slog.HandlerOptions{Level: level}))
+	a.learnSecrets(lb, dev)
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 
 	modules := predeclared()
 	for k, v := range a.extraModules {
@@ -114,7 +114,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.follow {
 		follow = a.stdout
 	}
-	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer()})
+	b, err := bundle.Create(dir, res, bundle.Options{Redactor: a.redact, Follow: follow, Print: out.printer()})
 	if err != nil {
 		return &exitError{code: pipeline.ExitInfra, err: err}
 	}
@@ -204,15 +204,20 @@ func inputs(plan *interp.Plan) []bundle.Input {
 	return in
 }
 
-// redactingWriter masks secrets in log output.
-type redactingWriter struct {
-	w io.Writer
-	r *bundle.Redactor
-}
-
-func (rw *redactingWriter) Write(p []byte) (int, error) {
-	_, err := io.WriteString(rw.w, rw.r.String(string(p)))
-	return len(p), err
+// learnSecrets adds the secret values of the lab's devices and of dev
+// (which may be a file outside the lab) to the redactor of every output,
+// so that a secret shows nowhere — not even where a job or a --param
+// repeats it.
+func (a *app) learnSecrets(l *lab.Lab, dev *lab.Device) {
+	if a.redact == nil { // an app built by a test, without run's writers
+		a.redact = bundle.NewRedactor()
+	}
+	if l != nil {
+		for _, d := range l.Devices {
+			a.redact.Add(d.Secrets()...)
+		}
+	}
+	a.redact.Add(dev.Secrets()...)
 }
 
 // compatible checks that the device can run a job of the plan's device type.
