@@ -15,8 +15,12 @@ import (
 	"go.starlark.net/starlark"
 )
 
-// hostilePW holds every character that some output escapes.
-const hostilePW = `p"a\ss<w>&'rd`
+// hostilePW holds every character that some output escapes; hostileToken
+// too, but it is no device's: the job types it with secret=True.
+const (
+	hostilePW    = `p"a\ss<w>&'rd`
+	hostileToken = `t'o\k"e<n>&x`
+)
 
 // secretForms are the forms in which a program could write s: raw, and
 // the inner text (without the quotes the encoder adds) of Go's %q and %+q,
@@ -50,7 +54,7 @@ func assertNoSecret(t *testing.T, what, out, secret string) {
 }
 
 const hostileJob = `job(name = "hostile", device_type = "sim", timeout = "2m",
-    params = {"kernel": "vmlinuz", "initrd": "initrd.gz", "pw": ""})
+    params = {"kernel": "vmlinuz", "initrd": "initrd.gz", "pw": "", "token": ""})
 
 def boot(ctx):
     pxe.serve(ctx.params.kernel, ctx.params.initrd)
@@ -60,6 +64,10 @@ def boot(ctx):
     sol.mode("shell")
 
 def leak(ctx):
+    # a secret learned while the job runs is masked from then on
+    sol.sendline(ctx.params.token, secret = True)
+    print("token %r" % ctx.params.token)
+    test.case("token " + ctx.params.token, "pass")
     pw = ctx.params.pw
     print(pw)
     print(repr(pw))
@@ -105,7 +113,7 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), context.Background(),
-		[]string{"run", job, "--lab", labDir, "--device", "hostile", "--param", "pw=" + hostilePW, "--out", out, "-v"},
+		[]string{"run", job, "--lab", labDir, "--device", "hostile", "--param", "pw=" + hostilePW, "--param", "token=" + hostileToken, "--out", out, "-v"},
 		nil, &stdout, &stderr)
 	if code != 4 {
 		t.Fatalf("run exit %d, want 4 (the expect times out)\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -119,8 +127,10 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 	if !strings.Contains(stdout.String(), "stage leak: error") || !strings.Contains(stdout.String(), "last console output") {
 		t.Errorf("stdout = %q, want the leak stage failing on the expect timeout", stdout.String())
 	}
-	assertNoSecret(t, "stdout", stdout.String(), hostilePW)
-	assertNoSecret(t, "stderr", stderr.String(), hostilePW)
+	for _, secret := range []string{hostilePW, hostileToken} {
+		assertNoSecret(t, "stdout", stdout.String(), secret)
+		assertNoSecret(t, "stderr", stderr.String(), secret)
+	}
 	files := 0
 	filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
@@ -128,6 +138,9 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 		}
 		data, _ := os.ReadFile(p)
 		assertNoSecret(t, p, string(data), hostilePW)
+		// result.json is saved again at the end: the params recorded
+		// before the token was typed are masked too.
+		assertNoSecret(t, p, string(data), hostileToken)
 		files++
 		return nil
 	})
