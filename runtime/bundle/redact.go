@@ -110,6 +110,8 @@ var escapers = []func(string) string{
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;").Replace,
 }
 
+const maxNested = 1024
+
 func unquote(q string) string {
 	if len(q) >= 2 {
 		return q[1 : len(q)-1]
@@ -121,8 +123,10 @@ func unquote(q string) string {
 // escaping of it, and each escaping of an escaping — an error quoting the
 // console with %q ends up JSON-encoded in result.json and XML-escaped in
 // junit.xml. Every escaper works one character at a time, so a form of a
-// secret that a message cuts or embeds is still found inside the
-// escaped message.
+// secret that a message embeds is still found inside the escaped message.
+// A secret longer than maxNested bytes (no BMC password is: IPMI v2.0
+// passwords are at most 20 bytes; typed text may be) gets the single
+// escapings only, so that its forms stay a few times its size.
 func Forms(s string) []string {
 	if s == "" {
 		return nil
@@ -130,7 +134,11 @@ func Forms(s string) []string {
 	seen := map[string]bool{s: true}
 	out := []string{s}
 	level := []string{s}
-	for depth := 0; depth < 2; depth++ {
+	depths := 2
+	if len(s) > maxNested {
+		depths = 1
+	}
+	for depth := 0; depth < depths; depth++ {
 		var next []string
 		for _, f := range level {
 			for _, esc := range escapers {
