@@ -31,9 +31,9 @@ type Redactor struct {
 	// next[c] has bit d set if a form begins with c then d, or is c
 	// alone: most bytes that begin a form are rejected by the next one.
 	next [256][4]uint64
-	// firsts are the distinct bytes forms begin with; with one (every
-	// secret whose first character no escaper changes), the scan jumps
-	// between its occurrences with bytes.IndexByte.
+	// firsts are the distinct bytes forms begin with; while there are
+	// few (one per secret whose first character no escaper changes), the
+	// scan jumps between their occurrences with bytes.IndexByte.
 	firsts []byte
 }
 
@@ -117,7 +117,10 @@ var escapers = []func(string) string{
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;").Replace,
 }
 
-const maxNested = 1024
+const (
+	maxNested = 1024
+	maxJump   = 4
+)
 
 func unquote(q string) string {
 	if len(q) >= 2 {
@@ -191,13 +194,28 @@ func (r *Redactor) scan(b []byte, cover int, final bool) (out, rest []byte, rest
 	// out stays nil, and b is returned as it is, until a form is found.
 	lit := cover // b[lit:] is not written yet
 	end := cover // the current run covers b[:end]
+	var pos [maxJump]int // of the next firsts[k] at or after i, if >= i
+	jump := len(r.firsts) <= maxJump
+	for k := range pos {
+		pos[k] = -1
+	}
 	for i := 0; i < len(b); i++ {
-		if len(r.firsts) == 1 {
-			j := bytes.IndexByte(b[i:], r.firsts[0])
-			if j < 0 {
+		if jump {
+			m := len(b)
+			for k, c := range r.firsts {
+				if pos[k] < i {
+					if j := bytes.IndexByte(b[i:], c); j < 0 {
+						pos[k] = len(b)
+					} else {
+						pos[k] = i + j
+					}
+				}
+				m = min(m, pos[k])
+			}
+			if m == len(b) {
 				break
 			}
-			i += j
+			i = m
 		}
 		c := b[i]
 		cands := r.forms[c]

@@ -110,6 +110,8 @@ func TestRedactorOverlaps(t *testing.T) {
 		{[]string{"abc", "cdef"}, "xabcdefx", "x" + Mask + "x"},
 		{[]string{"abc", "cde"}, "abc cde abcde", Mask + " " + Mask + " " + Mask},
 		{[]string{"aa"}, "aaaaa b", Mask + " b"},
+		// more first bytes than the scan jumps between
+		{[]string{"ab", "bc", "cd", "de", "ef"}, "xabcdefx ef", "x" + Mask + "x " + Mask},
 	} {
 		r := NewRedactor(tc.secrets...)
 		if got := r.String(tc.in); got != tc.want {
