@@ -192,8 +192,8 @@ func (r *Redactor) scan(b []byte, cover int, final bool) (out, rest []byte, rest
 		return b[min(cover, len(b)):], nil, 0
 	}
 	// out stays nil, and b is returned as it is, until a form is found.
-	lit := cover // b[lit:] is not written yet
-	end := cover // the current run covers b[:end]
+	lit := cover         // b[lit:] is not written yet
+	end := cover         // the current run covers b[:end]
 	var pos [maxJump]int // of the next firsts[k] at or after i, if >= i
 	jump := len(r.firsts) <= maxJump
 	for k := range pos {
