@@ -83,6 +83,13 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 	a.learnSecrets(lb, dev)
+	if lb == nil {
+		// No device: the lab's secrets are still masked, as check does,
+		// should a --param repeat one.
+		if l, err := loadLab(f.lab); err == nil {
+			a.learnSecrets(l, nil)
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 
 	modules := predeclared()

@@ -100,6 +100,7 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 		"job.star":                 hostileJob,
 		"vmlinuz":                  "a kernel",
 		"initrd.gz":                "an initrd",
+		"nodev.star":               "job(name = \"nodev\", params = {\"pw\": \"\"})\ndef s(ctx):\n    print(ctx.params.pw)\n    fail(repr(ctx.params.pw))\nstage(\"s\", s)\n",
 		"lab/lab.star":             `lab(name = "t")`,
 		"lab/devices/hostile.star": `device(type = "sim", mac = "02:42:00:00:00:07", ipmi_user = "lab", ipmi_password = secret("BASALT_TEST_HOSTILE_PW"))`,
 	} {
@@ -152,6 +153,22 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 		if !json.Valid(data) {
 			t.Errorf("%s is not valid JSON after masking:\n%s", f, data)
 		}
+	}
+
+	// Without a device, a param repeating a lab secret is masked all the same.
+	stdout.Reset()
+	stderr.Reset()
+	nodevOut := filepath.Join(dir, "nodev-out")
+	code = run(context.Background(), context.Background(),
+		[]string{"run", filepath.Join(dir, "nodev.star"), "--lab", labDir, "--param", "pw=" + hostilePW, "--out", nodevOut}, nil, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "job error") {
+		t.Errorf("run nodev.star exit %d, stderr %q, want 2 and the fail() message", code, stderr.String())
+	}
+	assertNoSecret(t, "nodev stdout", stdout.String(), hostilePW)
+	assertNoSecret(t, "nodev stderr", stderr.String(), hostilePW)
+	for _, f := range []string{"result.json", "events.jsonl", "job.log", "junit.xml"} {
+		data, _ := os.ReadFile(filepath.Join(nodevOut, f))
+		assertNoSecret(t, "nodev "+f, string(data), hostilePW)
 	}
 
 	// check prints the params: the one that repeats the password is masked.
