@@ -59,7 +59,13 @@ type Options struct {
 	// AddSecret is called with text typed as secret, before it is typed,
 	// so that the capture writer and the recorder can redact its echo.
 	AddSecret func(value string)
-	Log       *slog.Logger // nil discards
+	// Secrets are values known before anything is typed (the device's
+	// BMC password): like typed secrets they are masked in errors' console
+	// tails and lines, also when the tail begins or ends inside one —
+	// which the bundle's redactor, seeing only the whole message, cannot
+	// tell from other text.
+	Secrets []string
+	Log     *slog.Logger // nil discards
 	// Per-character delays of ModeBootloader and ModeShell; 0 types a
 	// whole text in one write.
 	BootloaderDelay time.Duration
@@ -150,6 +156,11 @@ func New(t Transport, opts Options) *Console {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	for _, s := range opts.Secrets {
+		if s != "" {
+			c.secrets = append(c.secrets, s)
+		}
 	}
 	for _, p := range opts.ErrorPatterns {
 		ep, err := expect.Regexp(p)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -452,5 +453,36 @@ func TestTCPReset(t *testing.T) {
 	}
 	if got := capture.String(); got != "first\nsecond\n" {
 		t.Errorf("capture = %q, want %q", got, "first\nsecond\n")
+	}
+}
+
+// A secret the console knows from the start (the device's password, never
+// typed) is masked in a timeout's tail even when the tail begins inside it,
+// where only its last bytes show.
+func TestTimeoutTailCutsKnownSecret(t *testing.T) {
+	const secret = `p"a\ss<w>&'rd-of-the-bmc`
+	line, _, c := simConsole(t, serialsim.Options{}, Options{TailSize: 32, Secrets: []string{secret}})
+	ctx := testContext(t)
+	// 20 bytes follow the secret: the 32-byte tail starts 12 bytes before
+	// its end.
+	fmt.Fprintf(line.Device(), "login: %s\r\nwelcome, admin\r\n=> ", secret)
+	if _, err := c.Expect(ctx, expect.Literal("=> ")); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Expect(tctx, expect.Literal("never"))
+	var te *TimeoutError
+	if !errors.As(err, &te) {
+		t.Fatalf("Expect = %v, want a *TimeoutError", err)
+	}
+	tail := string(te.Tail)
+	if !strings.HasPrefix(tail, redacted) || !strings.HasSuffix(tail, "welcome, admin\r\n=> ") {
+		t.Errorf("timeout tail = %q, want it to start with %s, the rest of the secret masked", tail, redacted)
+	}
+	for k := 3; k <= len(secret); k++ {
+		if part := secret[len(secret)-k:]; strings.Contains(err.Error(), part) || strings.Contains(err.Error(), strconv.Quote(part)[1:len(strconv.Quote(part))-1]) {
+			t.Fatalf("Expect error %q holds the last %d bytes of the secret", err, k)
+		}
 	}
 }

@@ -58,6 +58,18 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 			if err != nil {
 				return err
 			}
+			// The contract has no secret params, but a --param (or a
+			// default) may repeat a device's password: every secret of the
+			// lab is masked in what check prints. Errors are check's to
+			// report below, in order.
+			if l, err := loadLab(f.lab); err == nil {
+				a.learnSecrets(l, nil)
+			}
+			if f.device != "" {
+				if l, d, err := resolveDevice(f.lab, f.device); err == nil {
+					a.learnSecrets(l, d)
+				}
+			}
 			calls, err := lintJob(args[0])
 			if err != nil {
 				return &exitError{code: pipeline.ExitJob, err: err}

@@ -43,12 +43,15 @@ func TestScripts(t *testing.T) {
 			"numbered": numbered,
 			"exits":    exits,
 			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
-				// nosecret DIR VALUE: no file under DIR holds VALUE.
+				// nosecret DIR VALUE: no file under DIR holds VALUE, raw or
+				// escaped (secretForms).
 				filepath.Walk(ts.MkAbs(args[0]), func(p string, info os.FileInfo, err error) error {
 					if err == nil && !info.IsDir() {
 						data, _ := os.ReadFile(p)
-						if strings.Contains(string(data), args[1]) {
-							ts.Fatalf("%s holds the secret", p)
+						for name, f := range secretForms(args[1]) {
+							if strings.Contains(string(data), f) {
+								ts.Fatalf("%s holds the secret (%s form)", p, name)
+							}
 						}
 					}
 					return nil

@@ -43,7 +43,7 @@ const (
 
 func newReporter(out, errw io.Writer) *reporter {
 	r := &reporter{out: out, errw: errw, starts: map[string]time.Time{}}
-	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" {
+	if f, ok := underlying(out).(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" {
 		r.color = true
 	}
 	return r
@@ -106,6 +106,18 @@ func (r *reporter) print(msg string) { r.printf("%s\n", msg) }
 // printer returns the writer job print() lines go to.
 func (r *reporter) printer() io.Writer {
 	return writerFunc(func(p []byte) (int, error) { r.printf("%s", p); return len(p), nil })
+}
+
+// underlying looks through writers that wrap another (the redacting
+// writers of stdout and stderr), for the terminal check.
+func underlying(w io.Writer) io.Writer {
+	for {
+		u, ok := w.(interface{ Unwrap() io.Writer })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
 }
 
 type writerFunc func([]byte) (int, error)

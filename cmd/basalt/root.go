@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/pipeline"
 	"github.com/spf13/cobra"
 	"go.starlark.net/starlark"
@@ -54,6 +55,10 @@ type app struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// redact masks every secret value the command learns (the lab's
+	// passwords, a sim BMC's, text typed as secret) on stdout and stderr,
+	// in the log, and in the run's bundle: one redactor for every output.
+	redact *bundle.Redactor
 	// Tests of Starlark libraries add the assert module to the job's names
 	// and attach its reporter to every stage thread.
 	extraModules starlark.StringDict
@@ -61,7 +66,12 @@ type app struct {
 }
 
 func run(ctx, abort context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{ctx: ctx, abort: abort, stdin: stdin, stdout: stdout, stderr: stderr}
+	red := bundle.NewRedactor()
+	outw, errw := bundle.NewStreamWriter(red, stdout), bundle.NewStreamWriter(red, stderr)
+	defer outw.Flush()
+	defer errw.Flush()
+	stdout, stderr = outw, errw
+	a := &app{ctx: ctx, abort: abort, stdin: stdin, stdout: stdout, stderr: stderr, redact: red}
 	root := a.rootCmd()
 	root.SetArgs(args)
 	root.SetIn(stdin)

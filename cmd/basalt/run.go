@@ -98,8 +98,15 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 		labErr = err
 	}
-	secrets := dev.Secrets()
-	logger := slog.New(slog.NewTextHandler(&redactingWriter{w: a.stderr, r: bundle.NewRedactor(secrets...)}, &slog.HandlerOptions{Level: level}))
+	a.learnSecrets(lb, dev)
+	if lb == nil {
+		// No device: the lab's secrets are still masked, as check does,
+		// should a --param repeat one.
+		if l, err := loadLab(f.lab); err == nil {
+			a.learnSecrets(l, nil)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 
 	modules := predeclared()
 	for k, v := range a.extraModules {
@@ -145,7 +152,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.follow {
 		follow = out.follower()
 	}
-	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer()})
+	b, err := bundle.Create(dir, res, bundle.Options{Redactor: a.redact, Follow: follow, Print: out.printer()})
 	if errors.Is(err, bundle.ErrExists) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EROFS) {
 		// --out (or the default results/) names a place no bundle can
 		// be written to: the command line's mistake, not the lab's.
@@ -243,15 +250,25 @@ func inputs(plan *interp.Plan) []bundle.Input {
 	return in
 }
 
-// redactingWriter masks secrets in log output.
-type redactingWriter struct {
-	w io.Writer
-	r *bundle.Redactor
-}
-
-func (rw *redactingWriter) Write(p []byte) (int, error) {
-	_, err := io.WriteString(rw.w, rw.r.String(string(p)))
-	return len(p), err
+// learnSecrets adds the secret values of the lab's devices and of dev
+// (which may be a file outside the lab) to the redactor of every output,
+// so that a secret shows nowhere — not even where a job or a --param
+// repeats it.
+func (a *app) learnSecrets(l *lab.Lab, dev *lab.Device) {
+	if a.redact == nil { // an app built by a test, without run's writers
+		a.redact = bundle.NewRedactor()
+	}
+	if l != nil {
+		// Lab devices are loaded with their secrets as references. A
+		// secret that can be read is masked; one that cannot is not needed
+		// (check and device show never need one) and is no error here.
+		for name := range l.Devices {
+			if d, err := l.Device(name); err == nil {
+				a.redact.Add(d.Secrets()...)
+			}
+		}
+	}
+	a.redact.Add(dev.Secrets()...)
 }
 
 // compatible checks that the device can run a job of the plan's device type.

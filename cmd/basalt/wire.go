@@ -111,6 +111,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 		Capture:         b.Console(),
 		Emit:            emit,
 		AddSecret:       b.AddSecret,
+		Secrets:         dev.Secrets(),
 		Log:             log,
 		BootloaderDelay: dev.BootloaderDelay(),
 		TestShellDelay:  dev.TestShellDelay(),

@@ -122,6 +122,9 @@ type Bundle struct {
 // Options configure Create.
 type Options struct {
 	Secrets []string
+	// Redactor, when set, is the one the bundle masks with (Secrets are
+	// added to it), shared with the run's other outputs.
+	Redactor *Redactor
 	// Follow, when set, receives the console stream live (--follow).
 	Follow io.Writer
 	// Print, when set, receives the job log lines too (the terminal).
@@ -145,7 +148,12 @@ func Create(dir string, res Result, o Options) (*Bundle, error) {
 	if Exists(dir) {
 		return nil, fmt.Errorf("create bundle: %s: %w", dir, ErrExists)
 	}
-	b := &Bundle{Dir: dir, R: NewRedactor(o.Secrets...), printTo: o.Print}
+	r := o.Redactor
+	if r == nil {
+		r = NewRedactor()
+	}
+	r.Add(o.Secrets...)
+	b := &Bundle{Dir: dir, R: r, printTo: o.Print}
 	var err error
 	open := func(name string) *os.File {
 		if err != nil {

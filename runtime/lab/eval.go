@@ -988,6 +988,11 @@ func builtinSecret(thread *starlark.Thread, b *starlark.Builtin, positional star
 		}
 		return &secretValue{Secret{Env: name}}, nil
 	case file != "":
+		// Secret files live in the lab directory: a lab file must not be
+		// able to read (and send as a password) any file the runner can.
+		if !filepath.IsLocal(file) {
+			return nil, fail("file %q is outside the lab directory; name a file under it", file)
+		}
 		return &secretValue{Secret{File: file}}, nil
 	}
 	return nil, fail(`want secret("ENV_VAR") or secret(file = "path")`)
@@ -1007,11 +1012,17 @@ func (s Secret) resolve(labDir string) (Secret, error) {
 		}
 		s.value = v
 	case s.File != "":
-		s.path = s.File
-		if !filepath.IsAbs(s.path) {
-			s.path = filepath.Join(labDir, s.path)
+		s.path = filepath.Join(labDir, s.File)
+		// os.Root also refuses a symlink that leaves the lab directory.
+		root, err := os.OpenRoot(labDir)
+		if err != nil {
+			return s, fmt.Errorf("cannot read secret file %s: %v", s.path, osErr(err))
 		}
-		f, err := os.Open(s.path)
+		defer root.Close()
+		f, err := root.Open(s.File)
+		if err != nil && strings.Contains(err.Error(), "escapes") {
+			return s, fmt.Errorf("secret file %s leads outside the lab directory %s; refused", s.path, labDir)
+		}
 		if err != nil {
 			return s, fmt.Errorf("cannot read secret file %s: %v", s.path, osErr(err))
 		}

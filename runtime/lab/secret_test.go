@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -93,5 +95,66 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), envValue) {
 		t.Errorf("Load(bad lab) = %q, which shows the secret", err)
+	}
+}
+
+// secret(file=) names a file under the lab directory: a path that leaves it
+// (absolute, "..", a symlink out) is refused with the file and line of the
+// call, and the outside file's content is never read into the password.
+func TestSecretFileConfinedToLab(t *testing.T) {
+	const outside = "outside-value-plugh"
+	parent := t.TempDir()
+	if err := os.WriteFile(filepath.Join(parent, "x"), []byte(outside), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeLab(t, map[string]string{
+		"pw":     "inside-value\n",
+		"sub/pw": "inside-sub\n",
+	})
+	// The lab directory sits next to the outside file.
+	labDir := filepath.Join(parent, "lab")
+	if err := os.Rename(dir, labDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(parent, "x"), filepath.Join(labDir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/pw", filepath.Join(labDir, "innerlink")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file, want, wantErr string
+	}{
+		{"pw", "inside-value", ""},
+		{"sub/pw", "inside-sub", ""},
+		{"sub/../pw", "inside-value", ""},
+		{"innerlink", "inside-sub", ""},
+		{"../x", "", `fz.star:1:\d+: secret: file "../x" is outside the lab directory`},
+		{"sub/../../x", "", `secret: file "sub/../../x" is outside the lab directory`},
+		{filepath.Join(parent, "x"), "", `is outside the lab directory`},
+		{"link", "", `secret file .*link leads outside the lab directory`},
+	} {
+		src := fmt.Sprintf("device(type = %q, ipmi_host = \"h\", ipmi_password = secret(file = %q))", "highbank", tc.file)
+		env := &evalEnv{kind: kindDevice, file: "devices/fz.star", base: "fz", labDir: labDir, types: BuiltinTypes()}
+		v, err := evalFile(env, []byte(src))
+		got := ""
+		if err == nil {
+			// Loading takes the reference only; a run reads the value.
+			var pw Secret
+			pw, err = v.(*Device).IPMI.Password.resolve(labDir)
+			got = pw.Value()
+		}
+		if tc.wantErr == "" {
+			if err != nil || got != tc.want {
+				t.Errorf("secret(file = %q) = %q, %v, want %q from the lab's file", tc.file, got, err, tc.want)
+			}
+			continue
+		}
+		if err == nil || !regexp.MustCompile(tc.wantErr).MatchString(err.Error()) {
+			t.Errorf("secret(file = %q) = %v, want an error matching %q", tc.file, err, tc.wantErr)
+		}
+		if got == outside {
+			t.Errorf("secret(file = %q) read the file outside the lab", tc.file)
+		}
 	}
 }
