@@ -52,7 +52,7 @@ func TestPowerCommandKeys(t *testing.T) {
 
 func TestPowerCommandBadLine(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
-		{`pduclient --port 05 | logger`, `devices/foo.star:1:7: device: power_command["off"]: split "pduclient --port 05 | logger": 1:21: `+"`|`"+` is not a valid word`},
+		{`pduclient --port 05 | logger`, `devices/foo.star:1:7: device: power_command["off"]: split "pduclient --port 05 | logger": 1:21: ` + "`|`" + ` is not a valid word`},
 		{`pduclient --port $PORT`, `devices/foo.star:1:7: device: power_command["off"]: split "pduclient --port $PORT": column 18: $ is not expanded`},
 	} {
 		dir := writeLab(t, map[string]string{"devices/foo.star": "device(\n    type = \"qemu\",\n    power_command = {\"off\": " + quote(tc.line) + "},\n)\n"})
