@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/power"
 )
 
@@ -211,5 +212,26 @@ func TestWithEpochMarksBeforeEveryAction(t *testing.T) {
 	want := "mark@|mark@on,status"
 	if got := strings.Join(marks, "|"); got != want {
 		t.Errorf("marks = %q, want %q", got, want)
+	}
+}
+
+func TestControllerWithEpochMarksChassisPower(t *testing.T) {
+	f := &ipmi.Fake{}
+	marks := 0
+	c := power.ControllerWithEpoch(f, func() { marks++ })
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		a    ipmi.Action
+		want int
+	}{{ipmi.On, 1}, {ipmi.Soft, 1}, {ipmi.Reset, 2}, {ipmi.Cycle, 3}, {ipmi.Off, 4}} {
+		if err := c.Power(ctx, tc.a); err != nil {
+			t.Fatal(err)
+		}
+		if marks != tc.want {
+			t.Errorf("marks after ipmi power %s = %d, want %d", tc.a, marks, tc.want)
+		}
+	}
+	if _, err := c.PowerStatus(ctx); err != nil || marks != 4 {
+		t.Errorf("PowerStatus = %v and %d marks, want no mark", err, marks)
 	}
 }
