@@ -99,7 +99,7 @@ Exit codes: 0 all passed, 1 tests failed, 2 job error, 3 infrastructure error,
 		Version:       versionString(),
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(a.runCmd(), a.checkCmd(), a.docCmd(), a.versionCmd())
+	root.AddCommand(a.runCmd(), a.checkCmd(), a.docCmd(), a.versionCmd(), a.powerCmd())
 	a.addLabCommands(root)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
