@@ -97,10 +97,10 @@ func (c *Commands) Power(ctx context.Context, a Action) error {
 			_, err := c.run(ctx, string(a)+" (on)", on)
 			return err
 		}
-		return infra(fmt.Errorf("power %s %s: %w: add power_command[%q] (or %q, or both \"off\" and \"on\") to %s",
+		return labError(fmt.Errorf("power %s %s: %w: add power_command[%q] (or %q, or both \"off\" and \"on\") to %s",
 			a, c.Device, ErrNoAction, string(a), string(other), c.fileOr()))
 	}
-	return infra(fmt.Errorf("power %s %s: %w: add power_command[%q] to %s", a, c.Device, ErrNoAction, string(a), c.fileOr()))
+	return labError(fmt.Errorf("power %s %s: %w: add power_command[%q] to %s", a, c.Device, ErrNoAction, string(a), c.fileOr()))
 }
 
 func (c *Commands) fileOr() string {
@@ -114,7 +114,7 @@ func (c *Commands) fileOr() string {
 func (c *Commands) Status(ctx context.Context) (bool, error) {
 	argv, ok := c.argv[StatusKey]
 	if !ok {
-		return false, infra(fmt.Errorf("power status %s: %w: it has no BMC and no power_command[%q] in %s",
+		return false, labError(fmt.Errorf("power status %s: %w: it has no BMC and no power_command[%q] in %s",
 			c.Device, ErrNoStatus, StatusKey, c.fileOr()))
 	}
 	out, err := c.run(ctx, StatusKey, argv)

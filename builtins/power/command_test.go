@@ -101,8 +101,8 @@ func TestCommandsMissingActionIsALabError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, power.ErrNoAction) {
 			t.Errorf("Power(%s) = %v, want an error holding %q", tc.a, err, tc.want)
 		}
-		if builtins.ClassOf(err) != builtins.ClassInfra {
-			t.Errorf("Power(%s) class = %s, want infra", tc.a, builtins.ClassOf(err))
+		if builtins.ClassOf(err) != builtins.ClassJob {
+			t.Errorf("Power(%s) class = %s, want job (a lab-file error: exit 2, not retried)", tc.a, builtins.ClassOf(err))
 		}
 	}
 	_, err = c.Status(ctxT(t))

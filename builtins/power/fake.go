@@ -17,8 +17,9 @@ type Fake struct {
 	// Err, when set, makes every call fail with it, as an infrastructure
 	// error.
 	Err error
-	// NoStatus makes Status fail with ErrNoStatus, as a device with power
-	// commands and neither a BMC nor a status command does.
+	// NoStatus makes Status fail with ErrNoStatus (a lab-file error), as a
+	// device with power commands and neither a BMC nor a status command
+	// does.
 	NoStatus bool
 }
 
@@ -54,7 +55,7 @@ func (f *Fake) Status(ctx context.Context) (bool, error) {
 		return false, infra(f.Err)
 	}
 	if f.NoStatus {
-		return false, infra(ErrNoStatus)
+		return false, labError(ErrNoStatus)
 	}
 	return f.On, nil
 }

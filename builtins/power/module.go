@@ -20,7 +20,8 @@ through its commands and reads its state from its BMC (ipmi.* stays for boot dev
 
 Every power action starts a new console epoch: a later sol.expect never matches, and the device type's error
 patterns never fire on, output from before it. A command that fails or does not finish, or a BMC that does
-not answer, is an infrastructure error (exit 3), as is an action the device file has no command for.
+not answer, is an infrastructure error (exit 3); an action the device file has no command for, or a status
+it cannot report, is an error of the lab file (exit 2, not retried) naming the key to add.
 timeout= takes a duration string ("30s", "2m") or a number of seconds, and can only shorten the stage's
 deadline.`,
 	Members: []builtins.Builtin{

@@ -56,8 +56,8 @@ func TestModuleErrors(t *testing.T) {
 		want  string
 		class builtins.Class
 	}{
-		{&power.Fake{NoStatus: true}, "power.status()", "power.status: the device cannot report its power state", builtins.ClassInfra},
-		{&power.Fake{NoStatus: true}, `power.wait("off")`, "power.wait: the device cannot report its power state", builtins.ClassInfra},
+		{&power.Fake{NoStatus: true}, "power.status()", "power.status: the device cannot report its power state", builtins.ClassJob},
+		{&power.Fake{NoStatus: true}, `power.wait("off")`, "power.wait: the device cannot report its power state", builtins.ClassJob},
 		{&power.Fake{Err: errors.New("pdu unreachable")}, "power.reset()", "power.reset: pdu unreachable", builtins.ClassInfra},
 		{&power.Fake{}, `power.wait("on", timeout = 0.3)`, "power.wait: power still off after", builtins.ClassDevice},
 		{nil, "power.on()", "power: no power backend is configured", builtins.ClassInfra},

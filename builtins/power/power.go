@@ -68,8 +68,9 @@ func ParseAction(s string) (Action, error) {
 //     from whatever state: an off device is powered on.
 //   - Status reports the power state; a backend that cannot tell fails
 //     with an error wrapping [ErrNoStatus], one that lacks an action with
-//     an error wrapping [ErrNoAction]. Both are lab errors (builtins.Infra)
-//     naming the device and what to add to its file.
+//     an error wrapping [ErrNoAction]. Both are lab-file errors
+//     (builtins.Job, exit 2: a retry cannot fix them) naming the device
+//     and what to add to its file.
 //   - Errors of the BMC, the PDU or a command are infrastructure errors
 //     (builtins.Infra); they name the device and the action and never
 //     contain a password.
@@ -154,3 +155,7 @@ func (e ctlEpoch) Power(ctx context.Context, a ipmi.Action) error {
 
 // infra marks err as an infrastructure error.
 func infra(err error) error { return builtins.Infra(err) }
+
+// labError marks err as an error of the lab files: like a broken job file,
+// a retry cannot fix it (exit 2).
+func labError(err error) error { return builtins.Job(err) }

@@ -378,12 +378,14 @@ type ExpectOptions struct {
 }
 
 // Mark starts a new console epoch: the output received so far is consumed
-// unseen, so no later Expect matches it and no error pattern fires on it.
-// Every power action calls it (a stale "No bootable device found" from an
-// earlier boot must not end the next boot's expect).
+// unseen, so no later Expect matches it and no error pattern fires on it,
+// and a later timeout error shows only output of the new epoch. Every
+// power action calls it (a stale "No bootable device found" from an earlier
+// boot must not end the next boot's expect). The capture keeps everything.
 func (c *Console) Mark() {
 	c.mu.Lock()
 	n := c.m.Discard()
+	c.tail = c.tail[:0]
 	off := c.m.End()
 	c.mu.Unlock()
 	c.emit("console_mark", map[string]any{"offset": off, "discarded": n})

@@ -50,6 +50,9 @@ func TestMarkStartsEpoch(t *testing.T) {
 	if !errors.As(err, &te) {
 		t.Fatalf("Expect(login: ) after Mark over stale output = %v, want a timeout", err)
 	}
+	if len(te.Tail) != 0 {
+		t.Errorf("timeout after Mark carries %q, want no output of the old epoch", te.Tail)
+	}
 
 	fmt.Fprint(dev, "PXE boot\r\nlogin: ")
 	m, err := c.Expect(testContext(t), expect.Literal("login: "))
