@@ -19,7 +19,12 @@ var Table = &builtins.Table{
 Every call is recorded as an "ipmi" event (command, duration, completion code).
 A BMC that refuses a command or does not answer is an infrastructure error (exit 3).
 timeout= takes a duration string ("30s", "2m") or a number of seconds, and can only
-shorten the stage's deadline.`,
+shorten the stage's deadline.
+
+For power, prefer the power module (power.on(), power.reset(), ...): it goes through the
+device's power commands (a PDU) when its file has them, and through the BMC otherwise.
+ipmi.power always talks to the BMC; like power.*, every action but "soft" starts a new
+console epoch. A device without ipmi_host has no BMC: ipmi.* fails saying so.`,
 	Members: []builtins.Builtin{
 		{
 			Name:   "power",

@@ -377,13 +377,44 @@ func (c *Console) Mode() Mode {
 // passes it fails with a *TimeoutError (class device), or, if the
 // transport is down at that moment, a *LostError (class infra).
 func (c *Console) Expect(ctx context.Context, patterns ...expect.Pattern) (expect.Match, error) {
+	return c.ExpectWith(ctx, ExpectOptions{}, patterns...)
+}
+
+// ExpectOptions qualify one Expect.
+type ExpectOptions struct {
+	// ErrorPatterns, when Override is set, replace the device type's error
+	// patterns for this Expect; nil with Override searches none.
+	ErrorPatterns []expect.Pattern
+	Override      bool
+}
+
+// Mark starts a new console epoch: the output received so far is consumed
+// unseen, so no later Expect matches it and no error pattern fires on it,
+// and a later timeout error shows only output of the new epoch. Every
+// power action calls it (a stale "No bootable device found" from an earlier
+// boot must not end the next boot's expect). The capture keeps everything.
+func (c *Console) Mark() {
+	c.mu.Lock()
+	n := c.m.Discard()
+	c.tail = c.tail[:0]
+	off := c.m.End()
+	c.mu.Unlock()
+	c.emit("console_mark", map[string]any{"offset": off, "discarded": n})
+}
+
+// ExpectWith is Expect with per-call options.
+func (c *Console) ExpectWith(ctx context.Context, o ExpectOptions, patterns ...expect.Pattern) (expect.Match, error) {
 	if len(patterns) == 0 {
 		return expect.Match{}, builtins.Job(errors.New("expect: no patterns"))
 	}
 	c.expectMu.Lock()
 	defer c.expectMu.Unlock()
 	start := time.Now()
-	all := append(patterns[:len(patterns):len(patterns)], c.errPats...)
+	errPats := c.errPats
+	if o.Override {
+		errPats = o.ErrorPatterns
+	}
+	all := append(patterns[:len(patterns):len(patterns)], errPats...)
 	names := make([]string, len(patterns))
 	for i, p := range patterns {
 		names[i] = p.String()

@@ -16,6 +16,9 @@ import (
 // it. It is registered in builtins.Env.Backends under "sol".
 type Backend interface {
 	Expect(ctx context.Context, patterns ...expect.Pattern) (expect.Match, error)
+	ExpectWith(ctx context.Context, o ExpectOptions, patterns ...expect.Pattern) (expect.Match, error)
+	// Mark starts a new console epoch (see Console.Mark).
+	Mark()
 	Send(ctx context.Context, text string, o SendOptions) error
 	SendLine(ctx context.Context, text string, o SendOptions) error
 	SetMode(m Mode)
@@ -32,7 +35,7 @@ The device type's error patterns (kernel panic, Oops, ...) end any expect at onc
 	Members: []builtins.Builtin{
 		{
 			Name:   "expect",
-			Params: "pattern_or_list, timeout=None",
+			Params: "pattern_or_list, timeout=None, error_patterns=None",
 			Doc: `Wait until a pattern appears on the console; return struct(index, text, groups, before).
 pattern_or_list is a string (literal), a sol.regex(...) or a list of them; index is the position of the
 pattern that matched first (the one complete first in the stream), text the matched text, groups the
@@ -40,9 +43,19 @@ regexp's submatches ("" for a group that took no part) and before the output bet
 and this one. Output after the match is kept for the next expect. timeout ("30s" or seconds) can only
 shorten the stage's deadline. Fails with a device error on timeout (the message carries the last console
 output) or when a device error pattern matches, and with an infrastructure error if the console transport
-is down at the deadline.`,
+is down at the deadline. error_patterns replaces the device type's error patterns for this call: False
+searches none, a list of strings (literals) and sol.regex(...) searches those. Output from before the last
+power action or sol.mark() is never matched.`,
 			Action: true,
 			Fn:     expectBuiltin,
+		},
+		{
+			Name:   "mark",
+			Params: "",
+			Doc: `Start a new console epoch: the output received so far is never matched by a later expect, nor
+seen by the error patterns. Every power action (power.*, ipmi.power) does this itself.`,
+			Action: true,
+			Fn:     markBuiltin,
 		},
 		{
 			Name:   "send",
@@ -161,10 +174,52 @@ func (m *millis) Unpack(v starlark.Value) error {
 	return nil
 }
 
+// errorPatterns unpacks expect's error_patterns: None (the device
+// type's), False (none) or a list of patterns.
+type errorPatterns struct {
+	o ExpectOptions
+}
+
+func (e *errorPatterns) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return nil
+	case starlark.Bool:
+		if v {
+			return errors.New("got True, want None (the device type's), False (none) or a list of patterns")
+		}
+		e.o = ExpectOptions{Override: true}
+		return nil
+	case *starlark.List, starlark.Tuple:
+		var ps patterns
+		if starlark.Len(v) > 0 {
+			if err := ps.Unpack(v); err != nil {
+				return err
+			}
+		}
+		e.o = ExpectOptions{Override: true, ErrorPatterns: ps}
+		return nil
+	}
+	return fmt.Errorf("got %s, want None, False or a list of patterns", v.Type())
+}
+
+func markBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, builtins.Job(err)
+	}
+	be, err := builtins.BackendOf[Backend](thread, "sol")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	be.Mark()
+	return starlark.None, nil
+}
+
 func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ps patterns
 	var timeout builtins.Duration
-	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout); err != nil {
+	var ep errorPatterns
+	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout, "error_patterns?", &ep); err != nil {
 		return nil, builtins.Job(err)
 	}
 	be, err := builtins.BackendOf[Backend](thread, "sol")
@@ -173,7 +228,7 @@ func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	}
 	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
-	m, err := be.Expect(ctx, ps...)
+	m, err := be.ExpectWith(ctx, ep.o, ps...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -39,7 +39,9 @@ func (a *app) deviceCmd() *cobra.Command {
 		Long: `add writes devices/NAME.star in the lab, after checking that TYPE is a known device
 type (built-in or the lab's) and that NAME does not exist yet (LAVA's add_device.py
 checks). -t PORT makes the console "telnet localhost PORT" (ser2net); -p PORT
-powers the device through its PDU port.`,
+powers the device through that port of its PDU: power_command runs pdudaemon's
+"pduclient --daemon DAEMON --hostname HOST --command on|off|reboot --port NN"
+(--pdu-daemon, default localhost; --pdu-host, default pdu).`,
 		Example: "  basalt device add highbank calxeda02-01 --ipmi-host calxeda02-01-02 --ipmi-user admin\n  basalt device add mx53loco foo -t 4006 -p 5",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -56,7 +58,9 @@ powers the device through its PDU port.`,
 	add.Flags().StringVar(&o.PasswordEnv, "password-env", "", "environment variable holding the BMC password (default NAME_IPMI_PASSWORD)")
 	add.Flags().StringVar(&o.MAC, "mac", "", "MAC address of the boot NIC")
 	add.Flags().IntVarP(&o.Ser2netPort, "ser2net-port", "t", 0, "ser2net port: console is `telnet localhost PORT`")
-	add.Flags().IntVarP(&o.PDUPort, "pdu-port", "p", 0, "PDU port for power control")
+	add.Flags().IntVarP(&o.PDUPort, "pdu-port", "p", 0, "PDU port: power through pdudaemon's pduclient")
+	add.Flags().StringVar(&o.PDUHost, "pdu-host", "", "the PDU's name in pdudaemon's config, pduclient --hostname (default pdu)")
+	add.Flags().StringVar(&o.PDUDaemon, "pdu-daemon", "", "host pdudaemon runs on, pduclient --daemon (default localhost)")
 	add.Flags().StringVar(&o.Console, "console", "", "console transport: sol, command, tcp or sim")
 	add.Flags().BoolVar(&o.Force, "force", false, "overwrite an existing device file")
 

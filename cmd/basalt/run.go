@@ -203,7 +203,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 		Facts:    lab.Facts(dev),
 		Backends: map[string]any{},
 	}
-	closeBackends, err := wire(a.ctx, env, b)
+	// The backends live until the last cleanup has finished: under
+	// a.abort, which only a second signal cancels.
+	closeBackends, err := wire(a.ctx, a.abort, env, b)
 	if err != nil {
 		if closeBackends != nil {
 			closeBackends()

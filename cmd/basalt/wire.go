@@ -9,6 +9,7 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/builtins/power"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/builtins/target"
@@ -20,13 +21,18 @@ import (
 // deviceTables are the modules that act on the device. cmd is the only
 // place that wires their concrete backends.
 func deviceTables() []*builtins.Table {
-	return []*builtins.Table{ipmi.Table, pxe.Table, sol.Table, target.Table}
+	return []*builtins.Table{power.Table, ipmi.Table, pxe.Table, sol.Table, target.Table}
 }
 
 // wire builds the backends of env.Device — for the built-in sim device, a
 // node of its own first — and registers them in env.Backends. The returned
 // function releases them, in reverse order.
-func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), error) {
+//
+// ctx bounds the setup (a SIGINT while the console opens stops it); the
+// servers and simulators run under life, which must outlive the cleanup
+// functions — a SIGINT cancels ctx, and the cleanup's power off still needs
+// the BMC, the PXE server and the VM.
+func wire(ctx, life context.Context, env *builtins.Env, b *bundle.Bundle) (func(), error) {
 	dev := env.Device
 	if dev == nil {
 		return nil, nil
@@ -50,7 +56,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	}
 	pcfg.Emit, pcfg.Log = emit, log
 	srv := pxe.NewServer(pcfg)
-	if err := srv.Start(ctx); err != nil {
+	if err := srv.Start(life); err != nil {
 		return release, builtins.Infra(fmt.Errorf("start PXE server: %w", err))
 	}
 	closers = append(closers, func() { srv.Close() })
@@ -60,7 +66,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	// of type sim): a node of its own in this process, whose BMC is on a free
 	// loopback port, booting from our TFTP server.
 	if dev.Type.Is("sim") && dev.IPMI.Host == "" {
-		node, err := sim.Start(ctx, sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log})
+		node, err := sim.Start(life, sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log})
 		if err != nil {
 			return release, builtins.Infra(err)
 		}
@@ -82,7 +88,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	// A qemu device without a BMC address: basalt starts the VM and a BMC
 	// in front of it.
 	if dev.Type.Is("qemu") && dev.IPMI.Host == "" {
-		ip, stop, err := qemuBMC(ctx, env.Lab, dev, log, emit)
+		ip, stop, err := qemuBMC(life, env.Lab, dev, log, emit)
 		if err != nil {
 			return release, builtins.Infra(err)
 		}
@@ -94,9 +100,28 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 		b.AddSecret(dev.IPMI.Password.Value())
 	}
 
-	ctl := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{Emit: emit, Log: log})
-	closers = append(closers, func() { ctl.Close() })
-	env.Backends["ipmi"] = ctl
+	// Every power action, through any backend, starts a console epoch;
+	// the console exists from here on.
+	var con *sol.Console
+	mark := func() {
+		if con != nil {
+			con.Mark()
+		}
+	}
+	// A device without a BMC address has no ipmi backend: ipmi.* then says
+	// so instead of talking to a default address.
+	var ctl ipmi.Controller
+	if dev.IPMI.Host != "" {
+		c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{Emit: emit, Log: log})
+		closers = append(closers, func() { c.Close() })
+		ctl = c
+		env.Backends["ipmi"] = power.ControllerWithEpoch(c, mark)
+	}
+	pb, err := powerBackend(dev, ctl, emit)
+	if err != nil {
+		return release, err
+	}
+	env.Backends["power"] = power.WithEpoch(pb, mark)
 
 	tr, err := consoleTransport(dev, emit, log)
 	if err != nil {
@@ -106,7 +131,7 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	if dev.Type != nil {
 		patterns = dev.Type.ErrorPatterns
 	}
-	con := sol.New(tr, sol.Options{
+	con = sol.New(tr, sol.Options{
 		ErrorPatterns:   patterns,
 		Capture:         b.Console(),
 		Emit:            emit,
@@ -137,6 +162,27 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 	tgt.SetFacts(env.Facts)
 	env.Backends["target"] = tgt
 	return release, nil
+}
+
+// powerBackend chooses the device's power backend from its file: its
+// power commands if it has any (reading the state from its BMC if it has
+// one, else from its status command), else its BMC.
+func powerBackend(dev *lab.Device, ctl ipmi.Controller, emit func(string, map[string]any)) (power.Backend, error) {
+	if len(dev.PowerCommand) == 0 {
+		if ctl == nil {
+			return nil, builtins.Infra(fmt.Errorf("device %s: no power: it has neither ipmi_host nor power_command", dev.Name))
+		}
+		return power.BMC(ctl), nil
+	}
+	cmds, err := power.NewCommands(dev.Name, dev.File, dev.PowerCommand)
+	if err != nil {
+		return nil, builtins.Infra(err)
+	}
+	cmds.Emit = emit
+	if ctl != nil {
+		return power.Split(cmds, power.BMC(ctl)), nil
+	}
+	return cmds, nil
 }
 
 // freePort returns a TCP port free on 127.0.0.1 now.

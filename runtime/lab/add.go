@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -24,9 +25,15 @@ type AddOptions struct {
 	// Ser2netPort is the device's ser2net port on this host: the console
 	// becomes the command "telnet localhost PORT" (LAVA's add_device.py -t).
 	Ser2netPort int
-	// PDUPort is the device's lavapdu port: power goes through pduclient
-	// (LAVA's add_device.py -p).
+	// PDUPort is the device's PDU port: power goes through pdudaemon's
+	// pduclient (LAVA's add_device.py -p), on, off and reboot of that port.
 	PDUPort int
+	// PDUHost is the PDU as pdudaemon's configuration names it (pduclient
+	// --hostname); default "pdu", as add_device.py wrote.
+	PDUHost string
+	// PDUDaemon is the host pdudaemon runs on (pduclient --daemon);
+	// default "localhost".
+	PDUDaemon string
 	// Console is sol | command | tcp | sim; default sol, or command with
 	// Ser2netPort.
 	Console string
@@ -140,11 +147,29 @@ func printable(field, s string) error {
 	return nil
 }
 
+var pduWordRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+
 // deviceSource renders a device file.
 func deviceSource(typ, name string, o AddOptions) ([]byte, error) {
 	for _, f := range []struct{ name, v string }{{"ipmi host", o.IPMIHost}, {"ipmi user", o.IPMIUser}, {"mac", o.MAC}, {"console", o.Console}} {
 		if err := printable(f.name, f.v); err != nil {
 			return nil, err
+		}
+	}
+	if (o.PDUHost != "" || o.PDUDaemon != "") && o.PDUPort == 0 {
+		return nil, errors.New("--pdu-host and --pdu-daemon need --pdu-port (-p)")
+	}
+	pduHost, pduDaemon := o.PDUHost, o.PDUDaemon
+	if pduHost == "" {
+		pduHost = "pdu"
+	}
+	if pduDaemon == "" {
+		pduDaemon = "localhost"
+	}
+	for _, f := range []struct{ name, v string }{{"--pdu-host", pduHost}, {"--pdu-daemon", pduDaemon}} {
+		// One word of the command line, so the file says what runs.
+		if !pduWordRE.MatchString(f.v) {
+			return nil, fmt.Errorf("%s %q: want a host name (letters, digits, '.', '-', '_', ':')", f.name, f.v)
 		}
 	}
 	if o.Ser2netPort < 0 || o.Ser2netPort > 65535 {
@@ -204,7 +229,7 @@ func deviceSource(typ, name string, o AddOptions) ([]byte, error) {
 		b.WriteString("    power_command = {\n")
 		for _, a := range []struct{ action, cmd string }{{"on", "on"}, {"off", "off"}, {"reset", "reboot"}} {
 			fmt.Fprintf(&b, "        %s: %s,\n", q(a.action), q(fmt.Sprintf(
-				"/usr/bin/pduclient --daemon localhost --hostname pdu --command %s --port %02d", a.cmd, o.PDUPort)))
+				"/usr/bin/pduclient --daemon %s --hostname %s --command %s --port %02d", pduDaemon, pduHost, a.cmd, o.PDUPort)))
 		}
 		b.WriteString("    },\n")
 	}

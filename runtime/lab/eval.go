@@ -639,7 +639,9 @@ func knownTypes(types map[string]*DeviceType) string {
 	return strings.Join(names, ", ")
 }
 
-var powerActions = []string{"on", "off", "reset", "cycle"}
+// powerActions are the keys of power_command: the actions of the power
+// module and the status command.
+var powerActions = []string{"on", "off", "reset", "cycle", "status"}
 
 func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	a, env, err := newArgs(thread, b, positional, kwargs)
@@ -784,6 +786,9 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 			v, ok := kv[1].(starlark.String)
 			if !ok || strings.TrimSpace(string(v)) == "" {
 				return nil, a.errorf("power_command[%s] must be a non-empty string", k)
+			}
+			if _, err := SplitCommand(string(v)); err != nil {
+				return nil, a.errorf("power_command[%s]: %v", k, err)
 			}
 			d.PowerCommand[string(k)] = string(v)
 		}

@@ -51,6 +51,15 @@ func FormatDevice(w io.Writer, d *Device) error {
 	}
 	line("delays", "bootloader %s, test shell %s per character", d.BootloaderDelay(), d.TestShellDelay())
 	if len(d.PowerCommand) > 0 {
+		// What the power module does with them (builtins/power).
+		status := "status command"
+		if _, ok := d.PowerCommand["status"]; !ok {
+			status = "cannot report"
+		}
+		if d.IPMI.Host != "" || (d.Type != nil && (d.Type.Name == "sim" || d.Type.Name == "qemu")) {
+			status = "BMC"
+		}
+		line("power", "commands; status: %s", status)
 		for _, a := range powerActions {
 			if c, ok := d.PowerCommand[a]; ok {
 				line("power "+a, "%s", c)

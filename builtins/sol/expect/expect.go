@@ -105,6 +105,17 @@ func (m *Matcher) drop(n int) {
 // End returns the stream offset just after the last byte written.
 func (m *Matcher) End() int64 { return m.off + int64(len(m.buf)-m.start) }
 
+// Discard consumes all the unconsumed input, as a match ending at the last
+// byte written would, and returns how many bytes it consumed. A search in
+// progress goes on with the input written after it.
+func (m *Matcher) Discard() int {
+	n := len(m.buf) - m.start
+	m.off += int64(n)
+	m.buf, m.start = m.buf[:0], 0
+	m.dropped = 0
+	return n
+}
+
 // Buffered returns the number of unconsumed bytes held.
 func (m *Matcher) Buffered() int { return len(m.buf) - m.start }
 

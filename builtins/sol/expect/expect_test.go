@@ -297,3 +297,23 @@ func FuzzMatcher(f *testing.F) {
 		}
 	})
 }
+
+func TestDiscard(t *testing.T) {
+	m := New(64)
+	m.Write([]byte("old login: "))
+	s, err := m.Search(Literal("login: "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Discard(); n != len("old login: ") {
+		t.Errorf("Discard() = %d, want %d", n, len("old login: "))
+	}
+	if _, ok := s.Next(); ok {
+		t.Errorf("Next() after Discard matched the discarded input")
+	}
+	m.Write([]byte("new login: "))
+	got, ok := s.Next()
+	if !ok || got.Before != "new " || got.Offset != int64(len("old login: new ")) || got.Dropped != 0 {
+		t.Errorf("Next() = %+v, %v; want the new login with Before \"new \"", got, ok)
+	}
+}
