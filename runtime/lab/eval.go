@@ -581,6 +581,15 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	if ip.Retries, err = a.integer("ipmi_retries", DefaultIPMIRetries, 0, 100); err != nil {
 		return nil, err
 	}
+	// 0 turns the keepalive off, for a BMC that keeps sessions forever.
+	ka, err := a.integer("ipmi_keepalive_ms", int(DefaultIPMIKeepalive/time.Millisecond), 0, 3_600_000)
+	if err != nil {
+		return nil, err
+	}
+	ip.Keepalive = time.Duration(ka) * time.Millisecond
+	if ka == 0 {
+		ip.Keepalive = -1
+	}
 
 	if mac, err := a.str("mac", ""); err != nil {
 		return nil, err
@@ -719,7 +728,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var simKeys = []string{"console_drops", "udp_loss", "type_interval_ms", "boot_failure", "kernel_panic"}
+var simKeys = []string{"console_drops", "udp_loss", "type_interval_ms", "boot_failure", "kernel_panic", "bmc_session_timeout_ms"}
 
 func simFaults(d *starlark.Dict) (SimFaults, error) {
 	var f SimFaults
@@ -727,15 +736,18 @@ func simFaults(d *starlark.Dict) (SimFaults, error) {
 		k, _ := kv[0].(starlark.String)
 		v := kv[1]
 		switch string(k) {
-		case "console_drops", "type_interval_ms":
+		case "console_drops", "type_interval_ms", "bmc_session_timeout_ms":
 			i, ok := int64Of(v)
 			if !ok || i < 0 || i > 1_000_000 {
 				return f, fmt.Errorf("%s must be a non-negative integer, not %s", k, v)
 			}
-			if k == "console_drops" {
+			switch k {
+			case "console_drops":
 				f.ConsoleDrops = int(i)
-			} else {
+			case "type_interval_ms":
 				f.TypeInterval = time.Duration(i) * time.Millisecond
+			default:
+				f.SessionTimeout = time.Duration(i) * time.Millisecond
 			}
 		case "udp_loss":
 			x, ok := starlark.AsFloat(v)

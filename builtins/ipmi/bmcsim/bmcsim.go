@@ -18,7 +18,9 @@
 //     lost, as on a real serial line nobody listens to. [BMC.DropSOL] closes
 //     the active session from the BMC side (console-drop faults);
 //   - faults: [Config.Loss] drops that fraction of datagrams both ways, and
-//     [BMC.SetLoss] changes it at run time (1 = a BMC that stops answering).
+//     [BMC.SetLoss] changes it at run time (1 = a BMC that stops answering);
+//     [Config.SessionTimeout] forgets sessions idle that long, as ipmi_sim
+//     does after 30 s.
 //
 // External clients such as ipmitool reach it with
 //
@@ -95,6 +97,15 @@ type Config struct {
 	Loss float64
 	// SoftOffDelay is how long an ACPI soft-off takes. Default 200ms.
 	SoftOffDelay time.Duration
+	// SessionTimeout ends sessions that send nothing for this long (the
+	// session inactivity timeout, IPMI v2.0 §6.12.15); their packets are
+	// then ignored, without an answer. That is what OpenIPMI's ipmi_sim
+	// does after 30 s (lanserv_ipmi.c: ipmi_lan_tick closes the session,
+	// and handle_normal_session drops packets of an unknown session ID
+	// unanswered); TestIPMISimForgetsIdleSession checks it. go-ipmi's
+	// store scans every 3 s, so a session ends between SessionTimeout and
+	// SessionTimeout+3s of silence. Default 60s, the spec's value.
+	SessionTimeout time.Duration
 	// Log receives debug records; nil discards them.
 	Log *slog.Logger
 }
@@ -186,7 +197,13 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 	// The reference store holds four sessions; basalt's controller, its
 	// SOL console and an operator's ipmitool fit, with room for sessions
 	// orphaned by datagram loss until the 60 s inactivity eviction.
-	core.Sessions = bmc.NewSessionStoreWithOptions(clock.Real, bmc.WithMaxSessions(16))
+	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(16)}
+	if d := b.cfg.SessionTimeout; d > 0 {
+		// go-ipmi evicts past timeout + its ±3 s tolerance (IPMI v1.5
+		// Table 6-7); subtract it so the session ends no earlier than d.
+		opts = append(opts, bmc.WithInactivityTimeout(max(d-bmc.DefaultInactivityTimeoutTolerance, 0)))
+	}
+	core.Sessions = bmc.NewSessionStoreWithOptions(clock.Real, opts...)
 	core.Sessions.SetOnRemove(core.SOL.DeactivateBySession)
 	user, err := core.Users.Add(2, b.cfg.User)
 	if err != nil {
