@@ -34,10 +34,11 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfor":  waitFor,
-			"jsonget":  jsonGet,
-			"signal":   sendSignal,
-			"numbered": numbered,
+			"waitfor":   waitFor,
+			"bmcdevice": bmcDevice,
+			"jsonget":   jsonGet,
+			"signal":    sendSignal,
+			"numbered":  numbered,
 			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
 				// nosecret DIR VALUE: no file under DIR holds VALUE.
 				filepath.Walk(ts.MkAbs(args[0]), func(p string, info os.FileInfo, err error) error {

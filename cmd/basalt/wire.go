@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
@@ -25,8 +26,10 @@ func deviceTables() []*builtins.Table {
 
 // wire builds the backends of env.Device — for the built-in sim device, a
 // node of its own first — and registers them in env.Backends. The returned
-// function releases them, in reverse order.
-func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), error) {
+// function releases them, in reverse order. ctx is the run's (a signal
+// ends it) and bounds the backends' lives; the console is opened by
+// deadline, the job's.
+func wire(ctx context.Context, deadline time.Time, env *builtins.Env, b *bundle.Bundle) (func(), error) {
 	dev := env.Device
 	if dev == nil {
 		return nil, nil
@@ -115,7 +118,17 @@ func wire(ctx context.Context, env *builtins.Env, b *bundle.Bundle) (func(), err
 		BootloaderDelay: dev.BootloaderDelay(),
 		TestShellDelay:  dev.TestShellDelay(),
 	})
-	if err := con.Start(ctx); err != nil {
+	openCtx, cancelOpen := context.WithDeadline(ctx, deadline)
+	err = con.Start(openCtx)
+	cancelOpen()
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		// Canceled by a signal, not failed by the console.
+		return release, &builtins.Error{Class: builtins.ClassCanceled, Err: fmt.Errorf("open console %s: %w", tr, context.Canceled)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return release, builtins.Infra(fmt.Errorf("console %s not open by the job's deadline: %w", tr, err))
+	default:
 		return release, builtins.Infra(fmt.Errorf("console %s: %w", tr, err))
 	}
 	closers = append(closers, func() { con.Close() })
