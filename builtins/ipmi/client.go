@@ -366,8 +366,10 @@ func (c *Client) run(ctx context.Context, command string, fn func(context.Contex
 		}
 		// A session silent for longer than one datagram timeout may be
 		// one the BMC has forgotten: the call gets one datagram's wait on
-		// it. A recently answering session is alive, and a datagram lost
-		// on it is sent again on it.
+		// it. A session that answered within the last timeout is trusted
+		// and a datagram lost on it is sent again on it: a new session
+		// per lost datagram would leave the BMC's few session slots (IPMI
+		// v2.0 §6.12.1 asks for only four) full of orphans.
 		suspect := !fresh && time.Since(c.answered) > c.cfg.Timeout
 		callCtx, silent := ctx, func() bool { return false }
 		if suspect {

@@ -290,17 +290,7 @@ func TestClientForgottenSession(t *testing.T) {
 		if err := c.Power(ctx, ipmi.On); err != nil {
 			t.Fatalf("%s: Power(on) = %v", what, err)
 		}
-		sent := r.since(before)
-		// One datagram on the forgotten session, then Set Session
-		// Privilege Level and the command on the new one.
-		if len(sent) != 2 {
-			t.Fatalf("%s: datagrams per session = %v, want 2 sessions", what, sent)
-		}
-		for id, n := range sent {
-			if _, old := before[id]; old && n != 1 {
-				t.Errorf("%s: %d datagrams on the forgotten session %#x, want 1", what, n, id)
-			}
-		}
+		checkForgotten(t, what, before, r.since(before))
 		if want := []string{"open session=ok", "chassis control (power on)=ok"}; !cmp.Equal(want, ev.commands()) {
 			t.Errorf("%s: events = %v, want %v", what, ev.commands(), want)
 		}
@@ -318,4 +308,18 @@ func TestClientForgottenSession(t *testing.T) {
 	defer b2.Close()
 	time.Sleep(2 * cfg.Timeout)
 	check("after a BMC restart")
+}
+
+// checkForgotten checks the datagrams a call sent per session: one on the
+// forgotten session (in before), then the rest of the call on a new one.
+func checkForgotten(t *testing.T, what string, before, sent map[session]int) {
+	t.Helper()
+	if len(sent) != 2 {
+		t.Fatalf("%s: datagrams per session = %v, want 2 sessions", what, sent)
+	}
+	for s, n := range sent {
+		if _, old := before[s]; old && n != 1 {
+			t.Errorf("%s: %d datagrams on the forgotten session %s, want 1", what, n, s)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -158,16 +159,26 @@ func readUntil(t testing.TB, r io.Reader, want string) string {
 }
 
 // relay forwards UDP datagrams between a client and a BMC on loopback and
-// counts the client's datagrams per RMCP+ session ID, so that a test can
-// tell how many datagrams a client spent on a session the BMC ignores.
+// counts the client's datagrams per session (client port and RMCP+ session
+// ID: ipmi_sim hands out the same IDs again after a restart), so that a
+// test can tell how many datagrams a client spent on a session the BMC
+// ignores.
 type relay struct {
 	in *net.UDPConn // the client's side
 	up *net.UDPConn // connected to the BMC
 
 	mu     sync.Mutex
 	client *net.UDPAddr
-	sent   map[uint32]int
+	sent   map[session]int
 }
+
+// session names a session as the relay sees it.
+type session struct {
+	port int    // the client's UDP port: go-ipmi uses a socket per session
+	id   uint32 // the BMC's session ID; 0 during session setup
+}
+
+func (s session) String() string { return fmt.Sprintf("%d/%#x", s.port, s.id) }
 
 // newRelay starts a relay to the BMC at bmc; the client sends to Addr.
 func newRelay(t testing.TB, bmc string) *relay {
@@ -184,7 +195,7 @@ func newRelay(t testing.TB, bmc string) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{in: in, up: up, sent: map[uint32]int{}}
+	r := &relay{in: in, up: up, sent: map[session]int{}}
 	t.Cleanup(func() { in.Close(); up.Close() })
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -198,7 +209,7 @@ func newRelay(t testing.TB, bmc string) *relay {
 			// RMCP header (4 bytes), then the IPMI v2.0 session header
 			// (§13.6): auth type 06h, payload type, session ID (LSB first).
 			if n >= 10 && buf[4] == 0x06 {
-				r.sent[binary.LittleEndian.Uint32(buf[6:10])]++
+				r.sent[session{from.Port, binary.LittleEndian.Uint32(buf[6:10])}]++
 			}
 			r.mu.Unlock()
 			up.Write(buf[:n])
@@ -229,10 +240,10 @@ func newRelay(t testing.TB, bmc string) *relay {
 func (r *relay) Port() int { return r.in.LocalAddr().(*net.UDPAddr).Port }
 
 // snapshot returns the datagrams counted so far, per session ID.
-func (r *relay) snapshot() map[uint32]int {
+func (r *relay) snapshot() map[session]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := make(map[uint32]int, len(r.sent))
+	m := make(map[session]int, len(r.sent))
 	for k, v := range r.sent {
 		m[k] = v
 	}
@@ -241,10 +252,10 @@ func (r *relay) snapshot() map[uint32]int {
 
 // since returns, per session ID other than 0 (session setup), how many
 // datagrams were sent after the snapshot before.
-func (r *relay) since(before map[uint32]int) map[uint32]int {
-	d := map[uint32]int{}
+func (r *relay) since(before map[session]int) map[session]int {
+	d := map[session]int{}
 	for k, v := range r.snapshot() {
-		if k != 0 && v > before[k] {
+		if k.id != 0 && v > before[k] {
 			d[k] = v - before[k]
 		}
 	}
