@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +75,7 @@ type Client struct {
 
 	mu     sync.Mutex // serialises calls and keepalives; guards the fields below
 	conn   *client.Client
+	gate   *gate // conn's socket
 	closed bool
 	// answered is when the BMC last answered on conn.
 	answered time.Time
@@ -269,9 +269,11 @@ func (c *Client) keepalive(stop <-chan struct{}) {
 // up the job's next call. c.mu held.
 func (c *Client) keepaliveLocked() {
 	start := time.Now()
-	ctx, silent := oneDatagram(context.Background(), c.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.cfg.Timeout)
+	defer cancel()
+	c.gate.probe()
 	_, err := c.conn.GetDeviceID(ctx)
-	silent()
+	c.gate.end()
 	if err == nil {
 		c.answered = time.Now()
 		c.log.Debug("ipmi keepalive", "device", c.name)
@@ -371,12 +373,11 @@ func (c *Client) run(ctx context.Context, command string, fn func(context.Contex
 		// per lost datagram would leave the BMC's few session slots (IPMI
 		// v2.0 §6.12.1 asks for only four) full of orphans.
 		suspect := !fresh && time.Since(c.answered) > c.cfg.Timeout
-		callCtx, silent := ctx, func() bool { return false }
 		if suspect {
-			callCtx, silent = oneDatagram(ctx, c.cfg.Timeout)
+			c.gate.probe()
 		}
-		err = fn(callCtx, c.conn)
-		if ranOut := silent(); err != nil && ranOut && ctx.Err() == nil {
+		err = fn(ctx, c.conn)
+		if silent := c.gate.end(); err != nil && silent && ctx.Err() == nil {
 			c.log.Debug("ipmi session silent; opening a new one", "device", c.name, "command", command,
 				"idle", time.Since(c.answered), "err", err)
 			c.dropLocked(true)
@@ -414,7 +415,9 @@ func (c *Client) openLocked(ctx context.Context) error {
 	for i, s := range c.cfg.CipherSuites {
 		suites[i] = types.CipherSuiteID(s)
 	}
+	g := &gate{}
 	ic.WithInterface(client.InterfaceLanplus).
+		WithUDPProxy(g).
 		WithTimeout(c.cfg.Timeout).
 		WithRetry(c.cfg.Retries).
 		WithCipherSuiteID(suites...).
@@ -437,7 +440,7 @@ func (c *Client) openLocked(ctx context.Context) error {
 	}
 	fields["outcome"] = "ok"
 	c.event(fields)
-	c.conn = ic
+	c.conn, c.gate = ic, g
 	c.answered = time.Now()
 	if c.cfg.Keepalive > 0 && c.stopKeepalive == nil && !c.closed {
 		c.stopKeepalive = make(chan struct{})
@@ -457,7 +460,7 @@ func (c *Client) dropLocked(dead bool) {
 	} else {
 		closeQuietly(c.conn, c.cfg.Timeout)
 	}
-	c.conn = nil
+	c.conn, c.gate = nil, nil
 }
 
 // closeQuietly ends a go-ipmi client: Close Session (best effort, bounded)
@@ -484,26 +487,6 @@ func (c *Client) event(fields map[string]any) {
 	}
 }
 
-// oneDatagram returns a context under which a go-ipmi exchange sends one
-// datagram and waits for its answer, and a function, to be called once the
-// exchange has returned, that reports whether the wait ran out. The
-// context is cancelled just before go-ipmi's read deadline (timeout): a
-// context deadline equal to it would race with go-ipmi's retry loop, which
-// then sends its retries at once.
-func oneDatagram(ctx context.Context, timeout time.Duration) (context.Context, func() bool) {
-	ctx, cancel := context.WithCancel(ctx)
-	var ran atomic.Bool
-	t := time.AfterFunc(timeout*9/10, func() {
-		ran.Store(true)
-		cancel()
-	})
-	return ctx, func() bool {
-		t.Stop()
-		cancel()
-		return ran.Load()
-	}
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -513,6 +496,73 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// gate is the UDP socket of one session (go-ipmi dials it through
+// Dial). While a probe is on it lets one datagram out and refuses the
+// datagrams after it until an answer arrives: go-ipmi's retries on a
+// session the BMC may have forgotten never leave, and once the BMC has
+// answered, the session is alive and retries flow again.
+type gate struct {
+	net.Conn
+
+	mu       sync.Mutex
+	probing  bool
+	sent     int
+	answered bool
+}
+
+// errProbe is the write a probe refuses.
+var errProbe = errors.New("no answer on a silent session: not sending again")
+
+// Dial makes gate a proxy.Dialer (golang.org/x/net/proxy) for go-ipmi.
+func (g *gate) Dial(network, addr string) (net.Conn, error) {
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	g.Conn = conn
+	return g, nil
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	if g.probing && !g.answered {
+		if g.sent > 0 {
+			g.mu.Unlock()
+			return 0, errProbe
+		}
+		g.sent++
+	}
+	g.mu.Unlock()
+	return g.Conn.Write(p)
+}
+
+func (g *gate) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	if n > 0 {
+		g.mu.Lock()
+		g.answered = true
+		g.mu.Unlock()
+	}
+	return n, err
+}
+
+// probe starts letting one datagram out.
+func (g *gate) probe() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.probing, g.sent, g.answered = true, 0, false
+}
+
+// end ends a probe and reports whether a datagram went out and nothing
+// came back.
+func (g *gate) end() (silent bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	silent = g.probing && g.sent > 0 && !g.answered
+	g.probing = false
+	return silent
 }
 
 // Error is a failed BMC command.

@@ -170,6 +170,16 @@ type relay struct {
 	mu     sync.Mutex
 	client *net.UDPAddr
 	sent   map[session]int
+	muted  bool
+}
+
+// mute drops, uncounted, what the client sends until unmuted: a client
+// with no keepalive at all (go-ipmi's own, every 30 s, cannot be turned
+// off).
+func (r *relay) mute(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.muted = on
 }
 
 // session names a session as the relay sees it.
@@ -205,6 +215,10 @@ func newRelay(t testing.TB, bmc string) *relay {
 				return
 			}
 			r.mu.Lock()
+			if r.muted {
+				r.mu.Unlock()
+				continue
+			}
 			r.client = from
 			// RMCP header (4 bytes), then the IPMI v2.0 session header
 			// (§13.6): auth type 06h, payload type, session ID (LSB first).

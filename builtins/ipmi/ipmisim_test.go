@@ -14,6 +14,7 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
 )
 
@@ -278,5 +279,61 @@ func TestClientIPMISimRestart(t *testing.T) {
 	checkForgotten(t, "after ipmi_sim restarted", before, r.since(before))
 	if got, want := ev.commands(), []string{"open session=ok", "chassis control (power off)=ok"}; !slices.Equal(got, want) {
 		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+// TestIPMISimForgetsIdleSession (make e2e; 40 s): ipmi_sim, and the sim BMC
+// with Config.SessionTimeout set to ipmi_sim's 30 s, both forget a session
+// left silent for 40 s and ignore its packets without an answer; a Client
+// with the default keepalive keeps its session through the same 40 s.
+// (Before basalt's keepalive, go-ipmi's at 30 s raced ipmi_sim's timeout
+// at 29–30 s and mostly lost.)
+func TestIPMISimForgetsIdleSession(t *testing.T) {
+	if os.Getenv("BASALT_E2E") != "1" {
+		t.Skip("set BASALT_E2E=1 to idle 40 s against ipmi_sim")
+	}
+	bmcs := map[string]func(t *testing.T) lab.IPMI{
+		"ipmi_sim": func(t *testing.T) lab.IPMI {
+			cfg := startIPMISim(t, true).cfg
+			cfg.CipherSuites = []int{3}
+			return cfg
+		},
+		"bmcsim": func(t *testing.T) lab.IPMI {
+			return startBMC(t, bmcsim.Config{SessionTimeout: 30 * time.Second}).IPMI()
+		},
+	}
+	for name, start := range bmcs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg := start(t)
+			r := newRelay(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+			quiet := cfg
+			quiet.Port, quiet.Keepalive = r.Port(), -1
+			qev, kev := &events{}, &events{}
+			q := newClient(t, quiet, qev) // no keepalive
+			cfg.Keepalive = 0             // the default
+			k := newClient(t, cfg, kev)
+			ctx := ctxT(t, 2*time.Minute)
+			for _, c := range []*ipmi.Client{q, k} {
+				if err := c.Power(ctx, ipmi.On); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.mute(true) // silence go-ipmi's keepalive too
+			time.Sleep(40 * time.Second)
+			r.mute(false)
+			before := r.snapshot()
+			if err := q.Power(ctx, ipmi.Off); err != nil {
+				t.Fatalf("Power(off) after 40 s idle without keepalive = %v", err)
+			}
+			checkForgotten(t, "after 40 s idle without keepalive", before, r.since(before))
+			if err := k.Power(ctx, ipmi.On); err != nil {
+				t.Fatalf("Power(on) after 40 s idle with keepalive = %v", err)
+			}
+			want := []string{"open session=ok", "chassis control (power on)=ok", "chassis control (power on)=ok"}
+			if got := kev.commands(); !slices.Equal(got, want) {
+				t.Errorf("with keepalive: events = %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -70,6 +70,7 @@ func wire(ctx context.Context, deadline time.Time, env *builtins.Env, b *bundle.
 		closers = append(closers, func() { node.Close() })
 		d := *dev
 		d.IPMI = node.IPMI()
+		d.IPMI.Keepalive = dev.IPMI.Keepalive // the device file's setting
 		dev = &d
 		env.Device = dev
 		b.AddSecret(dev.IPMI.Password.Value())

@@ -102,13 +102,18 @@ type Config struct {
 	// then ignored, without an answer. That is what OpenIPMI's ipmi_sim
 	// does after 30 s (lanserv_ipmi.c: ipmi_lan_tick closes the session,
 	// and handle_normal_session drops packets of an unknown session ID
-	// unanswered); TestIPMISimForgetsIdleSession checks it. go-ipmi's
-	// store scans every 3 s, so a session ends between SessionTimeout and
-	// SessionTimeout+3s of silence. Default 60s, the spec's value.
+	// unanswered); TestIPMISimForgetsIdleSession checks it. Like ipmi_sim's
+	// (whose 1 s tick closes a session after 29–30 s), a session ends a
+	// little before SessionTimeout: within its last evictScan. At least
+	// go-ipmi's 3 s tolerance. Default 60s, the spec's value.
 	SessionTimeout time.Duration
 	// Log receives debug records; nil discards them.
 	Log *slog.Logger
 }
+
+// evictScan is how often a BMC with Config.SessionTimeout looks for
+// silent sessions.
+const evictScan = 250 * time.Millisecond
 
 // serialBuffer bounds the node output held between SOL polls; beyond it the
 // oldest bytes are dropped, as a UART FIFO overruns.
@@ -200,8 +205,9 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(16)}
 	if d := b.cfg.SessionTimeout; d > 0 {
 		// go-ipmi evicts past timeout + its ±3 s tolerance (IPMI v1.5
-		// Table 6-7); subtract it so the session ends no earlier than d.
-		opts = append(opts, bmc.WithInactivityTimeout(max(d-bmc.DefaultInactivityTimeoutTolerance, 0)))
+		// Table 6-7), scanning every 3 s; with our own scan every
+		// evictScan the session ends within (d-evictScan, d].
+		opts = append(opts, bmc.WithInactivityTimeout(max(d-bmc.DefaultInactivityTimeoutTolerance-evictScan, 0)))
 	}
 	core.Sessions = bmc.NewSessionStoreWithOptions(clock.Real, opts...)
 	core.Sessions.SetOnRemove(core.SOL.DeactivateBySession)
@@ -227,6 +233,20 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 		}
 	}()
 	context.AfterFunc(ctx, func() { _ = b.srv.Close() })
+	if b.cfg.SessionTimeout > 0 {
+		go func() {
+			t := time.NewTicker(evictScan)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					core.Sessions.EvictExpired()
+				}
+			}
+		}()
+	}
 	b.log.Debug("bmcsim: listening", "addr", b.Addr().String(), "user", b.cfg.User)
 	return nil
 }
