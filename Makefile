@@ -42,7 +42,7 @@ E2E_PKGS := qemu-system-x86 ipxe-qemu busybox-static pxelinux syslinux-common sy
 e2e: build ## The qemu lab end to end (real kernel, iPXE, BMC); needs root and apt
 	@missing=$$(for p in $(E2E_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
-	BASALT_E2E=1 $(GO) test -count=1 -timeout 20m -run "E2E|IPMISim|ChassisControl" -v ./cmd/basalt/ ./runtime/qemu/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|took|e2e_test.go'; test $${PIPESTATUS[0]} -eq 0
+	BASALT_E2E=1 $(GO) test -count=1 -timeout 20m -run "E2E|IPMISim|ChassisControl" -v ./cmd/basalt/ ./runtime/qemu/ ./builtins/ipmi/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|took|e2e_test.go'; test $${PIPESTATUS[0]} -eq 0
 
 clean:
 	rm -rf bin results

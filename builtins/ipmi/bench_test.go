@@ -62,3 +62,36 @@ func BenchmarkOps(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIPMISimIdleOp measures the first operation after 40 s of
+// idleness against OpenIPMI's ipmi_sim (its own process), which forgets
+// sessions silent for 30 s, and a warm operation on the same session, with
+// a lab's default timeout and retries (2 s × 5). Goal: idle ≤ 2× warm.
+// Before basalt kept sessions alive the idle one took 10.7–19.8 s.
+func BenchmarkIPMISimIdleOp(b *testing.B) {
+	cfg := startIPMISim(b, true).cfg
+	cfg.CipherSuites, cfg.Timeout, cfg.Retries = []int{3}, 0, 0 // the defaults
+	c := newClient(b, cfg, nil)
+	ctx := context.Background()
+	op := func() time.Duration {
+		start := time.Now()
+		if _, err := c.PowerStatus(ctx); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	op() // the session is opened per job, not per op
+	var warm, idle time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		warm += op()
+		b.StopTimer()
+		time.Sleep(40 * time.Second)
+		b.StartTimer()
+		idle += op()
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(warm.Microseconds())/1000/n, "warm-ms/op")
+	b.ReportMetric(float64(idle.Microseconds())/1000/n, "idle40s-ms/op")
+	b.ReportMetric(float64(idle)/float64(max(warm, time.Microsecond)), "idle/warm")
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
@@ -23,6 +24,8 @@ const (
 	DefaultPort    = 623
 	DefaultTimeout = 2 * time.Second
 	DefaultRetries = 4
+	// DefaultKeepalive: see lab.DefaultIPMIKeepalive.
+	DefaultKeepalive = lab.DefaultIPMIKeepalive
 )
 
 // DefaultCipherSuites are tried in order when the device names none: 17
@@ -46,19 +49,38 @@ type Options struct {
 // It connects on first use and keeps its session for later calls. Each
 // datagram waits at most lab.IPMI.Timeout (less when ctx ends sooner) and
 // is sent again up to lab.IPMI.Retries times when no answer comes, which
-// rides out UDP loss. A call that fails on an open session for want of an
-// answer, or because the BMC no longer knows the session (it restarted or
-// timed the session out), is tried once more on a new session. go-ipmi's
-// client is not reused after a failure: a new one is made for each session.
+// rides out UDP loss.
+//
+// BMCs end sessions that stay silent (IPMI v2.0 §6.12.15; OpenIPMI's
+// ipmi_sim after 30 s, most BMCs after 60 s) and forget every session when
+// they restart, and both then ignore the session's packets without a word.
+// So the Client:
+//   - keeps an idle session alive with Get Device ID every
+//     lab.IPMI.Keepalive (go-ipmi's own keepalive, every 30 s, comes too
+//     late for ipmi_sim); a keepalive left unanswered drops the session,
+//     and the next call opens a new one at once;
+//   - gives the first command on a session that has been silent for longer
+//     than one datagram timeout a single datagram's wait: no answer is the
+//     first sign of a forgotten session, and the call goes on at once on a
+//     new session (with the full retry budget) instead of spending that
+//     budget on a session the BMC ignores.
+//
+// go-ipmi's client is not reused after a failure: a new one is made for
+// each session.
 type Client struct {
 	name string
 	cfg  lab.IPMI
 	emit func(string, map[string]any)
 	log  *slog.Logger
 
-	mu     sync.Mutex // serialises calls; guards conn and closed
+	mu     sync.Mutex // serialises calls and keepalives; guards the fields below
 	conn   *client.Client
+	gate   *gate // conn's socket
 	closed bool
+	// answered is when the BMC last answered on conn.
+	answered time.Time
+	// stopKeepalive ends the keepalive goroutine; nil while none runs.
+	stopKeepalive chan struct{}
 }
 
 var _ Controller = (*Client)(nil)
@@ -90,6 +112,9 @@ func withDefaults(cfg lab.IPMI) lab.IPMI {
 	}
 	if len(cfg.CipherSuites) == 0 {
 		cfg.CipherSuites = DefaultCipherSuites
+	}
+	if cfg.Keepalive == 0 {
+		cfg.Keepalive = DefaultKeepalive
 	}
 	return cfg
 }
@@ -200,8 +225,77 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	c.dropLocked()
+	if c.stopKeepalive != nil {
+		close(c.stopKeepalive)
+		c.stopKeepalive = nil
+	}
+	c.dropLocked(false)
 	return nil
+}
+
+// keepalive runs while the Client is open: whenever the session has been
+// silent for cfg.Keepalive it sends Get Device ID (IPMI v2.0 §20.1, which
+// every BMC implements and ipmitool uses for the same purpose), which
+// restarts the BMC's inactivity timer (§6.12.15).
+func (c *Client) keepalive(stop <-chan struct{}) {
+	t := time.NewTimer(c.cfg.Keepalive)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		if c.conn != nil && time.Since(c.answered) >= c.cfg.Keepalive {
+			c.keepaliveLocked()
+		}
+		next := c.cfg.Keepalive
+		if c.conn != nil {
+			next = max(c.cfg.Keepalive-time.Since(c.answered), time.Millisecond)
+		}
+		c.mu.Unlock()
+		t.Reset(next)
+	}
+}
+
+// keepaliveLocked sends one keepalive and waits one datagram timeout for
+// the answer: a live session answers at once, and a lost keepalive is
+// cheap (the next call opens a session), whereas retrying here would hold
+// up the job's next call. c.mu held.
+func (c *Client) keepaliveLocked() {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.cfg.Timeout)
+	defer cancel()
+	c.gate.probe()
+	_, err := c.conn.GetDeviceID(ctx)
+	c.gate.end()
+	if err == nil {
+		c.answered = time.Now()
+		c.log.Debug("ipmi keepalive", "device", c.name)
+		return
+	}
+	if _, ok := types.IsResponseError(err); ok {
+		c.answered = time.Now() // an answer all the same: the session lives
+		return
+	}
+	// Only failures are events: a keepalive every few seconds of a long
+	// deploy would drown the call events.
+	e := c.newError("keepalive (get device ID)", err)
+	c.event(map[string]any{
+		"device":      c.name,
+		"command":     "keepalive",
+		"duration_ms": time.Since(start).Milliseconds(),
+		"attempts":    1,
+		"outcome":     "error",
+		"error":       e.Error(),
+	})
+	c.log.Debug("ipmi keepalive failed; dropping the session", "device", c.name, "err", e)
+	c.dropLocked(true)
 }
 
 // do runs fn on a session, opening one when needed, and records the call.
@@ -272,11 +366,29 @@ func (c *Client) run(ctx context.Context, command string, fn func(context.Contex
 				continue
 			}
 		}
+		// A session silent for longer than one datagram timeout may be
+		// one the BMC has forgotten: the call gets one datagram's wait on
+		// it. A session that answered within the last timeout is trusted
+		// and a datagram lost on it is sent again on it: a new session
+		// per lost datagram would leave the BMC's few session slots (IPMI
+		// v2.0 §6.12.1 asks for only four) full of orphans.
+		suspect := !fresh && time.Since(c.answered) > c.cfg.Timeout
+		if suspect {
+			c.gate.probe()
+		}
 		err = fn(ctx, c.conn)
+		if silent := c.gate.end(); err != nil && silent && ctx.Err() == nil {
+			c.log.Debug("ipmi session silent; opening a new one", "device", c.name, "command", command,
+				"idle", time.Since(c.answered), "err", err)
+			c.dropLocked(true)
+			continue
+		}
 		if err == nil {
+			c.answered = time.Now()
 			return attempts, nil
 		}
 		if re, ok := types.IsResponseError(err); ok {
+			c.answered = time.Now()
 			cc := CompletionCode(re.CompletionCode())
 			if cc.transient() && attempts <= c.cfg.Retries && sleepCtx(ctx, c.cfg.Timeout/4) == nil {
 				continue
@@ -285,7 +397,7 @@ func (c *Client) run(ctx context.Context, command string, fn func(context.Contex
 		}
 		// No answer, or an answer that makes no sense on this session: the
 		// BMC may have dropped it. Start over on a new session, once.
-		c.dropLocked()
+		c.dropLocked(isNoAnswer(err))
 		if fresh || sessions >= maxSessionAttempts {
 			return attempts, c.newError(command, err)
 		}
@@ -303,7 +415,9 @@ func (c *Client) openLocked(ctx context.Context) error {
 	for i, s := range c.cfg.CipherSuites {
 		suites[i] = types.CipherSuiteID(s)
 	}
+	g := &gate{}
 	ic.WithInterface(client.InterfaceLanplus).
+		WithUDPProxy(g).
 		WithTimeout(c.cfg.Timeout).
 		WithRetry(c.cfg.Retries).
 		WithCipherSuiteID(suites...).
@@ -326,18 +440,27 @@ func (c *Client) openLocked(ctx context.Context) error {
 	}
 	fields["outcome"] = "ok"
 	c.event(fields)
-	c.conn = ic
+	c.conn, c.gate = ic, g
+	c.answered = time.Now()
+	if c.cfg.Keepalive > 0 && c.stopKeepalive == nil && !c.closed {
+		c.stopKeepalive = make(chan struct{})
+		go c.keepalive(c.stopKeepalive)
+	}
 	return nil
 }
 
 // dropLocked closes the current session, if any, without waiting long for
-// the BMC.
-func (c *Client) dropLocked() {
+// the BMC. dead skips Close Session: the BMC ignores that session.
+func (c *Client) dropLocked(dead bool) {
 	if c.conn == nil {
 		return
 	}
-	closeQuietly(c.conn, c.cfg.Timeout)
-	c.conn = nil
+	if dead {
+		closeDead(c.conn)
+	} else {
+		closeQuietly(c.conn, c.cfg.Timeout)
+	}
+	c.conn, c.gate = nil, nil
 }
 
 // closeQuietly ends a go-ipmi client: Close Session (best effort, bounded)
@@ -346,6 +469,15 @@ func (c *Client) dropLocked() {
 func closeQuietly(ic *client.Client, d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(d, 500*time.Millisecond))
 	defer cancel()
+	_ = ic.Close(ctx)
+}
+
+// closeDead ends a go-ipmi client whose session the BMC no longer answers:
+// its socket and goroutine only. go-ipmi's Close always tries Close
+// Session first; an ended context makes that attempt return at once.
+func closeDead(ic *client.Client) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
 	_ = ic.Close(ctx)
 }
 
@@ -364,6 +496,73 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// gate is the UDP socket of one session (go-ipmi dials it through
+// Dial). While a probe is on it lets one datagram out and refuses the
+// datagrams after it until an answer arrives: go-ipmi's retries on a
+// session the BMC may have forgotten never leave, and once the BMC has
+// answered, the session is alive and retries flow again.
+type gate struct {
+	net.Conn
+
+	mu       sync.Mutex
+	probing  bool
+	sent     int
+	answered bool
+}
+
+// errProbe is the write a probe refuses.
+var errProbe = errors.New("no answer on a silent session: not sending again")
+
+// Dial makes gate a proxy.Dialer (golang.org/x/net/proxy) for go-ipmi.
+func (g *gate) Dial(network, addr string) (net.Conn, error) {
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	g.Conn = conn
+	return g, nil
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	if g.probing && !g.answered {
+		if g.sent > 0 {
+			g.mu.Unlock()
+			return 0, errProbe
+		}
+		g.sent++
+	}
+	g.mu.Unlock()
+	return g.Conn.Write(p)
+}
+
+func (g *gate) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	if n > 0 {
+		g.mu.Lock()
+		g.answered = true
+		g.mu.Unlock()
+	}
+	return n, err
+}
+
+// probe starts letting one datagram out.
+func (g *gate) probe() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.probing, g.sent, g.answered = true, 0, false
+}
+
+// end ends a probe and reports whether a datagram went out and nothing
+// came back.
+func (g *gate) end() (silent bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	silent = g.probing && g.sent > 0 && !g.answered
+	g.probing = false
+	return silent
 }
 
 // Error is a failed BMC command.
@@ -408,6 +607,10 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent reports whether trying again cannot help: the BMC refused the
+// user name or password. Console reconnection stops on such an error.
+func (e *Error) Permanent() bool { return e.Auth }
 
 // newError classifies err, the failure of command.
 func (c *Client) newError(command string, err error) *Error {
@@ -456,15 +659,19 @@ func isAuthFailure(err error) bool {
 	return false
 }
 
-// isNoAnswer reports whether err means the BMC sent nothing back.
+// isNoAnswer reports whether err means the BMC sent nothing back. An ICMP
+// port unreachable (nothing listens at the BMC's address; a connected UDP
+// socket reports it as ECONNREFUSED) counts: nothing answers there.
 func isNoAnswer(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) {
 		return true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
-	return strings.Contains(err.Error(), "no UDP datagram matched") ||
-		strings.Contains(err.Error(), "no matching IPMI response")
+	msg := err.Error()
+	return strings.Contains(msg, "no UDP datagram matched") ||
+		strings.Contains(msg, "no matching IPMI response") ||
+		strings.Contains(msg, "connection refused")
 }

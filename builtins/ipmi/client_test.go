@@ -228,3 +228,98 @@ func TestClientLossyNetwork(t *testing.T) {
 		}
 	}
 }
+
+// opens counts the sessions opened among events.
+func opens(cmds []string) int {
+	n := 0
+	for _, c := range cmds {
+		if strings.HasPrefix(c, "open session=") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestClientKeepsIdleSessionAlive: a BMC that forgets sessions silent for
+// 4 s (ipmi_sim does after 30 s) keeps the Client's session through 9 s of
+// idleness, because the Client keeps it alive.
+func TestClientKeepsIdleSessionAlive(t *testing.T) {
+	t.Parallel()
+	b := startBMC(t, bmcsim.Config{SessionTimeout: 4 * time.Second})
+	ev := &events{}
+	cfg := b.IPMI()
+	cfg.Keepalive = time.Second
+	c := newClient(t, cfg, ev)
+	ctx := ctxT(t, time.Minute)
+	if err := c.Power(ctx, ipmi.On); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(9 * time.Second)
+	if err := c.Power(ctx, ipmi.Off); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"open session=ok", "chassis control (power on)=ok", "chassis control (power off)=ok"}
+	if diff := cmp.Diff(want, ev.commands()); diff != "" {
+		t.Errorf("events after 9 s idle (-want +got):\n%s", diff)
+	}
+}
+
+// TestClientForgottenSession: without a keepalive, a session the BMC has
+// forgotten — timed out, or lost in a BMC restart — costs the next call one
+// datagram on it, then a new session; not the whole retry budget.
+func TestClientForgottenSession(t *testing.T) {
+	t.Parallel()
+	b := startBMC(t, bmcsim.Config{SessionTimeout: 4 * time.Second})
+	addr := b.Addr().String()
+	r := newRelay(t, addr)
+	ev := &events{}
+	cfg := b.IPMI()
+	cfg.Port, cfg.Keepalive = r.Port(), -1
+	c := newClient(t, cfg, ev)
+	ctx := ctxT(t, time.Minute)
+	if _, err := c.PowerStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(what string) {
+		t.Helper()
+		before := r.snapshot()
+		ev.mu.Lock()
+		ev.evs = nil
+		ev.mu.Unlock()
+		if err := c.Power(ctx, ipmi.On); err != nil {
+			t.Fatalf("%s: Power(on) = %v", what, err)
+		}
+		checkForgotten(t, what, before, r.since(before))
+		if want := []string{"open session=ok", "chassis control (power on)=ok"}; !cmp.Equal(want, ev.commands()) {
+			t.Errorf("%s: events = %v, want %v", what, ev.commands(), want)
+		}
+	}
+
+	time.Sleep(8 * time.Second) // the BMC forgets the session
+	check("after 8 s idle")
+
+	// The BMC restarts on the same port and knows no session.
+	b.Close()
+	b2 := bmcsim.New(bmcsim.Config{User: b.User(), Password: b.Password()})
+	if err := b2.Start(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	time.Sleep(2 * cfg.Timeout)
+	check("after a BMC restart")
+}
+
+// checkForgotten checks the datagrams a call sent per session: one on the
+// forgotten session (in before), then the rest of the call on a new one.
+func checkForgotten(t *testing.T, what string, before, sent map[session]int) {
+	t.Helper()
+	if len(sent) != 2 {
+		t.Fatalf("%s: datagrams per session = %v, want 2 sessions", what, sent)
+	}
+	for s, n := range sent {
+		if _, old := before[s]; old && n != 1 {
+			t.Errorf("%s: %d datagrams on the forgotten session %s, want 1", what, n, s)
+		}
+	}
+}

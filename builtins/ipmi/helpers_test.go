@@ -3,7 +3,11 @@ package ipmi_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +156,122 @@ func readUntil(t testing.TB, r io.Reader, want string) string {
 		}
 	}
 	return got.String()
+}
+
+// relay forwards UDP datagrams between a client and a BMC on loopback and
+// counts the client's datagrams per session (client port and RMCP+ session
+// ID: ipmi_sim hands out the same IDs again after a restart), so that a
+// test can tell how many datagrams a client spent on a session the BMC
+// ignores.
+type relay struct {
+	in *net.UDPConn // the client's side
+	up *net.UDPConn // connected to the BMC
+
+	mu     sync.Mutex
+	client *net.UDPAddr
+	sent   map[session]int
+	muted  bool
+}
+
+// mute drops, uncounted, what the client sends until unmuted: a client
+// with no keepalive at all (go-ipmi's own, every 30 s, cannot be turned
+// off).
+func (r *relay) mute(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.muted = on
+}
+
+// session names a session as the relay sees it.
+type session struct {
+	port int    // the client's UDP port: go-ipmi uses a socket per session
+	id   uint32 // the BMC's session ID; 0 during session setup
+}
+
+func (s session) String() string { return fmt.Sprintf("%d/%#x", s.port, s.id) }
+
+// newRelay starts a relay to the BMC at bmc; the client sends to Addr.
+func newRelay(t testing.TB, bmc string) *relay {
+	t.Helper()
+	in, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua, err := net.ResolveUDPAddr("udp", bmc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{in: in, up: up, sent: map[session]int{}}
+	t.Cleanup(func() { in.Close(); up.Close() })
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := in.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			if r.muted {
+				r.mu.Unlock()
+				continue
+			}
+			r.client = from
+			// RMCP header (4 bytes), then the IPMI v2.0 session header
+			// (§13.6): auth type 06h, payload type, session ID (LSB first).
+			if n >= 10 && buf[4] == 0x06 {
+				r.sent[session{from.Port, binary.LittleEndian.Uint32(buf[6:10])}]++
+			}
+			r.mu.Unlock()
+			up.Write(buf[:n])
+		}
+	}()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue // ECONNREFUSED while the BMC restarts
+			}
+			r.mu.Lock()
+			to := r.client
+			r.mu.Unlock()
+			if to != nil {
+				in.WriteToUDP(buf[:n], to)
+			}
+		}
+	}()
+	return r
+}
+
+// Port is the relay's port, where the client sends.
+func (r *relay) Port() int { return r.in.LocalAddr().(*net.UDPAddr).Port }
+
+// snapshot returns the datagrams counted so far, per session ID.
+func (r *relay) snapshot() map[session]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := make(map[session]int, len(r.sent))
+	for k, v := range r.sent {
+		m[k] = v
+	}
+	return m
+}
+
+// since returns, per session ID other than 0 (session setup), how many
+// datagrams were sent after the snapshot before.
+func (r *relay) since(before map[session]int) map[session]int {
+	d := map[session]int{}
+	for k, v := range r.snapshot() {
+		if k.id != 0 && v > before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	return d
 }

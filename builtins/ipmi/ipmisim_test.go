@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
 )
 
@@ -51,7 +53,55 @@ esac
 // ipmiSim runs OpenIPMI's ipmi_sim on 127.0.0.1 and returns its lab entry.
 // withChassis adds the chassis_control script (without one ipmi_sim refuses
 // boot device settings).
-func ipmiSim(t *testing.T, withChassis bool) (lab.IPMI, string) {
+func ipmiSim(t testing.TB, withChassis bool) (lab.IPMI, string) {
+	t.Helper()
+	s := startIPMISim(t, withChassis)
+	return s.cfg, s.dir
+}
+
+// simProc is a running ipmi_sim.
+type simProc struct {
+	cfg  lab.IPMI
+	dir  string
+	argv []string
+	cmd  *exec.Cmd
+	out  *strings.Builder
+}
+
+// restart kills ipmi_sim and starts it again on the same port: it knows
+// no session any more.
+func (s *simProc) restart(t testing.TB) {
+	t.Helper()
+	s.cmd.Process.Kill() // by PID: the process this test started
+	s.cmd.Wait()
+	s.start(t)
+}
+
+func (s *simProc) start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
+	cmd.Dir = s.dir
+	s.out = &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = cmd
+	// Wait until it answers.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := ipmitool(s.cfg, "3", "mc", "info"); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ipmi_sim did not come up: %s", s.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func startIPMISim(t testing.TB, withChassis bool) *simProc {
 	t.Helper()
 	bin, err := exec.LookPath("ipmi_sim")
 	if err != nil {
@@ -92,35 +142,21 @@ set_working_mc 0x20
 	if err := os.Mkdir(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-n", "-s", state)
-	cmd.Dir = dir
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	s := &simProc{
+		cfg: lab.IPMI{Host: "127.0.0.1", Port: port, User: "admin",
+			Password: lab.NewSecret("IPMI_SIM_PW", "s3cret-pw"), Timeout: 300 * time.Millisecond, Retries: 2},
+		dir:  dir,
+		argv: []string{bin, "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-n", "-s", state},
 	}
+	s.start(t)
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		s.cmd.Process.Kill() // by PID: the process this test started
+		s.cmd.Wait()
 	})
-	cfg := lab.IPMI{Host: "127.0.0.1", Port: port, User: "admin",
-		Password: lab.NewSecret("IPMI_SIM_PW", "s3cret-pw"), Timeout: 300 * time.Millisecond, Retries: 2}
-	// Wait until it answers.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := ipmitool(cfg, "3", "mc", "info"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ipmi_sim did not come up: %s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return cfg, dir
+	return s
 }
 
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -212,4 +248,92 @@ func TestClientIPMISimRefusal(t *testing.T) {
 		t.Errorf("error %q does not name device, command and completion code in words", msg)
 	}
 	t.Log(msg)
+}
+
+// TestClientIPMISimRestart: a restarted ipmi_sim knows no session and
+// ignores the old one's packets; the next call spends one datagram on it,
+// then opens a new session, instead of its whole retry budget.
+func TestClientIPMISimRestart(t *testing.T) {
+	s := startIPMISim(t, true)
+	r := newRelay(t, net.JoinHostPort(s.cfg.Host, fmt.Sprint(s.cfg.Port)))
+	cfg := s.cfg
+	cfg.Port, cfg.CipherSuites, cfg.Keepalive = r.Port(), []int{3}, -1
+	ev := &events{}
+	c := newClient(t, cfg, ev)
+	ctx := ctxT(t, time.Minute)
+	if err := c.Power(ctx, ipmi.On); err != nil {
+		t.Fatal(err)
+	}
+	s.restart(t)
+	// ipmi_sim restarts in a fraction of a second; a BMC takes far
+	// longer than one datagram timeout, within which the client trusts
+	// a session that answered.
+	time.Sleep(2 * cfg.Timeout)
+	before := r.snapshot()
+	ev.mu.Lock()
+	ev.evs = nil
+	ev.mu.Unlock()
+	if err := c.Power(ctx, ipmi.Off); err != nil {
+		t.Fatalf("Power(off) after ipmi_sim restarted = %v", err)
+	}
+	checkForgotten(t, "after ipmi_sim restarted", before, r.since(before))
+	if got, want := ev.commands(), []string{"open session=ok", "chassis control (power off)=ok"}; !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+// TestIPMISimForgetsIdleSession (make e2e; 40 s): ipmi_sim, and the sim BMC
+// with Config.SessionTimeout set to ipmi_sim's 30 s, both forget a session
+// left silent for 40 s and ignore its packets without an answer; a Client
+// with the default keepalive keeps its session through the same 40 s.
+// (Before basalt's keepalive, go-ipmi's at 30 s raced ipmi_sim's timeout
+// at 29–30 s and mostly lost.)
+func TestIPMISimForgetsIdleSession(t *testing.T) {
+	if os.Getenv("BASALT_E2E") != "1" {
+		t.Skip("set BASALT_E2E=1 to idle 40 s against ipmi_sim")
+	}
+	bmcs := map[string]func(t *testing.T) lab.IPMI{
+		"ipmi_sim": func(t *testing.T) lab.IPMI {
+			cfg := startIPMISim(t, true).cfg
+			cfg.CipherSuites = []int{3}
+			return cfg
+		},
+		"bmcsim": func(t *testing.T) lab.IPMI {
+			return startBMC(t, bmcsim.Config{SessionTimeout: 30 * time.Second}).IPMI()
+		},
+	}
+	for name, start := range bmcs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg := start(t)
+			r := newRelay(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+			quiet := cfg
+			quiet.Port, quiet.Keepalive = r.Port(), -1
+			qev, kev := &events{}, &events{}
+			q := newClient(t, quiet, qev) // no keepalive
+			cfg.Keepalive = 0             // the default
+			k := newClient(t, cfg, kev)
+			ctx := ctxT(t, 2*time.Minute)
+			for _, c := range []*ipmi.Client{q, k} {
+				if err := c.Power(ctx, ipmi.On); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.mute(true) // silence go-ipmi's keepalive too
+			time.Sleep(40 * time.Second)
+			r.mute(false)
+			before := r.snapshot()
+			if err := q.Power(ctx, ipmi.Off); err != nil {
+				t.Fatalf("Power(off) after 40 s idle without keepalive = %v", err)
+			}
+			checkForgotten(t, "after 40 s idle without keepalive", before, r.since(before))
+			if err := k.Power(ctx, ipmi.On); err != nil {
+				t.Fatalf("Power(on) after 40 s idle with keepalive = %v", err)
+			}
+			want := []string{"open session=ok", "chassis control (power on)=ok", "chassis control (power on)=ok"}
+			if got := kev.commands(); !slices.Equal(got, want) {
+				t.Errorf("with keepalive: events = %v, want %v", got, want)
+			}
+		})
+	}
 }

@@ -81,7 +81,12 @@ func (s *SOL) event(fields map[string]any) {
 // deactivated first, as `ipmitool sol deactivate` would.
 func (s *SOL) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	start := time.Now()
-	c := NewClient(s.name, s.cfg, Options{Log: s.log}) // reuse its session setup and error words
+	// Reuse the Client's session setup and error words, not its keepalive:
+	// the SOL session has its own (SOLOptions.KeepAlive) and the session
+	// leaves with the returned connection.
+	cfg := s.cfg
+	cfg.Keepalive = -1
+	c := NewClient(s.name, cfg, Options{Log: s.log})
 	if err := c.openLocked(ctx); err != nil {
 		s.event(map[string]any{"command": "activate SOL", "outcome": "error", "error": err.Error(),
 			"duration_ms": time.Since(start).Milliseconds()})

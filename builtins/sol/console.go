@@ -71,6 +71,12 @@ type Options struct {
 	BootloaderDelay time.Duration
 	TestShellDelay  time.Duration
 	Backoff         Backoff
+	// OpenAttempts bounds the attempts Start makes to open the transport
+	// (default 5); Start also gives up when its ctx ends. Reconnection
+	// after a loss keeps trying until Close. Either stops at once on an
+	// error that says it is permanent (a Permanent() bool method that
+	// returns true: the BMC refused the user name or password).
+	OpenAttempts int
 	// LineEnding ends the lines SendLine types; default "\n".
 	LineEnding string
 	// EchoTimeout is how long SendLine with VerifyEcho waits for the echo
@@ -108,6 +114,7 @@ type Console struct {
 	conn      io.ReadWriteCloser
 	lostAt    time.Time
 	lostErr   error
+	fatal     error  // why the reader gave up reconnecting, if it did
 	losses    uint64 // connections lost so far
 	mode      Mode
 	secrets   []string
@@ -145,6 +152,9 @@ func New(t Transport, opts Options) *Console {
 	}
 	if opts.TailSize <= 0 {
 		opts.TailSize = 1024
+	}
+	if opts.OpenAttempts <= 0 {
+		opts.OpenAttempts = 5
 	}
 	c := &Console{
 		t:         t,
@@ -198,7 +208,7 @@ func (c *Console) Start(ctx context.Context) error {
 	c.done = make(chan struct{})
 	c.mu.Unlock()
 
-	conn, attempts, err := c.dial(ctx)
+	conn, attempts, err := c.dial(ctx, c.o.OpenAttempts)
 	if err != nil {
 		c.cancel()
 		close(c.done)
@@ -208,8 +218,9 @@ func (c *Console) Start(ctx context.Context) error {
 	return nil
 }
 
-// dial opens the transport with backoff until ctx or the console ends.
-func (c *Console) dial(ctx context.Context) (io.ReadWriteCloser, int, error) {
+// dial opens the transport with backoff until ctx or the console ends,
+// maxAttempts attempts fail (0: no limit) or one fails permanently.
+func (c *Console) dial(ctx context.Context, maxAttempts int) (io.ReadWriteCloser, int, error) {
 	delay := time.Duration(0)
 	var last error
 	for attempt := 1; ; attempt++ {
@@ -235,6 +246,9 @@ func (c *Console) dial(ctx context.Context) (io.ReadWriteCloser, int, error) {
 			if ctx.Err() != nil {
 				return nil, attempt, errors.Join(ctx.Err(), last)
 			}
+			if permanent(err) || attempt == maxAttempts {
+				return nil, attempt, err
+			}
 			continue
 		}
 		c.mu.Lock()
@@ -253,6 +267,12 @@ func (c *Console) dial(ctx context.Context) (io.ReadWriteCloser, int, error) {
 }
 
 var errClosed = errors.New("console closed")
+
+// permanent reports whether err says that opening again cannot succeed.
+func permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
 
 // Losses returns how many times the connection has been lost so far.
 // Keystrokes written shortly before a loss may never have reached the
@@ -290,9 +310,16 @@ func (c *Console) run(conn io.ReadWriteCloser) {
 		c.log.Warn("console lost", "transport", c.t.String(), "error", err)
 
 		var attempts int
-		conn, attempts, err = c.dial(c.ctx)
+		conn, attempts, err = c.dial(c.ctx, 0)
 		if err != nil {
-			return // closed
+			if !errors.Is(err, errClosed) && c.ctx.Err() == nil {
+				// A permanent failure: waiting callers learn why at once.
+				c.log.Error("console gave up reconnecting", "transport", c.t.String(), "error", err)
+				c.mu.Lock()
+				c.fatal = err
+				c.mu.Unlock()
+			}
+			return
 		}
 		gap := time.Since(lostAt)
 		c.emit("console_gap", map[string]any{
@@ -457,7 +484,11 @@ func (c *Console) ExpectWith(ctx context.Context, o ExpectOptions, patterns ...e
 			if c.waiter == w {
 				c.waiter = nil
 			}
+			fatal := c.fatal
 			c.mu.Unlock()
+			if fatal != nil {
+				return expect.Match{}, builtins.Infra(fmt.Errorf("console %s: reconnect: %w", c.t, fatal))
+			}
 			return expect.Match{}, builtins.Infra(fmt.Errorf("console %s: %w", c.t, errClosed))
 		}
 	}

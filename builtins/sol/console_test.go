@@ -486,3 +486,98 @@ func TestTimeoutTailCutsKnownSecret(t *testing.T) {
 		}
 	}
 }
+
+// refusing is a transport whose opens fail with err once the first ok
+// opens have succeeded (over net.Pipe).
+type refusing struct {
+	ok  int
+	err error
+
+	mu    sync.Mutex
+	opens int
+	conns []net.Conn
+}
+
+func (r *refusing) String() string { return "refusing" }
+
+func (r *refusing) Open(ctx context.Context) (io.ReadWriteCloser, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opens++
+	if r.opens > r.ok {
+		return nil, r.err
+	}
+	a, b := net.Pipe()
+	r.conns = append(r.conns, b)
+	return a, nil
+}
+
+func (r *refusing) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opens
+}
+
+// drop closes the far end of every connection handed out.
+func (r *refusing) drop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
+
+// authError is what ipmi.Error is to the console: a refusal that says it
+// is permanent.
+type authError struct{}
+
+func (authError) Error() string   { return `device "d": open session: wrong user or password` }
+func (authError) Permanent() bool { return true }
+
+// TestStartStopsOnPermanentError: a BMC that refuses the password is not
+// asked again.
+func TestStartStopsOnPermanentError(t *testing.T) {
+	tr := &refusing{err: fmt.Errorf("sol: %w", authError{})}
+	c := New(tr, Options{Backoff: fastBackoff})
+	defer c.Close()
+	err := c.Start(testContext(t))
+	if err == nil || !strings.Contains(err.Error(), "wrong user or password") || builtins.ClassOf(err) != builtins.ClassInfra {
+		t.Fatalf("Start = %v (class %s), want the infra error naming the refusal", err, builtins.ClassOf(err))
+	}
+	if n := tr.count(); n != 1 {
+		t.Errorf("Start opened %d times, want 1", n)
+	}
+}
+
+// TestStartRetryBudget: a transport that keeps failing is tried
+// OpenAttempts times, however far away ctx's deadline is.
+func TestStartRetryBudget(t *testing.T) {
+	tr := &refusing{err: errors.New("connection refused")}
+	c := New(tr, Options{Backoff: fastBackoff, OpenAttempts: 3})
+	defer c.Close()
+	if err := c.Start(testContext(t)); err == nil || !strings.Contains(err.Error(), "after 3 attempts: connection refused") {
+		t.Fatalf("Start = %v, want the error after 3 attempts", err)
+	}
+	if n := tr.count(); n != 3 {
+		t.Errorf("Start opened %d times, want 3", n)
+	}
+}
+
+// TestReconnectStopsOnPermanentError: once the password is refused on a
+// reconnection, a waiting Expect and Send fail at once with that reason.
+func TestReconnectStopsOnPermanentError(t *testing.T) {
+	tr := &refusing{ok: 1, err: fmt.Errorf("sol: %w", authError{})}
+	c := start(t, tr, Options{Backoff: fastBackoff})
+	ctx := testContext(t) // far away: the failure must not wait for it
+	tr.drop()
+	_, err := c.Expect(ctx, expect.Literal("never"))
+	if err == nil || !strings.Contains(err.Error(), "wrong user or password") || builtins.ClassOf(err) != builtins.ClassInfra {
+		t.Fatalf("Expect = %v (class %s), want the infra error naming the refusal", err, builtins.ClassOf(err))
+	}
+	if err := c.Send(ctx, "x", SendOptions{}); err == nil || !strings.Contains(err.Error(), "wrong user or password") {
+		t.Errorf("Send = %v, want the refusal", err)
+	}
+	if n := tr.count(); n != 2 {
+		t.Errorf("opened %d times, want 2", n)
+	}
+}

@@ -169,7 +169,7 @@ func (c *Console) write(ctx context.Context, p []byte) error {
 			c.mu.Unlock()
 			return builtins.Infra(fmt.Errorf("console %s: not started or closed", c.t))
 		}
-		conn, up := c.conn, c.connected
+		conn, up, done := c.conn, c.connected, c.done
 		c.mu.Unlock()
 		if conn != nil {
 			n, err := conn.Write(p)
@@ -201,6 +201,14 @@ func (c *Console) write(ctx context.Context, p []byte) error {
 		case <-up:
 		case <-ctx.Done():
 			return c.sendFailed(ctx)
+		case <-done: // the reader gave up reconnecting
+			c.mu.Lock()
+			fatal := c.fatal
+			c.mu.Unlock()
+			if fatal == nil {
+				fatal = errClosed
+			}
+			return builtins.Infra(fmt.Errorf("send on console %s: %w", c.t, fatal))
 		}
 	}
 	return nil

@@ -37,11 +37,12 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitfor":  waitFor,
-			"jsonget":  jsonGet,
-			"signal":   sendSignal,
-			"numbered": numbered,
-			"exits":    exits,
+			"waitfor":   waitFor,
+			"bmcdevice": bmcDevice,
+			"jsonget":   jsonGet,
+			"signal":    sendSignal,
+			"numbered":  numbered,
+			"exits":     exits,
 			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
 				// nosecret DIR VALUE: no file under DIR holds VALUE, raw or
 				// escaped (secretForms).

@@ -163,11 +163,15 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	fail := func(err error, class builtins.Class) error {
 		info := &bundle.ErrorInfo{Class: string(class), Message: err.Error()}
-		b.Update(func(r *bundle.Result) { r.Status = pipeline.StatusError; r.Error = info })
-		b.Emit("job_end", map[string]any{"status": "error", "class": string(class), "error": err.Error()})
+		status := pipeline.StatusError
+		if class == builtins.ClassCanceled {
+			status = pipeline.StatusCanceled
+		}
+		b.Update(func(r *bundle.Result) { r.Status = status; r.Error = info })
+		b.Emit("job_end", map[string]any{"status": status, "class": string(class), "error": err.Error()})
 		b.Close()
 		out.summary(b.Result(), dir)
-		return &exitError{code: pipeline.ExitCode(pipeline.StatusError, class)}
+		return &exitError{code: pipeline.ExitCode(status, class)}
 	}
 	if labErr != nil {
 		return fail(labErr, builtins.ClassJob)
@@ -204,15 +208,18 @@ func (a *app) runJob(file string, f *runFlags) error {
 		Backends: map[string]any{},
 	}
 	// The backends live until the last cleanup has finished: under
-	// a.abort, which only a second signal cancels.
-	closeBackends, err := wire(a.ctx, a.abort, env, b)
+	// a.abort, which only a second signal cancels. The job's deadline
+	// starts now: opening the console is part of it.
+	jobStart := time.Now()
+	closeBackends, err := wire(a.ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, b)
 	if err != nil {
 		if closeBackends != nil {
 			closeBackends()
 		}
 		return fail(err, builtins.ClassOf(err))
 	}
-	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread}
+	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread,
+		Start: jobStart}
 	outcome := r.Run(a.ctx)
 	if closeBackends != nil {
 		closeBackends()

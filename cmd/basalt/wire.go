@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
@@ -28,11 +29,12 @@ func deviceTables() []*builtins.Table {
 // node of its own first — and registers them in env.Backends. The returned
 // function releases them, in reverse order.
 //
-// ctx bounds the setup (a SIGINT while the console opens stops it); the
-// servers and simulators run under life, which must outlive the cleanup
-// functions — a SIGINT cancels ctx, and the cleanup's power off still needs
-// the BMC, the PXE server and the VM.
-func wire(ctx, life context.Context, env *builtins.Env, b *bundle.Bundle) (func(), error) {
+// ctx bounds the setup (a SIGINT while the console opens stops it), and
+// the console opens by deadline, the job's; the servers and simulators run
+// under life, which must outlive the cleanup functions — a SIGINT cancels
+// ctx, and the cleanup's power off still needs the BMC, the PXE server and
+// the VM.
+func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *bundle.Bundle) (func(), error) {
 	dev := env.Device
 	if dev == nil {
 		return nil, nil
@@ -73,6 +75,7 @@ func wire(ctx, life context.Context, env *builtins.Env, b *bundle.Bundle) (func(
 		closers = append(closers, func() { node.Close() })
 		d := *dev
 		d.IPMI = node.IPMI()
+		d.IPMI.Keepalive = dev.IPMI.Keepalive // the device file's setting
 		dev = &d
 		env.Device = dev
 		b.AddSecret(dev.IPMI.Password.Value())
@@ -141,7 +144,17 @@ func wire(ctx, life context.Context, env *builtins.Env, b *bundle.Bundle) (func(
 		BootloaderDelay: dev.BootloaderDelay(),
 		TestShellDelay:  dev.TestShellDelay(),
 	})
-	if err := con.Start(ctx); err != nil {
+	openCtx, cancelOpen := context.WithDeadline(ctx, deadline)
+	err = con.Start(openCtx)
+	cancelOpen()
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		// Canceled by a signal, not failed by the console.
+		return release, &builtins.Error{Class: builtins.ClassCanceled, Err: fmt.Errorf("open console %s: %w", tr, context.Canceled)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return release, builtins.Infra(fmt.Errorf("console %s not open by the job's deadline: %w", tr, err))
+	default:
 		return release, builtins.Infra(fmt.Errorf("console %s: %w", tr, err))
 	}
 	closers = append(closers, func() { con.Close() })

@@ -43,7 +43,7 @@ func TestBackendsOutliveSetupContext(t *testing.T) {
 			life, end := context.WithCancel(context.Background())
 			defer end()
 			env := &builtins.Env{Device: tc.dev, Facts: map[string]any{}, Backends: map[string]any{}, Rec: b}
-			release, err := wire(setup, life, env, b)
+			release, err := wire(setup, life, time.Now().Add(time.Minute), env, b)
 			if release != nil {
 				defer release()
 			}

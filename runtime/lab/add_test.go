@@ -22,32 +22,32 @@ func TestAddDeviceRoundTrip(t *testing.T) {
 		want      *Device
 	}{
 		{"highbank", "hb1", AddOptions{IPMIHost: "calxeda02-01-02", IPMIUser: "admin", PasswordEnv: "HB1_PW", MAC: "FC:2F:40:17:DA:28"}, &Device{
-			IPMI:    IPMI{Host: "calxeda02-01-02", Port: 623, User: "admin", Password: Secret{Env: "HB1_PW", value: "pw"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Host: "calxeda02-01-02", Port: 623, User: "admin", Password: Secret{Env: "HB1_PW", value: "pw"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			MAC:     "fc:2f:40:17:da:28",
 			Console: Console{Transport: "sol"},
 		}},
 		// LAVA's add_device.py mx53loco foo -t 4006 -p 5.
 		{"qemu", "foo", AddOptions{Ser2netPort: 4006, PDUPort: 5, MAC: "52:54:00:12:34:56"}, &Device{
-			IPMI:         IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:         IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			MAC:          "52:54:00:12:34:56",
 			Console:      Console{Transport: "command", Command: "telnet localhost 4006"},
 			PowerCommand: map[string]string{"on": pdu("on"), "off": pdu("off"), "reset": pdu("reboot")},
 		}},
 		// The password variable defaults from the name.
 		{"highbank", "hb.02", AddOptions{IPMIHost: "10.0.0.2", Console: "sol", MAC: "fc:2f:40:17:da:29"}, &Device{
-			IPMI:    IPMI{Host: "10.0.0.2", Port: 623, Password: Secret{Env: "HB_02_IPMI_PASSWORD", value: "pw"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Host: "10.0.0.2", Port: 623, Password: Secret{Env: "HB_02_IPMI_PASSWORD", value: "pw"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			MAC:     "fc:2f:40:17:da:29",
 			Console: Console{Transport: "sol"},
 		}},
 		// A sim node's MAC is derived from its name, as for --device sim.
 		{"sim", "s1", AddOptions{}, &Device{
-			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			MAC:     BuiltinSim("s1").MAC,
 			Console: Console{Transport: "sol"},
 		}},
 		// A type the lab defines, booting from its SD card: no MAC needed.
 		{"odroid", "od1", AddOptions{Ser2netPort: 7001, PDUPort: 12}, &Device{
-			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			Console: Console{Transport: "command", Command: "telnet localhost 7001"},
 			PowerCommand: map[string]string{
 				"on":    strings.ReplaceAll(pdu("on"), "05", "12"),

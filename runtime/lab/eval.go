@@ -714,6 +714,15 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	if ip.Retries, err = a.integer("ipmi_retries", DefaultIPMIRetries, 0, 100); err != nil {
 		return nil, err
 	}
+	// 0 turns the keepalive off, for a BMC that keeps sessions forever.
+	ka, err := a.integer("ipmi_keepalive_ms", int(DefaultIPMIKeepalive/time.Millisecond), 0, 3_600_000)
+	if err != nil {
+		return nil, err
+	}
+	ip.Keepalive = time.Duration(ka) * time.Millisecond
+	if ka == 0 {
+		ip.Keepalive = -1
+	}
 
 	if mac, err := a.str("mac", ""); err != nil {
 		return nil, err
@@ -916,6 +925,11 @@ var simKeys = []simKey{
 	}},
 	{"kernel_panic", "the booted kernel panics", func(f *SimFaults, v starlark.Value) (err error) {
 		f.KernelPanic, err = simBool("kernel_panic", v)
+		return err
+	}},
+	{"bmc_session_timeout_ms", "the BMC forgets sessions silent this long and ignores their packets, as ipmi_sim does after 30 s; default 60000", func(f *SimFaults, v starlark.Value) error {
+		ms, err := simInt("bmc_session_timeout_ms", v)
+		f.SessionTimeout = time.Duration(ms) * time.Millisecond
 		return err
 	}},
 }

@@ -27,6 +27,11 @@ const (
 	DefaultIPMIPort    = 623
 	DefaultIPMITimeout = 2 * time.Second // per IPMI attempt
 	DefaultIPMIRetries = 4
+	// DefaultIPMIKeepalive is how often an idle IPMI session is kept
+	// alive: a third of the shortest session inactivity timeout known
+	// among BMCs (OpenIPMI's ipmi_sim, 30 s; the spec's default is 60 s,
+	// IPMI v2.0 §6.12.15), so one lost keepalive is survived.
+	DefaultIPMIKeepalive = 10 * time.Second
 )
 
 // DefaultCipherSuites are tried in order when a device names none: 17
@@ -140,6 +145,10 @@ type IPMI struct {
 	CipherSuites []int
 	Timeout      time.Duration // per attempt; default 2s
 	Retries      int           // attempts after the first on UDP loss; default 4
+	// Keepalive is how often a session that carries nothing else is kept
+	// alive (device key ipmi_keepalive_ms); it must be well inside the
+	// BMC's session inactivity timeout. Default 10s; negative: never.
+	Keepalive time.Duration
 }
 
 // Console says how to reach the device's serial console.
@@ -165,6 +174,10 @@ type SimFaults struct {
 	TypeInterval time.Duration
 	BootFailure  bool // PXE ROM finds no boot file and hangs
 	KernelPanic  bool // the booted kernel panics
+	// SessionTimeout: the BMC forgets sessions silent this long and ignores
+	// their packets, as ipmi_sim does after 30 s (key
+	// bmc_session_timeout_ms). 0: go-ipmi's default, 60 s.
+	SessionTimeout time.Duration
 }
 
 // Secret is a password or token read from the environment or a file. Its

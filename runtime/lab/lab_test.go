@@ -154,12 +154,13 @@ device(
     cipher_suites = [3],
     ipmi_timeout_ms = 500,
     ipmi_retries = 1,
+    ipmi_keepalive_ms = 0,
     console_command = "telnet localhost 4006",
     bootloader_serial_delay_ms = 0,
     power_command = {"reset": "pduclient --command reboot --port 05"},
 )`,
 		"devices/tcp1.star": `device(type = "qemu", console_address = "localhost:4007", power_command = {"on": "x", "off": "y"})`,
-		"devices/s1.star":   `device(type = "sim", sim = {"console_drops": 2, "udp_loss": 0.25, "type_interval_ms": 50, "boot_failure": True})`,
+		"devices/s1.star":   `device(type = "sim", sim = {"console_drops": 2, "udp_loss": 0.25, "type_interval_ms": 50, "boot_failure": True, "bmc_session_timeout_ms": 4000})`,
 		"devices/.#s1.star": `this is an editor lock file, never loaded`,
 		"devices/README":    `not a device`,
 	})
@@ -171,27 +172,27 @@ device(
 	want := map[string]*Device{
 		"hb1": {
 			Name: "hb1", File: file("hb1"), MAC: "fc:2f:40:17:da:28",
-			IPMI:    IPMI{Host: "calxeda02-01-02", Port: 623, User: "admin", Password: Secret{Env: "HB_PASS"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Host: "calxeda02-01-02", Port: 623, User: "admin", Password: Secret{Env: "HB_PASS"}, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			Console: Console{Transport: "sol"},
 			Facts:   map[string]any{"rack": "r2", "slots": []any{1, 2}, "info": map[string]any{"rev": 3, "ok": true, "ratio": 0.5, "none": nil}},
 		},
 		"hb2": {
 			Name: "hb2", File: file("hb2"),
-			IPMI:         IPMI{Host: "10.0.0.2", Port: 6230, Password: Secret{File: "secrets/hb2"}, CipherSuites: []int{3}, Timeout: 500 * time.Millisecond, Retries: 1},
+			IPMI:         IPMI{Host: "10.0.0.2", Port: 6230, Password: Secret{File: "secrets/hb2"}, CipherSuites: []int{3}, Timeout: 500 * time.Millisecond, Retries: 1, Keepalive: -1},
 			Console:      Console{Transport: "command", Command: "telnet localhost 4006", bootloaderDelaySet: true},
 			PowerCommand: map[string]string{"reset": "pduclient --command reboot --port 05"},
 		},
 		"tcp1": {
 			Name: "tcp1", File: file("tcp1"),
-			IPMI:         IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:         IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			Console:      Console{Transport: "tcp", Address: "localhost:4007"},
 			PowerCommand: map[string]string{"on": "x", "off": "y"},
 		},
 		"s1": {
 			Name: "s1", File: file("s1"),
-			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4},
+			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			Console: Console{Transport: "sol"},
-			Sim:     SimFaults{ConsoleDrops: 2, UDPLoss: 0.25, TypeInterval: 50 * time.Millisecond, BootFailure: true},
+			Sim:     SimFaults{ConsoleDrops: 2, UDPLoss: 0.25, TypeInterval: 50 * time.Millisecond, BootFailure: true, SessionTimeout: 4 * time.Second},
 		},
 	}
 	if diff := cmp.Diff(want, l.Devices, deviceCmp); diff != "" {

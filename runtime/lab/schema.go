@@ -27,22 +27,14 @@ type Func struct {
 	Keys []Key
 }
 
-// Keys other branches parse (power commands, IPMI keepalive): listed so
-// that the strict schema accepts them; a key listed but not parsed by this
-// build is an error ("not supported by this build"), never silently
-// dropped.
+// powerKeys and ipmiExtraKeys are device keys kept apart from the rest of
+// the device's list for readability.
 var (
 	powerKeys = []Key{
-		{Name: "power_command", Type: "dict", Doc: `Power through a PDU or script instead of the BMC: {"on": CMD, "off": CMD, "reset": CMD, "cycle": CMD}.`},
-		{Name: "power", Type: "dict", Doc: "Power commands as one dict (on, off, reset, cycle, status)."},
-		{Name: "power_on_command", Type: "string", Doc: "Command that powers the device on (LAVA's power_on_command)."},
-		{Name: "power_off_command", Type: "string", Doc: "Command that powers the device off (LAVA's power_off_command)."},
-		{Name: "hard_reset_command", Type: "string", Doc: "Command that resets the device (LAVA's hard_reset_command)."},
-		{Name: "power_status_command", Type: "string", Doc: "Command that prints the power state (on or off)."},
+		{Name: "power_command", Type: "dict", Doc: `Power through a PDU or script instead of the BMC: {"on": CMD, "off": CMD, "reset": CMD, "cycle": CMD, "status": CMD}; each CMD one command line run without a shell (LAVA's power_on_command, power_off_command, hard_reset_command are on, off, reset).`},
 	}
 	ipmiExtraKeys = []Key{
-		{Name: "ipmi_keepalive", Type: "duration", Doc: "Interval of the IPMI session keepalive, shorter than the BMC's session timeout (ipmi_sim drops idle sessions after ~30 s)."},
-		{Name: "ipmi_keepalive_ms", Type: "int (ms)", Doc: "ipmi_keepalive in milliseconds."},
+		{Name: "ipmi_keepalive_ms", Type: "int (ms)", Default: "10000", Doc: "Keep an idle IPMI session alive this often, well inside the BMC's session timeout (ipmi_sim drops idle sessions after ~30 s, the spec's default is 60 s); 0: never."},
 	}
 )
 

@@ -40,6 +40,9 @@ func FormatDevice(w io.Writer, d *Device) error {
 		line("ipmi_password", "%s", d.IPMI.Password.String())
 		line("cipher_suites", "%s", joinInts(d.IPMI.CipherSuites))
 		line("ipmi_timeout", "%s × %d retries", d.IPMI.Timeout, d.IPMI.Retries)
+		if d.IPMI.Keepalive > 0 {
+			line("ipmi_keepalive", "%s", d.IPMI.Keepalive)
+		}
 	}
 	switch d.Console.Transport {
 	case "command":

@@ -76,6 +76,11 @@ type Runner struct {
 	Abort context.Context
 	// Progress, if set, is told when stages start and end (terminal output).
 	Progress func(ev ProgressEvent)
+	// Start is when the job began; its deadline is Start + the job's
+	// timeout. The caller sets it when work on the device precedes Run
+	// (opening the console), so that the work counts against the job's
+	// deadline. Zero: when Run is called.
+	Start time.Time
 	// Now is for tests; nil means time.Now.
 	Now func() time.Time
 	// OnThread, if set, is called with each new stage or cleanup thread
@@ -123,7 +128,10 @@ func (r *Runner) progress(ev ProgressEvent) {
 // in the bundle. ctx is cancelled by SIGINT/SIGTERM.
 func (r *Runner) Run(ctx context.Context) Outcome {
 	plan := r.Plan
-	start := r.now()
+	start := r.Start
+	if start.IsZero() {
+		start = r.now()
+	}
 	jobCtx, cancelJob := context.WithDeadline(ctx, start.Add(plan.Job.Timeout))
 	defer cancelJob()
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -228,7 +229,7 @@ func TestIPMISimBMC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	start := time.Now()
 	// The kernel and the master image's shell on ttyS1, ipmi_sim's SOL.
@@ -264,7 +265,13 @@ func TestIPMISimBMC(t *testing.T) {
 	fmt.Sscan(port, &portN)
 	cfg := lab.IPMI{Host: host, Port: portN, User: user, Password: lab.NewSecret("IPMI_SIM_PW", password),
 		CipherSuites: []int{3}, Timeout: 500 * time.Millisecond, Retries: 2}
-	ctl := ipmi.NewClient("qemu-ipmisim", cfg, ipmi.Options{})
+	var evMu sync.Mutex
+	var ipmiEvents []string
+	ctl := ipmi.NewClient("qemu-ipmisim", cfg, ipmi.Options{Emit: func(typ string, f map[string]any) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		ipmiEvents = append(ipmiEvents, fmt.Sprintf("%v=%v", f["command"], f["outcome"]))
+	}})
 	defer ctl.Close()
 	for {
 		on, err := ctl.PowerStatus(ctx)
@@ -365,7 +372,11 @@ func TestIPMISimBMC(t *testing.T) {
 	bootIndex(1)
 	run("cat /tmp/m 2>/dev/null || echo fresh-$((1+1))", "fresh-2")
 
-	boot("reset", func() error { return ctl.Power(ctx, ipmi.Reset) })
+	// A long deploy leaves the BMC idle: ipmi_sim forgets sessions silent
+	// for 30 s, so the client keeps its own alive and the reset goes out
+	// on the same session.
+	time.Sleep(40 * time.Second)
+	boot("reset after 40 s idle", func() error { return ctl.Power(ctx, ipmi.Reset) })
 	run("echo up-$((2+3))", "up-5")
 
 	if on, err := ctl.PowerStatus(ctx); err != nil || !on {
@@ -377,6 +388,19 @@ func TestIPMISimBMC(t *testing.T) {
 	if n := con.Losses(); n != 0 {
 		t.Errorf("SOL lost %d times", n)
 	}
+	// Past the polls that waited for ipmi_sim to come up, one session
+	// served the whole test: no new one, no lost keepalive.
+	evMu.Lock()
+	opened := false
+	for _, e := range ipmiEvents {
+		switch {
+		case e == "open session=ok" && !opened:
+			opened = true
+		case opened && (strings.HasPrefix(e, "open session=") || strings.HasPrefix(e, "keepalive=")):
+			t.Errorf("IPMI session not kept: %s in %v", e, ipmiEvents)
+		}
+	}
+	evMu.Unlock()
 	select {
 	case <-vm.Exited():
 		t.Error("qemu exited during the test")

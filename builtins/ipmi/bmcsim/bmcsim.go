@@ -18,7 +18,9 @@
 //     lost, as on a real serial line nobody listens to. [BMC.DropSOL] closes
 //     the active session from the BMC side (console-drop faults);
 //   - faults: [Config.Loss] drops that fraction of datagrams both ways, and
-//     [BMC.SetLoss] changes it at run time (1 = a BMC that stops answering).
+//     [BMC.SetLoss] changes it at run time (1 = a BMC that stops answering);
+//     [Config.SessionTimeout] forgets sessions idle that long, as ipmi_sim
+//     does after 30 s.
 //
 // External clients such as ipmitool reach it with
 //
@@ -95,9 +97,23 @@ type Config struct {
 	Loss float64
 	// SoftOffDelay is how long an ACPI soft-off takes. Default 200ms.
 	SoftOffDelay time.Duration
+	// SessionTimeout ends sessions that send nothing for this long (the
+	// session inactivity timeout, IPMI v2.0 §6.12.15); their packets are
+	// then ignored, without an answer. That is what OpenIPMI's ipmi_sim
+	// does after 30 s (lanserv_ipmi.c: ipmi_lan_tick closes the session,
+	// and handle_normal_session drops packets of an unknown session ID
+	// unanswered); TestIPMISimForgetsIdleSession checks it. Like ipmi_sim's
+	// (whose 1 s tick closes a session after 29–30 s), a session ends a
+	// little before SessionTimeout: within its last evictScan. At least
+	// go-ipmi's 3 s tolerance. Default 60s, the spec's value.
+	SessionTimeout time.Duration
 	// Log receives debug records; nil discards them.
 	Log *slog.Logger
 }
+
+// evictScan is how often a BMC with Config.SessionTimeout looks for
+// silent sessions.
+const evictScan = 250 * time.Millisecond
 
 // serialBuffer bounds the node output held between SOL polls; beyond it the
 // oldest bytes are dropped, as a UART FIFO overruns.
@@ -186,7 +202,14 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 	// The reference store holds four sessions; basalt's controller, its
 	// SOL console and an operator's ipmitool fit, with room for sessions
 	// orphaned by datagram loss until the 60 s inactivity eviction.
-	core.Sessions = bmc.NewSessionStoreWithOptions(clock.Real, bmc.WithMaxSessions(16))
+	opts := []bmc.SessionStoreOption{bmc.WithMaxSessions(16)}
+	if d := b.cfg.SessionTimeout; d > 0 {
+		// go-ipmi evicts past timeout + its ±3 s tolerance (IPMI v1.5
+		// Table 6-7), scanning every 3 s; with our own scan every
+		// evictScan the session ends within (d-evictScan, d].
+		opts = append(opts, bmc.WithInactivityTimeout(max(d-bmc.DefaultInactivityTimeoutTolerance-evictScan, 0)))
+	}
+	core.Sessions = bmc.NewSessionStoreWithOptions(clock.Real, opts...)
 	core.Sessions.SetOnRemove(core.SOL.DeactivateBySession)
 	user, err := core.Users.Add(2, b.cfg.User)
 	if err != nil {
@@ -210,6 +233,20 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 		}
 	}()
 	context.AfterFunc(ctx, func() { _ = b.srv.Close() })
+	if b.cfg.SessionTimeout > 0 {
+		go func() {
+			t := time.NewTicker(evictScan)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					core.Sessions.EvictExpired()
+				}
+			}
+		}()
+	}
 	b.log.Debug("bmcsim: listening", "addr", b.Addr().String(), "user", b.cfg.User)
 	return nil
 }
