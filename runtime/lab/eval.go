@@ -743,6 +743,12 @@ func simFaults(d *starlark.Dict) (SimFaults, error) {
 				return f, fmt.Errorf("udp_loss must be a number in 0..1, not %s", v)
 			}
 			f.UDPLoss = x
+		case "master_httpd":
+			b, ok := v.(starlark.Bool)
+			if !ok {
+				return f, fmt.Errorf("%s must be True or False, not %s", k, v.Type())
+			}
+			f.MasterHTTPD = bool(b)
 		case "boot_failure", "kernel_panic":
 			b, ok := v.(starlark.Bool)
 			if !ok {

@@ -144,6 +144,10 @@ type SimFaults struct {
 	TypeInterval time.Duration
 	BootFailure  bool // PXE ROM finds no boot file and hangs
 	KernelPanic  bool // the booted kernel panics
+	// MasterHTTPD (key "master_httpd"): the master image runs busybox
+	// httpd on port 80 with a document root of its own, as real master
+	// images may; target.fetch must not use it.
+	MasterHTTPD bool
 }
 
 // Secret is a password or token read from the environment or a file. Its

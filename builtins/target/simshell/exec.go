@@ -70,6 +70,14 @@ func (s *Shell) exec(ctx context.Context, args []string) error {
 	hc := interp.HandlerCtx(ctx)
 	dir := s.fs.virt(hc.Dir)
 	name := args[0]
+	switch name {
+	case jobCommand:
+		return s.runJob(ctx, args[1:])
+	case killCommand:
+		args[0] = "kill"
+		c := &call{sh: s, ctx: ctx, name: "kill", args: args[1:], stdout: hc.Stdout, stderr: hc.Stderr, dir: dir, env: hc.Env}
+		return c.status(cmdKill(c))
+	}
 	if name == pwdCommand {
 		fmt.Fprintln(hc.Stdout, dir)
 		return nil
@@ -461,6 +469,7 @@ func cmdSh(c *call) error {
 	if err != nil {
 		return c.fail("%s", syntaxMessage(err))
 	}
+	markJobs(f)
 	stdin, ok := c.raw.(*os.File)
 	if !ok {
 		pr, pw, err := os.Pipe()
