@@ -300,3 +300,34 @@ func TestContentRange(t *testing.T) {
 		}
 	}
 }
+
+// cancelOnData is an HTTP transport that cancels the fetch's context as the
+// download of the copy starts.
+type cancelOnData struct {
+	cancel context.CancelFunc
+	seen   atomic.Bool
+}
+
+func (c *cancelOnData) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/data") {
+		c.seen.Store(true)
+		c.cancel()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestFetchCanceledCleansUp: a job canceled in the middle of a download
+// leaves no httpd running and no copy on the target.
+func TestFetchCanceledCleansUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &cancelOnData{cancel: cancel}
+	r := newRig(t, withConfig(func(c *Config) { c.HTTPClient = &http.Client{Transport: tr} }))
+	r.putTargetFile("root/big.bin", randomBytes(t, 1<<20))
+	_, err := r.tgt.Fetch(ctx, "/root/big.bin", "", io.Discard)
+	if !tr.seen.Load() || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Fetch canceled as the download started = %v (download seen: %v), want context.Canceled", err, tr.seen.Load())
+	}
+	if starts := r.httpdLeft(); len(starts) != 1 {
+		t.Errorf("httpd started on %v, want once", starts)
+	}
+}
