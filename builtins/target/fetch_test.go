@@ -109,14 +109,17 @@ func TestFetch(t *testing.T) {
 	}
 }
 
-// TestFetchBadPath: a missing path or a directory is a device error that
-// names the path and says what is wrong, and leaves nothing behind.
+// TestFetchBadPath: a missing path, a directory or an unreadable file is a
+// device error that names the path and says what is wrong, and leaves
+// nothing behind.
 func TestFetchBadPath(t *testing.T) {
 	r := newRig(t)
 	r.putTargetFile("var/log/sub/x", []byte("x"))
 	tests := []struct{ path, want string }{
 		{"/no/such/file", "/no/such/file: no such file on the target"},
 		{"/var/log/sub", "/var/log/sub: is a directory on the target"},
+		// Write-only: root opens it, but a read fails (as on Linux).
+		{"/proc/self/clear_refs", "/proc/self/clear_refs: cannot be read on the target: cat: read error: Invalid argument"},
 	}
 	for _, tc := range tests {
 		_, err := r.tgt.Fetch(r.context(), tc.path, "", io.Discard)

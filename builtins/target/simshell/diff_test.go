@@ -54,6 +54,8 @@ var diffLines = []string{
 	// missing path and a directory.
 	`p=f; d=fd; printf 'data\n' > f; if [ ! -e "$p" ]; then echo missing; elif [ -d "$p" ]; then echo directory; elif ! mkdir -p "$d"; then echo mkdir; elif ! cat "$p" > "$d/data"; then echo unreadable; else echo n0nce > "$d/nonce" && sha256sum "$d/data" && echo ok; fi`,
 	`p=/proc/version; d=fd; if [ ! -e "$p" ]; then echo missing; elif [ -d "$p" ]; then echo directory; elif ! mkdir -p "$d"; then echo mkdir; elif ! cat "$p" > "$d/data"; then echo unreadable; else test -s "$d/data" && echo ok; fi`,
+	`p=/proc/self/clear_refs; d=fd; if [ ! -e "$p" ]; then echo missing; elif [ -d "$p" ]; then echo directory; elif ! mkdir -p "$d"; then echo mkdir; elif ! cat "$p" > "$d/data"; then echo unreadable; else echo ok; fi`,
+	`cat /proc/self/clear_refs; echo $?; test -f /proc/self/clear_refs && echo file`,
 	`p=nope; if [ ! -e "$p" ]; then echo missing; elif [ -d "$p" ]; then echo directory; fi`,
 	`p=/proc; if [ ! -e "$p" ]; then echo missing; elif [ -d "$p" ]; then echo directory; fi`,
 	// Its httpd: started in the background with -f, alive, answering,
@@ -66,6 +68,16 @@ var diffLines = []string{
 	`busybox httpd -f -p {PORT} -h / & h=$!; sleep 0.2; wget -q -O - http://127.0.0.1:{PORT}/proc/version | wc -c; kill $h; wait $h; echo $?`,
 	// The daemon form reports a taken port in its exit status.
 	`busybox httpd -f -p {PORT} -h . & h=$!; sleep 0.2; busybox httpd -p {PORT} -h .; echo $?; kill $h`,
+}
+
+// diffStderrLines are compared with standard error too: target.fetch
+// quotes what they print in its errors.
+var diffStderrLines = []string{
+	`cat /proc/self/clear_refs`,
+	`cat nope`,
+	`sha256sum nope`,
+	`mkdir -p d; cat d; sha256sum d; head -c 1 nope`,
+	`busybox httpd -f -p {PORT} -h . & h=$!; sleep 0.2; busybox httpd -f -p {PORT} -h .; kill $h`,
 }
 
 // TestDifferentialBusybox runs diffLines through real busybox (sh and its
@@ -96,12 +108,16 @@ func TestDifferentialBusybox(t *testing.T) {
 	defer srv.Close()
 
 	sim := startShell(t, Config{IP: "127.0.0.1"})
-	for i, line := range diffLines {
+	for i, line := range append(diffLines, diffStderrLines...) {
 		line := strings.ReplaceAll(line, "{URL}", srv.URL)
-		// stderr is left out: its wording differs (the interpreter's
-		// messages are not ash's) and no caller parses it.
+		// stderr is left out but for diffStderrLines: the interpreter's
+		// own messages are not ash's, and no caller parses them.
+		stderr := "/dev/null"
+		if i >= len(diffLines) {
+			stderr = "&1"
+		}
 		wrap := func(port int) string {
-			return "{ " + strings.ReplaceAll(line, "{PORT}", strconv.Itoa(port)) + " ; } 2>/dev/null; echo \"@rc=$?\""
+			return "{ " + strings.ReplaceAll(line, "{PORT}", strconv.Itoa(port)) + " ; } 2>" + stderr + "; echo \"@rc=$?\""
 		}
 
 		dir := t.TempDir()

@@ -164,8 +164,21 @@ func (v *vfs) open(p string, flag int, perm fs.FileMode) (file, error) {
 	if err != nil {
 		return nil, pathError("open", p, err)
 	}
+	if pseudo(p) && flag&(os.O_WRONLY|os.O_RDWR) == 0 {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o444 == 0 {
+			return writeOnly{f}, nil
+		}
+	}
 	return f, nil
 }
+
+// writeOnly is a write-only procfs file opened for reading. Root opens it
+// (permissions do not stop root) but a read fails with EINVAL: busybox 1.35
+// on Linux 6.18 prints "cat: read error: Invalid argument" and exits 1 for
+// `cat /proc/self/clear_refs`, mode 0200.
+type writeOnly struct{ *os.File }
+
+func (writeOnly) Read([]byte) (int, error) { return 0, syscall.EINVAL }
 
 // stat returns the file information of the target path p.
 func (v *vfs) stat(p string, follow bool) (fs.FileInfo, error) {

@@ -196,7 +196,7 @@ func New(cfg Config) (*Shell, error) {
 // populate creates the directories and files every target has.
 func (s *Shell) populate() error {
 	r := s.fs.root
-	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "etc", "proc", "sys", "root", "tmp", "mnt", "var/log", "var/www", "run", "boot", "home", "sys/class/net/lo", "sys/class/net/eth0"} {
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "etc", "proc", "sys", "root", "tmp", "mnt", "var/log", "var/www", "run", "boot", "home", "sys/class/net/lo", "sys/class/net/eth0", "proc/self"} {
 		if err := r.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -215,6 +215,13 @@ func (s *Shell) populate() error {
 		if err := r.WriteFile(name, []byte(content), 0o644); err != nil {
 			return err
 		}
+	}
+	// A write-only procfs file (see writeOnly).
+	if err := r.WriteFile("proc/self/clear_refs", nil, 0o200); err != nil {
+		return err
+	}
+	if err := r.Chmod("proc/self/clear_refs", 0o200); err != nil { // whatever the umask
+		return err
 	}
 	return nil
 }
