@@ -1,6 +1,7 @@
 package target
 
 import (
+	"io"
 	"testing"
 )
 
@@ -25,6 +26,21 @@ func BenchmarkOutput(b *testing.B) {
 	for b.Loop() {
 		if _, ok := parseStream(b, f, stream, 4096); !ok {
 			b.Fatal("no match")
+		}
+	}
+}
+
+// BenchmarkFetch measures a whole fetch of a 1 MiB file from the sim
+// target: the copy and its sha256sum on the target, the httpd started on a
+// free port and proven by its nonce, the download, the httpd stopped.
+func BenchmarkFetch(b *testing.B) {
+	r := newRig(b)
+	data := randomBytes(b, 1<<20)
+	r.putTargetFile("root/bench.bin", data)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := r.tgt.Fetch(r.ctx, "/root/bench.bin", "", io.Discard); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

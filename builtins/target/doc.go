@@ -30,11 +30,17 @@
 //
 // # Files
 //
-// fetch starts `busybox httpd -p PORT -h /` on the target unless the port
-// already answers and downloads with github.com/hashicorp/go-retryablehttp,
-// resuming with a Range request after a dropped connection; the file is
-// streamed into the result bundle (Recorder.Artifact) and checked against
-// the given sha256 or the one sha256sum computes on the target. push,
+// fetch never trusts a listener it did not start (a master image may run an
+// httpd of its own on port 80): it copies the file on the target into a
+// directory of its own beside a nonce file (procfs files stat to size 0,
+// which busybox httpd would send as Content-Length), starts `busybox httpd
+// -f` there in the background on a port it picks (a taken port makes httpd
+// exit; another is tried), GETs the nonce, downloads the copy with
+// github.com/hashicorp/go-retryablehttp, resuming with a Range request after
+// a dropped connection, and finally kills that httpd and removes the
+// directory. The file is streamed into the result bundle (Recorder.Artifact)
+// and checked against the given sha256 or the one sha256sum computes on the
+// target for the copy. push,
 // deploy_image and kexec have the dispatcher serve the source through a
 // [Publisher] (the pxe backend's HTTP server) and the target fetch it with
 // wget; the dispatcher reads each source once to learn its sha256 and, for

@@ -2,15 +2,16 @@ package target
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -44,13 +45,28 @@ func (e *ChecksumError) Error() string {
 // download gives up.
 const maxStalls = 5
 
-// Fetch copies the target file at path (absolute) to w over HTTP: it
-// starts `busybox httpd -p PORT -h /` on the target unless something already
-// answers on the port, downloads http://IP:PORT/path with go-retryablehttp,
-// resumes with a Range request after a dropped connection, and checks the
-// sha256 of what it wrote against want (hex), which is computed on the
-// target with sha256sum when "". A mismatch is a *ChecksumError (class
-// device); w should discard what it got then.
+// Fetch copies the target file at path (absolute) to w over HTTP, served
+// by an httpd of its own so that nothing the master image already runs (an
+// httpd on port 80 with another document root) can answer in its place:
+//
+//  1. On the target, it copies the file into a directory of this fetch
+//     (/tmp/basalt-fetch-TOKEN-N), beside a nonce file. The copy is what is
+//     served and checksummed: procfs and sysfs files stat to size 0, which
+//     busybox httpd would send as Content-Length, and a file that changes
+//     while it is read would never match a digest taken apart.
+//  2. It starts `busybox httpd -f -p PORT -h DIR` in the background on a
+//     port it picked; busybox httpd exits at once ("bind: Address already
+//     in use") when the port is taken, and then another port is tried.
+//  3. It GETs the nonce file: only the httpd it started can answer it.
+//  4. It downloads the copy with go-retryablehttp, resumes with a Range
+//     request after a dropped connection, and checks the sha256 of what it
+//     wrote against want (hex), or else against the digest sha256sum gives
+//     on the target for the copy.
+//  5. Whatever happened, it kills that httpd and removes the directory.
+//
+// A mismatch is a *ChecksumError (class device); w should discard what it
+// got then. A missing path, a directory or a file that cannot be read is a
+// device error naming the path.
 func (t *Target) Fetch(ctx context.Context, p, want string, w io.Writer) (Fetched, error) {
 	if !path.IsAbs(p) || path.Clean(p) == "/" {
 		return Fetched{}, builtins.Job(fmt.Errorf("%q: want the absolute path of a file on the target", p))
@@ -60,9 +76,25 @@ func (t *Target) Fetch(ctx context.Context, p, want string, w io.Writer) (Fetche
 	if want != "" && !isSHA256(want) {
 		return Fetched{}, builtins.Job(fmt.Errorf("sha256 %q: want 64 hex digits", want))
 	}
+	// The console is needed before and after the download: hold it
+	// throughout, so no other command runs between.
 	t.mu.Lock()
-	u, err := t.prepareFetch(ctx, p, &want)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	ip, err := t.addr(ctx)
+	if err != nil {
+		return Fetched{}, err
+	}
+	snap, err := t.snapshot(ctx, p)
+	if snap.dir != "" {
+		defer t.unserve(ctx, &snap)
+	}
+	if err != nil {
+		return Fetched{}, err
+	}
+	if want == "" {
+		want = snap.sha256
+	}
+	u, err := t.serve(ctx, ip, &snap)
 	if err != nil {
 		return Fetched{}, err
 	}
@@ -73,76 +105,200 @@ func (t *Target) Fetch(ctx context.Context, p, want string, w io.Writer) (Fetche
 		return Fetched{}, err
 	}
 	got := hex.EncodeToString(h.Sum(nil))
-	t.emit("target_fetch", map[string]any{"path": p, "bytes": n, "sha256": got, "resumes": resumes, "duration_ms": time.Since(start).Milliseconds()})
+	t.emit("target_fetch", map[string]any{"path": p, "bytes": n, "sha256": got, "resumes": resumes, "port": snap.port, "duration_ms": time.Since(start).Milliseconds()})
 	if got != want {
 		return Fetched{}, builtins.Device(&ChecksumError{What: "fetched " + p, Got: got, Want: want})
 	}
 	return Fetched{Path: p, SHA256: got, Size: n, Resumes: resumes}, nil
 }
 
-// prepareFetch computes the file's sha256 on the target when *want is
-// empty, makes sure httpd serves it, and returns its URL. t.mu is held.
-func (t *Target) prepareFetch(ctx context.Context, p string, want *string) (string, error) {
-	if *want == "" {
-		res, err := t.run(ctx, "sha256sum "+shellQuote(p), true)
+// fetchSnap is a fetch's directory on the target and the httpd serving it.
+type fetchSnap struct {
+	path   string // the target file
+	dir    string // the fetch's directory on the target; "" before it exists
+	nonce  string // content of dir/nonce
+	sha256 string // of dir/data, as sha256sum computed it on the target
+	port   int    // where its httpd listens, 0 while none runs
+	pid    string // its httpd's $!
+}
+
+// fetchTag starts the lines fetch's scripts print for it to parse.
+const fetchTag = "basalt-fetch:"
+
+// snapshot copies p into a fresh directory on the target, writes the nonce
+// beside it and computes the copy's sha256. t.mu is held.
+func (t *Target) snapshot(ctx context.Context, p string) (fetchSnap, error) {
+	t.seq++
+	s := fetchSnap{path: p, dir: fmt.Sprintf("/tmp/basalt-fetch-%s-%d", t.token, t.seq), nonce: randomHex(16)}
+	q, d := shellQuote(p), shellQuote(s.dir)
+	// One line: test what p is, copy it with cat (which reads to EOF,
+	// whatever stat says), and sum the copy.
+	script := "if [ ! -e " + q + " ]; then echo " + fetchTag + " missing; " +
+		"elif [ -d " + q + " ]; then echo " + fetchTag + " directory; " +
+		"elif ! mkdir -p " + d + "; then echo " + fetchTag + " mkdir; " +
+		"elif ! cat " + q + " > " + d + "/data; then echo " + fetchTag + " unreadable; " +
+		"else echo " + s.nonce + " > " + d + "/nonce && sha256sum " + d + "/data && echo " + fetchTag + " ok; fi"
+	res, err := t.run(ctx, script, false)
+	if err != nil {
+		return s, err
+	}
+	what, rest := tagged(res.Output)
+	switch what {
+	case "ok":
+	case "missing":
+		return fetchSnap{}, builtins.Device(fmt.Errorf("%s: no such file on the target", p))
+	case "directory":
+		return fetchSnap{}, builtins.Device(fmt.Errorf("%s: is a directory on the target, want a file", p))
+	case "unreadable":
+		return s, builtins.Device(fmt.Errorf("%s: cannot be read on the target: %s", p, tail(rest, 300)))
+	case "mkdir":
+		return fetchSnap{}, builtins.Device(fmt.Errorf("create %s on the target: %s", s.dir, tail(rest, 300)))
+	default:
+		return s, builtins.Device(fmt.Errorf("copy %s on the target: status %d: %s", p, res.ExitCode, tail(res.Output, 300)))
+	}
+	for _, line := range strings.Split(rest, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[1] == s.dir+"/data" && isSHA256(f[0]) {
+			s.sha256 = strings.ToLower(f[0])
+		}
+	}
+	if s.sha256 == "" {
+		return s, builtins.Device(fmt.Errorf("sha256sum of the copy of %s printed %q, want a digest", p, tail(rest, 200)))
+	}
+	return s, nil
+}
+
+// tagged returns the word after the last fetchTag line of out and the
+// other lines.
+func tagged(out string) (what, rest string) {
+	var other []string
+	for _, line := range strings.Split(out, "\n") {
+		if w, ok := strings.CutPrefix(strings.TrimSpace(line), fetchTag); ok {
+			what = strings.TrimSpace(w)
+			continue
+		}
+		other = append(other, line)
+	}
+	return what, strings.TrimSpace(strings.Join(other, "\n"))
+}
+
+// portTries is how many ports serve tries before it gives up.
+const portTries = 5
+
+// pickPort returns a port to try for the fetch's httpd: above the
+// registered services most master images run, below Linux's default
+// ephemeral range (32768-60999), where the target's own connections take
+// their ports.
+var pickPort = func() int { return 20000 + mrand.IntN(12768) }
+
+// serve starts the fetch's httpd on the target and returns the URL of the
+// copy once the httpd has answered the nonce. t.mu is held.
+func (t *Target) serve(ctx context.Context, ip string, s *fetchSnap) (string, error) {
+	d := shellQuote(s.dir)
+	var last error
+	for try := 0; try < portTries; try++ {
+		port := pickPort()
+		// -f keeps httpd in the foreground of a background job, so $! is
+		// its pid; a taken port makes it exit at once.
+		script := "busybox httpd -f -p " + strconv.Itoa(port) + " -h " + d + " > " + d + "/httpd.log 2>&1 & basalt_httpd=$!; " +
+			"sleep 0.2 2>/dev/null || sleep 1; " +
+			"if kill -0 $basalt_httpd 2>/dev/null; then echo " + fetchTag + " pid $basalt_httpd; " +
+			"else wait $basalt_httpd; echo " + fetchTag + " exited $?; cat " + d + "/httpd.log; fi"
+		res, err := t.run(ctx, script, false)
 		if err != nil {
 			return "", err
 		}
-		f := strings.Fields(res.Output)
-		if len(f) == 0 || !isSHA256(f[0]) {
-			return "", builtins.Device(fmt.Errorf("sha256sum %s printed %q, want a digest", p, tail(res.Output, 200)))
+		what, rest := tagged(res.Output)
+		hostPort := net.JoinHostPort(ip, strconv.Itoa(port))
+		switch f := strings.Fields(what); {
+		case len(f) == 2 && f[0] == "pid":
+			s.port, s.pid = port, f[1]
+		case len(f) == 2 && f[0] == "exited" && strings.Contains(strings.ToLower(rest), "in use"):
+			t.log.Info("port taken on the target; trying another", "port", port)
+			last = fmt.Errorf("port %d is taken on the target", port)
+			continue
+		default:
+			return "", builtins.Device(fmt.Errorf("start httpd on the target: %s %s", what, tail(rest, 300)))
 		}
-		*want = strings.ToLower(f[0])
+		err = t.own(ctx, "http://"+hostPort+"/nonce", s.nonce)
+		if err == nil {
+			return "http://" + hostPort + "/data", nil
+		}
+		if ctx.Err() != nil {
+			return "", ctxErr(ctx, fmt.Errorf("wait for httpd on %s", hostPort))
+		}
+		// Someone else answers on that port (on another address family,
+		// say), or ours does not: stop ours and try another port.
+		last = err
+		t.log.Info("httpd on the target is not ours; trying another port", "port", port, "error", err)
+		t.stopHTTPD(ctx, s)
 	}
-	ip, err := t.addr(ctx)
-	if err != nil {
-		return "", err
-	}
-	hostPort := net.JoinHostPort(ip, strconv.Itoa(t.httpPort()))
-	if err := t.ensureHTTPD(ctx, hostPort); err != nil {
-		return "", err
-	}
-	return "http://" + hostPort + (&url.URL{Path: p}).EscapedPath(), nil
+	return "", builtins.Device(fmt.Errorf("serve %s from the target: no port of %d tried worked; last: %w", s.path, portTries, last))
 }
 
-// ensureHTTPD starts busybox httpd on the target unless hostPort already
-// accepts connections. t.mu is held.
-func (t *Target) ensureHTTPD(ctx context.Context, hostPort string) error {
-	if t.listening(ctx, hostPort) {
-		return nil
+// own polls u until it answers with nonce (nil), with something else (an
+// error saying what), or a few seconds have passed.
+func (t *Target) own(ctx context.Context, u, nonce string) error {
+	c := t.cfg.HTTPClient
+	if c == nil {
+		c = cleanhttp.DefaultClient()
 	}
-	port := strconv.Itoa(t.httpPort())
-	res, err := t.run(ctx, "busybox httpd -p "+port+" -h /", false)
-	if err != nil {
-		return err
-	}
-	// "Address already in use": one is running, perhaps not reachable yet.
-	if res.ExitCode != 0 && !strings.Contains(strings.ToLower(res.Output), "in use") {
-		return builtins.Device(fmt.Errorf("start httpd on the target: status %d: %s", res.ExitCode, tail(res.Output, 300)))
-	}
-	// busybox httpd binds before it daemonizes; allow a slow target a moment.
-	for i := 0; i < 20; i++ {
-		if t.listening(ctx, hostPort) {
-			return nil
+	deadline := time.Now().Add(5 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 256))
+			resp.Body.Close()
+			cancel()
+			switch {
+			case rerr != nil:
+				last = fmt.Errorf("GET %s: %w", u, rerr)
+			case resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == nonce:
+				return nil
+			default:
+				return fmt.Errorf("GET %s: %s with %q, not this fetch's nonce", u, resp.Status, tail(string(b), 60))
+			}
+		} else {
+			cancel()
+			last = fmt.Errorf("GET %s: %w", u, err)
 		}
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
-	return builtins.Device(fmt.Errorf("httpd started on the target but %s does not accept connections", hostPort))
+	return last
 }
 
-// listening reports whether hostPort accepts TCP connections.
-func (t *Target) listening(ctx context.Context, hostPort string) bool {
-	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "tcp", hostPort)
-	if err != nil {
-		return false
+// stopHTTPD kills the fetch's httpd, if one runs. t.mu is held.
+func (t *Target) stopHTTPD(ctx context.Context, s *fetchSnap) {
+	if s.pid == "" {
+		return
 	}
-	c.Close()
-	return true
+	pid := shellQuote(s.pid)
+	if _, err := t.run(ctx, "kill "+pid+" 2>/dev/null; wait "+pid+" 2>/dev/null", false); err != nil {
+		t.log.Warn("could not stop httpd on the target", "pid", s.pid, "error", err)
+		return
+	}
+	s.pid, s.port = "", 0
+}
+
+// unserve stops the fetch's httpd and removes its directory; it runs when
+// ctx has ended too, with a few seconds of its own. t.mu is held.
+func (t *Target) unserve(ctx context.Context, s *fetchSnap) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	t.stopHTTPD(cctx, s)
+	if _, err := t.run(cctx, "rm -rf "+shellQuote(s.dir), false); err != nil {
+		t.log.Warn("could not remove the fetch's directory on the target", "dir", s.dir, "error", err)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (t *Target) client() *retryablehttp.Client {

@@ -41,18 +41,17 @@ type kexecCall struct {
 // serving on a serialsim.Line, a sol.Console over the line's transport, a
 // real pxe.Server for Publish, and the Target under test.
 type rig struct {
-	t        testing.TB
-	ctx      context.Context
-	line     *serialsim.Line
-	con      *sol.Console
-	tgt      *Target
-	pxe      *pxe.Server
-	cfg      Config
-	jobDir   string
-	disk     string // host file of the target's /dev/sda
-	ip       string
-	httpPort int
-	capture  *syncBuffer
+	t       testing.TB
+	ctx     context.Context
+	line    *serialsim.Line
+	con     *sol.Console
+	tgt     *Target
+	pxe     *pxe.Server
+	cfg     Config
+	jobDir  string
+	disk    string // host file of the target's /dev/sda
+	ip      string
+	capture *syncBuffer
 
 	inject atomic.Bool // put a kernel message after every line the shell prints
 
@@ -92,7 +91,7 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	if err := os.MkdirAll(r.jobDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r.httpPort = freePort(t, r.ip)
+	freePort(t, r.ip) // skips without the loopback alias
 
 	// The shell talks to one end of a net.Pipe and two pumps join the
 	// other end to the line: net.Pipe has read deadlines, so a Serve that
@@ -169,7 +168,6 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 		Console:   r.con,
 		Publisher: r.pxe,
 		Prompt:    testPrompt,
-		HTTPPort:  r.httpPort,
 		CacheDir:  filepath.Join(dir, "cache"),
 		Emit:      r.emit,
 	}

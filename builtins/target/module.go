@@ -39,10 +39,14 @@ call fails with a device error. cmd may span lines; each line must stay under 40
 			Name:   "fetch",
 			Params: "path, sha256=None, timeout=None",
 			Doc: `Copy the target file at path (absolute) into the result bundle's artifacts/ and return
-struct(path, sha256, size), path being the bundle-relative path. Starts busybox httpd on the target
-(port: device fact "httpd_port", default 80) unless it already runs, downloads with retries and resumes a
-dropped connection with a Range request. The file must have sha256 (hex) if given, else the digest
-sha256sum computes on the target; a mismatch is a device error.`,
+struct(path, sha256, size), path being the bundle-relative path. The file is first copied on the target
+into a directory of this fetch (procfs and sysfs files stat to size 0, and a file may change while read:
+the copy is what is served and summed; it takes room in the target's /tmp), then served by a busybox httpd of the fetch's own on a free port
+it picks on the target, proven to be its own by a nonce file, downloaded with retries and resumed after a
+dropped connection with a Range request; the httpd is killed and the directory removed afterwards, whatever
+happened. Whatever else listens on the target (a master image's httpd on port 80) is never used. The file
+must have sha256 (hex) if given, else the digest sha256sum computes on the target for the copy; a mismatch,
+a missing path, a directory or an unreadable file is a device error naming the path.`,
 			Action: true,
 			Fn:     fetchBuiltin,
 		},

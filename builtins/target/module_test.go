@@ -17,7 +17,7 @@ import (
 )
 
 func TestStarlarkModule(t *testing.T) {
-	r := newRig(t, withConfig(func(c *Config) { c.HTTPPort = 0 })) // from the facts
+	r := newRig(t)
 	report := []byte("all passed.\n")
 	r.putTargetFile("root/report.txt", report)
 	r.writeJobFile("payload.txt", []byte("payload\n"))
@@ -41,7 +41,7 @@ func TestStarlarkModule(t *testing.T) {
 		JobDir:   r.jobDir,
 		Rec:      b,
 		Backends: map[string]any{"target": r.tgt},
-		Facts:    map[string]any{"httpd_port": r.httpPort},
+		Facts:    map[string]any{"ip": r.ip},
 	})
 	assert, err := starlarktest.LoadAssertModule()
 	if err != nil {

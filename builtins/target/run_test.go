@@ -152,15 +152,9 @@ func TestIP(t *testing.T) {
 	}
 	// A device fact wins over asking the console.
 	tgt := New(Config{Console: r.con, Prompt: testPrompt})
-	tgt.SetFacts(map[string]any{"ip": "192.0.2.7", "httpd_port": int64(8080)})
+	tgt.SetFacts(map[string]any{"ip": "192.0.2.7"})
 	if ip, err := tgt.IP(r.context()); ip != "192.0.2.7" || err != nil {
 		t.Errorf("IP() with fact = %q, %v, want 192.0.2.7", ip, err)
-	}
-	if p := tgt.httpPort(); p != 8080 {
-		t.Errorf("httpPort() with fact = %d, want 8080", p)
-	}
-	if p := New(Config{}).httpPort(); p != 80 {
-		t.Errorf("httpPort() = %d, want 80", p)
 	}
 }
 

@@ -47,9 +47,6 @@ type Config struct {
 	// dt.ShellPrompt); a prompt that does not match costs PromptWait per
 	// command.
 	Prompt string
-	// HTTPPort is where `busybox httpd` listens on the target for fetch;
-	// 0 takes the device fact "httpd_port", else 80.
-	HTTPPort int
 	// IP is the target's address; "" takes the device fact "ip", else
 	// asks the target (`ip -4 addr show`, then ifconfig).
 	IP string
@@ -92,7 +89,6 @@ type Target struct {
 	seq    uint64
 	ip     string // discovered from the console; reset by Kexec
 	factIP string // the device fact "ip"
-	port   int    // the device fact "httpd_port"
 
 	cacheMu sync.Mutex
 	byStat  map[string]string  // "path|size|mtime|compression" -> digest key
@@ -140,26 +136,14 @@ func (t *Target) emit(typ string, fields map[string]any) {
 	}
 }
 
-// SetFacts gives the target the device's facts: "ip" and "httpd_port" are
-// used when Config.IP and Config.HTTPPort are not set.
+// SetFacts gives the target the device's facts: "ip" is used when
+// Config.IP is not set. (fetch picks its httpd's port on the target.)
 func (t *Target) SetFacts(facts map[string]any) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if v, ok := facts["ip"]; ok && t.cfg.IP == "" {
 		if s, ok := v.(string); ok && net.ParseIP(s) != nil {
 			t.factIP = s
-		}
-	}
-	if v, ok := facts["httpd_port"]; ok && t.cfg.HTTPPort == 0 {
-		switch p := v.(type) {
-		case int:
-			t.port = p
-		case int64:
-			t.port = int(p)
-		case float64:
-			t.port = int(p)
-		case string:
-			fmt.Sscanf(p, "%d", &t.port)
 		}
 	}
 }
@@ -464,15 +448,4 @@ func parseIfconfig(out string) string {
 		}
 	}
 	return ""
-}
-
-// httpPort returns the port of the target's httpd.
-func (t *Target) httpPort() int {
-	switch {
-	case t.cfg.HTTPPort > 0:
-		return t.cfg.HTTPPort
-	case t.port > 0:
-		return t.port
-	}
-	return 80
 }

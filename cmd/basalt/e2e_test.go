@@ -88,9 +88,14 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(jobDir, "qemu-master.star"), src, 0o644))
 	must(t, copyFile(k.Vmlinuz, filepath.Join(images, "vmlinuz")))
-	// The master initrd, built with `basalt initrd build`.
+	// The master initrd, built with `basalt initrd build`; its
+	// /etc/rc.local starts an httpd of its own on port 80 with another
+	// document root, which target.fetch must not use.
+	rc := filepath.Join(dir, "rc.local")
+	must(t, os.WriteFile(rc, []byte("mkdir -p /srv\necho 'master image web root' > /srv/index.html\nhttpd -p 80 -h /srv\n"), 0o644))
 	basaltInitrd(t, ctx, bin, filepath.Join(images, "master.cpio.gz"), "--version", "e2e-master", "--prompt", "(initramfs) ",
-		"--modules-dir", k.ModulesDir, "--module", "e1000", "--module", "virtio_pci", "--module", "virtio_blk")
+		"--modules-dir", k.ModulesDir, "--module", "e1000", "--module", "virtio_pci", "--module", "virtio_blk",
+		"--file", rc+":/etc/rc.local")
 	buildDiskImage(t, ctx, bin, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
 
 	// The lab's network: a namespace with a bridge and the VM's tap.
@@ -147,8 +152,8 @@ func TestE2EQemuMaster(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(out, "result.json"))
 	must(t, err)
 	must(t, json.Unmarshal(data, &res))
-	if res.Status != "pass" || len(res.Tests) != 5 {
-		t.Errorf("result: status %s, %d tests %v; want pass with 5 tests", res.Status, len(res.Tests), res.Tests)
+	if res.Status != "pass" || len(res.Tests) != 7 {
+		t.Errorf("result: status %s, %d tests %v; want pass with 7 tests", res.Status, len(res.Tests), res.Tests)
 	}
 	con, _ := os.ReadFile(filepath.Join(out, "console.log"))
 	for _, want := range []string{"iPXE", "PXELINUX", "basalt.nonce=", "disk-os login: root", "SYSLINUX"} {
@@ -165,6 +170,19 @@ func TestE2EQemuMaster(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "artifacts", "tmp", "master-image-info")); err != nil {
 		t.Errorf("fetched file not in the bundle: %v", err)
+	}
+	// /proc/version arrived whole (busybox httpd would have sent it
+	// empty) from an httpd that was not the master's on port 80.
+	if v, err := os.ReadFile(filepath.Join(out, "artifacts", "proc", "version")); err != nil || !strings.HasPrefix(string(v), "Linux version ") {
+		t.Errorf("fetched /proc/version = %q, %v; want the kernel's version line", v, err)
+	}
+	if !strings.Contains(string(con), "basalt: running /etc/rc.local") {
+		t.Error("console.log lacks the master image's rc.local")
+	}
+	for _, line := range strings.Split(string(evs), "\n") {
+		if strings.Contains(line, `"type":"target_fetch"`) && strings.Contains(line, `"port":80,`) {
+			t.Errorf("fetch used port 80, the master's httpd: %s", line)
+		}
 	}
 }
 

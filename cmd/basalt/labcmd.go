@@ -151,7 +151,9 @@ virtio_pci, virtio_blk). The modules come from --modules-dir, the kernel's
 lib/modules/VERSION (from an unpacked linux-image package, for instance): its
 modules.dep, or without one the modules' own .modinfo. Built-in modules
 (modules.builtin) are skipped; .ko.xz and .ko.gz are stored decompressed.
-/init waits basalt.netwait=N seconds (kernel command line, default 5) for eth0.`,
+/init waits basalt.netwait=N seconds (kernel command line, default 5) for eth0,
+then runs /etc/rc.local if there is one (--file ./rc.local:/etc/rc.local): the
+site's own start-up commands, such as an httpd of the master image's own.`,
 		Example: `  basalt initrd build -o master.cpio.gz
   basalt initrd build -o master.cpio.gz --add /usr/bin/wget --add /sbin/parted --version 2026.11
   basalt initrd build -o m.cpio.gz --file ./my-init:/init --manifest=-

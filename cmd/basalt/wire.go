@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -79,13 +78,9 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		dev = &d
 		env.Device = dev
 		b.AddSecret(dev.IPMI.Password.Value())
-		// The node's busybox httpd listens on loopback, on a port free now.
-		port, err := freePort()
-		if err != nil {
-			return release, builtins.Infra(err)
-		}
-		env.Facts["httpd_port"] = port
-		env.Facts["ip"] = "127.0.0.1"
+		// The node's shell listens on a loopback address of its own;
+		// target.fetch picks its httpd's port there itself.
+		env.Facts["ip"] = node.IP()
 	}
 
 	// A qemu device without a BMC address: basalt starts the VM and a BMC
@@ -196,16 +191,6 @@ func powerBackend(dev *lab.Device, ctl ipmi.Controller, emit func(string, map[st
 		return power.Split(cmds, power.BMC(ctl)), nil
 	}
 	return cmds, nil
-}
-
-// freePort returns a TCP port free on 127.0.0.1 now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func consoleTransport(dev *lab.Device, emit func(string, map[string]any), log interface{}) (sol.Transport, error) {

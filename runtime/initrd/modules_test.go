@@ -519,3 +519,34 @@ func FuzzParseModulesDep(f *testing.F) {
 		}
 	})
 }
+
+// TestInitRCLocal runs /init's /etc/rc.local step: the file runs when it
+// exists (a failure is reported, not fatal), and nothing happens without it.
+func TestInitRCLocal(t *testing.T) {
+	part := initPart(t, initScript(true, "", nil), "if [ -f /etc/rc.local ]", "fi")
+	for _, sh := range shells(t) {
+		dir := t.TempDir()
+		rc := filepath.Join(dir, "rc.local")
+		for _, tt := range []struct {
+			rc   string // "" for no file
+			want string
+		}{
+			{"", ""},
+			{"echo started httpd\n", "basalt: running /etc/rc.local\nstarted httpd"},
+			{"echo half; exit 3\n", "basalt: running /etc/rc.local\nhalf\nbasalt: /etc/rc.local failed"},
+		} {
+			os.Remove(rc)
+			if tt.rc != "" {
+				if err := os.WriteFile(rc, []byte(tt.rc), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			script := strings.ReplaceAll(part, "/etc/rc.local", rc)
+			out, err := exec.Command(sh[0], append(sh[1:], "-c", script)...).CombinedOutput()
+			got := strings.ReplaceAll(strings.TrimSpace(string(out)), rc, "/etc/rc.local")
+			if err != nil || got != tt.want {
+				t.Errorf("%s /init with rc.local %q = %q, %v, want %q", sh[0], tt.rc, got, err, tt.want)
+			}
+		}
+	}
+}

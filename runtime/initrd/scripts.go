@@ -17,7 +17,8 @@ func shq(s string) string {
 //
 // Modules are loaded before eth0 is looked for, one line each on the
 // console. /init waits basalt.netwait=N seconds (kernel command line,
-// default 5) for eth0 to appear; a boot without a NIC passes 0.
+// default 5) for eth0 to appear; a boot without a NIC passes 0. Once the
+// network is up it runs /etc/rc.local, if the archive has one.
 func initScript(cttyhack bool, libPath string, mods []Module) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `#!/bin/sh
@@ -74,6 +75,13 @@ if [ -e /sys/class/net/$iface ]; then
 	udhcpc -i $iface -s /etc/udhcpc.script -q -n -t 5 || echo "basalt: DHCP on $iface failed"
 else
 	echo "basalt: no $iface; network not configured"
+fi
+
+# The site's own start-up commands (basalt initrd build --file rc:/etc/rc.local),
+# such as an httpd of the master image's own.
+if [ -f /etc/rc.local ]; then
+	echo "basalt: running /etc/rc.local"
+	sh /etc/rc.local || echo "basalt: /etc/rc.local failed"
 fi
 
 echo "basalt master image $(cat /etc/basalt-master-image-info)"

@@ -927,6 +927,10 @@ var simKeys = []simKey{
 		f.KernelPanic, err = simBool("kernel_panic", v)
 		return err
 	}},
+	{"master_httpd", "the master image already runs httpd -p 80 -h /srv, as real master images may (target.fetch must not use it)", func(f *SimFaults, v starlark.Value) (err error) {
+		f.MasterHTTPD, err = simBool("master_httpd", v)
+		return err
+	}},
 	{"bmc_session_timeout_ms", "the BMC forgets sessions silent this long and ignores their packets, as ipmi_sim does after 30 s; default 60000", func(f *SimFaults, v starlark.Value) error {
 		ms, err := simInt("bmc_session_timeout_ms", v)
 		f.SessionTimeout = time.Duration(ms) * time.Millisecond

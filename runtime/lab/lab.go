@@ -178,6 +178,10 @@ type SimFaults struct {
 	// their packets, as ipmi_sim does after 30 s (key
 	// bmc_session_timeout_ms). 0: go-ipmi's default, 60 s.
 	SessionTimeout time.Duration
+	// MasterHTTPD (key "master_httpd"): the master image runs busybox
+	// httpd on port 80 with a document root of its own, as real master
+	// images may; target.fetch must not use it.
+	MasterHTTPD bool
 }
 
 // Secret is a password or token read from the environment or a file. Its

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,7 @@ type Node struct {
 	bmc    *bmcsim.BMC
 	dir    string
 	ownDir bool
+	ip     string // of the target's eth0, where its servers listen
 	disk   string
 	tty    *ttyMux
 	hooks  simshell.Hooks // of the boot being set up; used only by run's goroutine
@@ -78,7 +80,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, dir: cfg.Dir}
+	// A loopback address of its own (Linux routes all of 127/8 to lo), so
+	// that what its shell listens on (a master image's httpd on port 80)
+	// cannot collide with another node's.
+	n := &Node{cfg: cfg, dir: cfg.Dir, ip: fmt.Sprintf("127.%d.%d.%d", 100+mrand.IntN(100), mrand.IntN(256), 1+mrand.IntN(254))}
 	if n.dir == "" {
 		d, err := os.MkdirTemp("", "basalt-sim-")
 		if err != nil {
@@ -109,6 +114,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	return n, nil
 }
+
+// IP is the target's address, a loopback address of the node's own.
+func (n *Node) IP() string { return n.ip }
+
+// masterHTTPD is what the master image's init runs with the device option
+// sim = {"master_httpd": True}: busybox httpd on port 80 serving a document
+// root of its own, as an initrd that runs `httpd -p 80 -h /srv` does (the
+// qemu e2e lab boots one).
+const masterHTTPD = "mkdir -p /srv && echo 'master image web root' > /srv/index.html && httpd -p 80 -h /srv"
 
 // IPMI is how to reach the node's BMC.
 func (n *Node) IPMI() lab.IPMI { return n.bmc.IPMI() }
@@ -311,7 +325,15 @@ func (n *Node) pxeBoot(ctx context.Context, out io.Writer) (*simshell.Shell, err
 	}
 	fmt.Fprintf(out, "Begin: Running /scripts/init-premount ... done.\r\n")
 	fmt.Fprintf(out, "(initramfs) is the master image; BusyBox v1.36.1 built-in shell (ash)\r\n")
-	return n.shell("master", booted.Append, MasterPrompt, nil)
+	return n.shell("master", booted.Append, MasterPrompt, nil, n.masterInit())
+}
+
+// masterInit is the init script of the master image.
+func (n *Node) masterInit() string {
+	if n.cfg.Device.Sim.MasterHTTPD {
+		return masterHTTPD
+	}
+	return ""
 }
 
 func (n *Node) kexecBoot(ctx context.Context, out io.Writer, kx *kexecImage) (*simshell.Shell, error) {
@@ -319,7 +341,7 @@ func (n *Node) kexecBoot(ctx context.Context, out io.Writer, kx *kexecImage) (*s
 	if err := n.kernelLog(out, "kexec", kx.append); err != nil {
 		return nil, err
 	}
-	return n.shell("master", kx.append, MasterPrompt, nil)
+	return n.shell("master", kx.append, MasterPrompt, nil, n.masterInit())
 }
 
 func (n *Node) diskBoot(ctx context.Context, tty io.Reader, out io.Writer) (*simshell.Shell, error) {
@@ -346,7 +368,7 @@ func (n *Node) diskBoot(ctx context.Context, tty io.Reader, out io.Writer) (*sim
 		}
 	}
 	fmt.Fprintf(out, "Welcome to %s\r\n", img.OS)
-	return n.shell(img.Hostname, img.Cmdline, img.Prompt, img)
+	return n.shell(img.Hostname, img.Cmdline, img.Prompt, img, "")
 }
 
 func (n *Node) kernelLog(out io.Writer, kernel, cmdline string) error {
@@ -362,7 +384,7 @@ func (n *Node) kernelLog(out io.Writer, kernel, cmdline string) error {
 	return nil
 }
 
-func (n *Node) shell(host, cmdline, prompt string, img *simdisk.Image) (*simshell.Shell, error) {
+func (n *Node) shell(host, cmdline, prompt string, img *simdisk.Image, init string) (*simshell.Shell, error) {
 	root, err := n.bootDir()
 	if err != nil {
 		return nil, err
@@ -382,8 +404,9 @@ func (n *Node) shell(host, cmdline, prompt string, img *simdisk.Image) (*simshel
 		Disks:    map[string]string{"/dev/sda": n.disk},
 		Cmdline:  cmdline,
 		Hostname: host,
-		IP:       "127.0.0.1",
+		IP:       n.ip,
 		MAC:      n.cfg.Device.MAC,
+		Init:     init,
 		Prompt:   prompt,
 		Hooks:    n.hooks,
 		Emit:     n.cfg.Emit,

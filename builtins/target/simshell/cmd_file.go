@@ -22,9 +22,30 @@ func cmdCat(c *call) error {
 		return err
 	}
 	return c.forEachInput(names, func(_ string, r io.Reader) error {
-		_, err := io.Copy(c.stdout, r)
+		rr := &readErr{r: r}
+		_, err := io.Copy(c.stdout, rr)
+		if err != nil && rr.err != nil && c.ctx.Err() == nil {
+			// busybox 1.35 cat (bb_copyfd_eof): "cat: read error:
+			// Invalid argument", then the next file.
+			fmt.Fprintf(c.stderr, "%s: read error: %s\n", c.name, errnoText(rr.err))
+			return errReported
+		}
 		return err
 	})
+}
+
+// readErr remembers the error of its reader, to tell it from a write error.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 func cmdEcho(c *call) error {

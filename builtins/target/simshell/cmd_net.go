@@ -380,7 +380,7 @@ func cmdHttpd(c *call) error {
 		return c.fail("bind: %s", dialText(err))
 	}
 	addr := ln.Addr().String()
-	h := &httpdHandler{sh: c.sh, files: http.FileServerFS(sub)}
+	h := &httpdHandler{sh: c.sh, files: http.FileServerFS(pseudoFS{sub, home})}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	c.sh.mu.Lock()
 	c.sh.servers[srv] = struct{}{}

@@ -223,7 +223,9 @@ func cmdTr(c *call) error {
 	if err != nil {
 		return err
 	}
-	if len(sets) == 0 || !o.has('d') && len(sets) < 2 {
+	// `tr -s SET1` only squeezes, as busybox tr does (the differential
+	// test runs `ls -l | tr -s ' '` on both).
+	if len(sets) == 0 || !o.has('d') && !o.has('s') && len(sets) < 2 {
 		return c.fail("missing operand")
 	}
 	var table [256]int
@@ -235,7 +237,7 @@ func cmdTr(c *call) error {
 		for _, b := range from {
 			table[b] = -1
 		}
-	} else {
+	} else if len(sets) > 1 {
 		to := trSet(sets[1])
 		for i, b := range from {
 			if len(to) > 0 {

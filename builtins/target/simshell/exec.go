@@ -70,6 +70,14 @@ func (s *Shell) exec(ctx context.Context, args []string) error {
 	hc := interp.HandlerCtx(ctx)
 	dir := s.fs.virt(hc.Dir)
 	name := args[0]
+	switch name {
+	case jobCommand:
+		return s.runJob(ctx, args[1:])
+	case killCommand:
+		args[0] = "kill"
+		c := &call{sh: s, ctx: ctx, name: "kill", args: args[1:], stdout: hc.Stdout, stderr: hc.Stderr, dir: dir, env: hc.Env}
+		return c.status(cmdKill(c))
+	}
 	if name == pwdCommand {
 		fmt.Fprintln(hc.Stdout, dir)
 		return nil
@@ -133,9 +141,12 @@ func (e exitCode) Error() string { return "exit status " + strconv.Itoa(int(e)) 
 // printing "name: message" for errors not printed yet.
 func (c *call) status(err error) error {
 	var code exitCode
+	var status interp.ExitStatus
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &status):
+		return status // an applet run through busybox: already a status
 	case errors.As(err, &code):
 		if code == 0 {
 			return nil
@@ -192,6 +203,26 @@ func (c *call) input(p string) (io.ReadCloser, error) {
 
 // forEachInput calls fn for each named file (standard input when none),
 // printing errors and returning status 1 if any failed.
+// openError is how busybox 1.35's applet c.name words the failure to open
+// or read the input file n (checked with `busybox APPLET nope` and
+// `busybox APPLET DIR`; the differential test compares cat and sha256sum).
+func (c *call) openError(n string, err error) string {
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	switch {
+	case errno == syscall.EISDIR && c.name == "cat":
+		return "read error: " + errnoText(err)
+	case errno == syscall.EISDIR && (c.name == "sha256sum" || c.name == "md5sum"):
+		return fmt.Sprintf("can't read '%s': %s", n, errnoText(err))
+	case errno != syscall.EISDIR && (c.name == "cat" || c.name == "sha256sum" || c.name == "md5sum" || c.name == "tail" || c.name == "uniq"):
+		return fmt.Sprintf("can't open '%s': %s", n, errnoText(err))
+	}
+	return describe(n, err)
+}
+
+// errReported is an error of one input that its command already printed.
+var errReported = errors.New("error reported")
+
 func (c *call) forEachInput(names []string, fn func(name string, r io.Reader) error) error {
 	if len(names) == 0 {
 		names = []string{"-"}
@@ -200,7 +231,7 @@ func (c *call) forEachInput(names []string, fn func(name string, r io.Reader) er
 	for _, n := range names {
 		r, err := c.input(n)
 		if err != nil {
-			fmt.Fprintf(c.stderr, "%s: %s\n", c.name, describe(n, err))
+			fmt.Fprintf(c.stderr, "%s: %s\n", c.name, c.openError(n, err))
 			failed = true
 			continue
 		}
@@ -210,6 +241,10 @@ func (c *call) forEachInput(names []string, fn func(name string, r io.Reader) er
 			var code exitCode
 			if errors.As(err, &code) || c.ctx.Err() != nil || errors.Is(err, syscall.EPIPE) {
 				return err
+			}
+			if errors.Is(err, errReported) {
+				failed = true
+				continue
 			}
 			fmt.Fprintf(c.stderr, "%s: %s: %v\n", c.name, n, err)
 			failed = true
@@ -461,6 +496,7 @@ func cmdSh(c *call) error {
 	if err != nil {
 		return c.fail("%s", syntaxMessage(err))
 	}
+	markJobs(f)
 	stdin, ok := c.raw.(*os.File)
 	if !ok {
 		pr, pw, err := os.Pipe()

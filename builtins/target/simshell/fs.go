@@ -164,8 +164,21 @@ func (v *vfs) open(p string, flag int, perm fs.FileMode) (file, error) {
 	if err != nil {
 		return nil, pathError("open", p, err)
 	}
+	if pseudo(p) && flag&(os.O_WRONLY|os.O_RDWR) == 0 {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o444 == 0 {
+			return writeOnly{f}, nil
+		}
+	}
 	return f, nil
 }
+
+// writeOnly is a write-only procfs file opened for reading. Root opens it
+// (permissions do not stop root) but a read fails with EINVAL: busybox 1.35
+// on Linux 6.18 prints "cat: read error: Invalid argument" and exits 1 for
+// `cat /proc/self/clear_refs`, mode 0200.
+type writeOnly struct{ *os.File }
+
+func (writeOnly) Read([]byte) (int, error) { return 0, syscall.EINVAL }
 
 // stat returns the file information of the target path p.
 func (v *vfs) stat(p string, follow bool) (fs.FileInfo, error) {
@@ -189,7 +202,82 @@ func (v *vfs) stat(p string, follow bool) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, pathError("stat", p, err)
 	}
+	if pseudo(p) && fi.Mode().IsRegular() {
+		fi = pseudoInfo{fi, pseudoSize(p)}
+	}
 	return fi, nil
+}
+
+// pseudo reports whether the target path p is on procfs or sysfs. Linux
+// does not report the size of their files to stat(2) (and so to `ls -l`,
+// busybox httpd's Content-Length and anything else that trusts st_size),
+// though a read returns their content: procfs files have size 0, sysfs
+// attributes the page size, 4096, whatever their length. Checked with
+// busybox 1.35 on Linux 6.18: `ls -l /proc/version` shows 0,
+// /sys/class/net/lo/address 4096, `wc -c` counts the bytes read.
+func pseudo(p string) bool {
+	return p == "/proc" || p == "/sys" || strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/sys/")
+}
+
+// pseudoSize is the size stat reports for the pseudo-file p.
+func pseudoSize(p string) int64 {
+	if strings.HasPrefix(p, "/sys/") {
+		return 4096
+	}
+	return 0
+}
+
+// pseudoInfo is the FileInfo of a procfs or sysfs file.
+type pseudoInfo struct {
+	fs.FileInfo
+	size int64
+}
+
+func (i pseudoInfo) Size() int64 { return i.size }
+
+// pseudoFS is an fs.FS of the target directory dir in which procfs and
+// sysfs files stat to size 0, as they do on Linux; httpd serves it.
+type pseudoFS struct {
+	fsys fs.FS
+	dir  string // target path of fsys's root
+}
+
+func (p pseudoFS) Open(name string) (fs.File, error) {
+	f, err := p.fsys.Open(name)
+	full := path.Join(p.dir, name)
+	if err != nil || !pseudo(full) {
+		return f, err
+	}
+	return pseudoFile{f, pseudoSize(full)}, nil
+}
+
+// pseudoFile is an open procfs or sysfs file; net/http's file server takes
+// Content-Length from its Stat, as busybox httpd does from fstat(2).
+type pseudoFile struct {
+	fs.File
+	size int64
+}
+
+func (f pseudoFile) Seek(off int64, whence int) (int64, error) {
+	if s, ok := f.File.(io.Seeker); ok {
+		return s.Seek(off, whence)
+	}
+	return 0, &fs.PathError{Op: "seek", Err: syscall.ESPIPE}
+}
+
+func (f pseudoFile) Stat() (fs.FileInfo, error) {
+	fi, err := f.File.Stat()
+	if err == nil && fi.Mode().IsRegular() {
+		fi = pseudoInfo{fi, f.size}
+	}
+	return fi, err
+}
+
+func (f pseudoFile) ReadDir(n int) ([]fs.DirEntry, error) {
+	if d, ok := f.File.(fs.ReadDirFile); ok {
+		return d.ReadDir(n)
+	}
+	return nil, &fs.PathError{Op: "readdir", Err: syscall.ENOTDIR}
 }
 
 // readDir lists the target directory p, devices included under /dev.

@@ -47,6 +47,7 @@ func (s *Shell) Serve(ctx context.Context, tty io.ReadWriter) error {
 	s.fs.console.Store(out)
 	s.mu.Lock()
 	s.console = out
+	s.serveCtx = ctx
 	s.mu.Unlock()
 	defer s.stopServers()
 
@@ -113,6 +114,18 @@ func (s *Shell) Serve(ctx context.Context, tty io.ReadWriter) error {
 			out.WriteString("> ")
 		}
 	}
+	s.mu.Lock()
+	runInit := s.cfg.Init != "" && !s.initRan
+	s.initRan = true
+	s.mu.Unlock()
+	if runInit {
+		f, err := parse(s.cfg.Init)
+		if err != nil {
+			return fmt.Errorf("simshell: init: %w", err)
+		}
+		markJobs(f)
+		runner.Run(ctx, f)
+	}
 	printPrompt("PS1")
 	for {
 		for !running && len(pending) > 0 {
@@ -131,6 +144,7 @@ func (s *Shell) Serve(ctx context.Context, tty io.ReadWriter) error {
 				printPrompt("PS1")
 				continue
 			}
+			markJobs(f)
 			if len(f.Stmts) == 0 {
 				printPrompt("PS1")
 				continue

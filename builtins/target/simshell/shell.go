@@ -83,7 +83,12 @@ type Config struct {
 	Uname string
 	// BootLog is what dmesg prints.
 	BootLog string
-	Hooks   Hooks
+	// Init is a script the first Serve runs before its first prompt, as a
+	// master image's /init runs its daemons before the shell starts; its
+	// output goes to the console. Servers it starts run until the shell
+	// stops.
+	Init  string
+	Hooks Hooks
 	// Emit records machine events ("sim.httpd", "sim.wget", "sim.kexec",
 	// "sim.reboot", "sim.poweroff"); nil discards them.
 	Emit func(typ string, fields map[string]any)
@@ -118,6 +123,10 @@ type Shell struct {
 	console  *ttyWriter    // the running Serve's console, or nil
 	echo     bool          // tty echo (stty echo / -echo)
 	fgCancel context.CancelFunc
+	initRan  bool
+	serveCtx context.Context // of the running Serve: background jobs end with it
+	jobSeq   int             // background jobs started (see jobs.go)
+	jobs     map[int]func()  // running background jobs by number: kill
 }
 
 type mountEntry struct{ dev, dir, typ, opts string }
@@ -173,6 +182,7 @@ func New(cfg Config) (*Shell, error) {
 		start:    time.Now(),
 		hostname: cfg.Hostname,
 		servers:  map[*http.Server]struct{}{},
+		jobs:     map[int]func(){},
 		halted:   make(chan struct{}),
 		echo:     true,
 	}
@@ -186,7 +196,7 @@ func New(cfg Config) (*Shell, error) {
 // populate creates the directories and files every target has.
 func (s *Shell) populate() error {
 	r := s.fs.root
-	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "etc", "proc", "sys", "root", "tmp", "mnt", "var/log", "var/www", "run", "boot", "home"} {
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "etc", "proc", "sys", "root", "tmp", "mnt", "var/log", "var/www", "run", "boot", "home", "sys/class/net/lo", "sys/class/net/eth0", "proc/self"} {
 		if err := r.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -194,14 +204,24 @@ func (s *Shell) populate() error {
 	files := map[string]string{
 		"proc/cmdline": s.cfg.Cmdline + "\n",
 		"proc/version": s.cfg.Uname + "\n",
-		"etc/hostname": s.cfg.Hostname + "\n",
-		"etc/passwd":   "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":    "root:x:0:\n",
+		// sysfs attributes, as Linux has them for lo and eth0.
+		"sys/class/net/lo/address":   "00:00:00:00:00:00\n",
+		"sys/class/net/eth0/address": s.cfg.MAC + "\n",
+		"etc/hostname":               s.cfg.Hostname + "\n",
+		"etc/passwd":                 "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":                  "root:x:0:\n",
 	}
 	for name, content := range files {
 		if err := r.WriteFile(name, []byte(content), 0o644); err != nil {
 			return err
 		}
+	}
+	// A write-only procfs file (see writeOnly).
+	if err := r.WriteFile("proc/self/clear_refs", nil, 0o200); err != nil {
+		return err
+	}
+	if err := r.Chmod("proc/self/clear_refs", 0o200); err != nil { // whatever the umask
+		return err
 	}
 	return nil
 }
@@ -300,6 +320,10 @@ func (s *Shell) call(ctx context.Context, args []string) ([]string, error) {
 		return s.cdArgs(ctx, args), nil
 	case args[0] == "pwd":
 		return []string{pwdCommand}, nil
+	case args[0] == "eval" && len(args) > 1:
+		return evalArgs(args), nil
+	case args[0] == "kill":
+		return append([]string{killCommand}, args[1:]...), nil
 	case args[0] == "test" || args[0] == "[":
 		out := slices.Clone(args)
 		for i := 1; i+1 < len(out); i++ {

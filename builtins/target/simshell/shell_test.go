@@ -107,7 +107,7 @@ func TestCommands(t *testing.T) {
 		{`rm /srv/w2 && ls /srv`, "a\n"},
 		{`rm /srv/a; echo $?`, "rm: '/srv/a' is a directory\n1\n"},
 		{`rm -r /srv/a && ls /srv; echo done`, "done\n"},
-		{`cat /nope; echo $?`, "cat: /nope: No such file or directory\n1\n"},
+		{`cat /nope; echo $?`, "cat: can't open '/nope': No such file or directory\n1\n"},
 		{`basename /a/b/c.img.gz .gz; dirname /a/b/c`, "c.img\n/a/b\n"},
 		{`echo abc | sha256sum`, "edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb  -\n"},
 		{`echo abc | md5sum`, "0bee89b07a248e27c83fc3d5951213c1  -\n"},
