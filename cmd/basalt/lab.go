@@ -49,11 +49,11 @@ func resolveDevice(labFlag, name string) (*lab.Lab, *lab.Device, error) {
 // type) for `basalt check`, and describes it.
 func checkDevice(plan *interp.Plan, labFlag, device string) (string, error) {
 	if device != "" {
-		_, d, err := resolveDevice(labFlag, device)
+		l, d, err := resolveDevice(labFlag, device)
 		if err != nil {
 			return "", err
 		}
-		if err := compatible(plan, d); err != nil {
+		if err := compatible(plan, l, d); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%s (type %s)", d.Name, d.Type.Name), nil

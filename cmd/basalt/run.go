@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,8 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
+	// maxMemoryMiB bounds the job's heap (0: no limit).
+	maxMemoryMiB uint64
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -53,6 +56,7 @@ labs (3), misbehaving devices (4) and cancellation (5).`,
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
+	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
 	return c
 }
 
@@ -89,13 +93,22 @@ func (a *app) runJob(file string, f *runFlags) error {
 	for k, v := range a.extraModules {
 		modules[k] = v
 	}
+	// A job limit (memory, bundle volume) cancels this context with a job
+	// error as its cause; a signal cancels it through a.ctx.
+	ctx, limitExceeded := context.WithCancelCause(a.ctx)
+	defer limitExceeded(nil)
+	stopWatch := interp.WatchMemory(ctx, f.maxMemoryMiB<<20, limitExceeded)
+	defer stopWatch()
 	plan, declErr := interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
+		Ctx: ctx, Timeout: f.declareTimeout,
 		Print: func(msg string) { out.print(msg) }})
 	if declErr == nil {
 		declErr = plan.Validate()
 	}
 	if declErr == nil && dev != nil {
-		declErr = compatible(plan, dev)
+		declErr = compatible(plan, lb, dev)
+	} else if declErr == nil {
+		_, declErr = checkDevice(plan, f.lab, "")
 	}
 
 	jobName := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
@@ -114,20 +127,24 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.follow {
 		follow = a.stdout
 	}
-	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer()})
+	b, err := bundle.Create(dir, res, bundle.Options{Secrets: secrets, Follow: follow, Print: out.printer(), OnLimit: limitExceeded})
 	if err != nil {
 		return &exitError{code: pipeline.ExitInfra, err: err}
 	}
 	fail := func(err error, class builtins.Class) error {
 		info := &bundle.ErrorInfo{Class: string(class), Message: err.Error()}
-		b.Update(func(r *bundle.Result) { r.Status = pipeline.StatusError; r.Error = info })
-		b.Emit("job_end", map[string]any{"status": "error", "class": string(class), "error": err.Error()})
+		status := pipeline.StatusError
+		if class == builtins.ClassCanceled {
+			status = pipeline.StatusCanceled
+		}
+		b.Update(func(r *bundle.Result) { r.Status = status; r.Error = info })
+		b.Emit("job_end", map[string]any{"status": status, "class": string(class), "error": err.Error()})
 		b.Close()
 		out.summary(b.Result(), dir)
-		return &exitError{code: pipeline.ExitCode(pipeline.StatusError, class)}
+		return &exitError{code: pipeline.ExitCode(status, class)}
 	}
 	if declErr != nil {
-		return fail(declErr, builtins.ClassJob)
+		return fail(declErr, builtins.ClassOf(declErr))
 	}
 	b.Update(func(r *bundle.Result) {
 		r.Params = plan.ParamStrings()
@@ -165,7 +182,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		return fail(err, builtins.ClassOf(err))
 	}
 	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread}
-	outcome := r.Run(a.ctx)
+	outcome := r.Run(ctx)
 	if closeBackends != nil {
 		closeBackends()
 	}
@@ -215,12 +232,38 @@ func (rw *redactingWriter) Write(p []byte) (int, error) {
 	return len(p), err
 }
 
-// compatible checks that the device can run a job of the plan's device type.
-// The sim device simulates a Highbank node, and runs jobs of any type.
-func compatible(plan *interp.Plan, dev *lab.Device) error {
+// simTypes are the device types whose jobs the built-in sim device runs: it
+// simulates a Highbank node (its BMC, SOL console, PXE firmware and shell).
+var simTypes = []string{"sim", "highbank"}
+
+// compatible checks that the job's device type exists (in the lab or built
+// in) and that the device is of that type — or is the sim device and the
+// type is one it simulates.
+func compatible(plan *interp.Plan, lb *lab.Lab, dev *lab.Device) error {
 	want := plan.Job.DeviceType
-	if want == "" || dev.Type == nil || dev.Type.Name == want || dev.Type.Name == "sim" {
+	if want == "" {
 		return nil
+	}
+	types := lab.BuiltinTypes()
+	if lb != nil {
+		types = lb.Types
+	}
+	if _, ok := types[want]; !ok {
+		known := make([]string, 0, len(types))
+		for k := range types {
+			known = append(known, k)
+		}
+		return builtins.Job(fmt.Errorf("%s: unknown device type %q (known: %v)", plan.Job.Pos, want, sortedStrings(known)))
+	}
+	if dev.Type == nil || dev.Type.Name == want {
+		return nil
+	}
+	if dev.Type.Name == "sim" {
+		if slices.Contains(simTypes, want) {
+			return nil
+		}
+		return builtins.Job(fmt.Errorf("%s: the job is for device type %q; device %q is the simulator, which runs jobs of type %s",
+			plan.Job.Pos, want, dev.Name, strings.Join(simTypes, " or ")))
 	}
 	return builtins.Job(fmt.Errorf("%s: the job is for device type %q but device %q is a %q", plan.Job.Pos, want, dev.Name, dev.Type.Name))
 }
