@@ -117,7 +117,7 @@ func nestingProblem(src []byte) (line, col int, what string, ok bool) {
 		case strings.IndexByte("*/%&|^<>=!.", c) >= 0:
 			run = 0
 			ops++
-		case c == ' ' || c == '\t' || c == '\r' || c == '\\':
+		case c == ' ' || c == '\t' || c == '\r' || c == '\\' || c == ':':
 		case isIdent(c):
 			j := i
 			for j < len(src) && isIdent(src[j]) {
