@@ -51,7 +51,7 @@ var Table = func() *builtins.Table {
 	t.Members = append(t.Members, builtins.Builtin{
 		Name: "sleep", Params: "duration",
 		Doc: "Waits for duration (\"5s\", seconds, or a time.duration). It ends early with an error when the stage's " +
-			"deadline passes or the job is canceled.",
+			"deadline passes or the job is canceled. Refused at a job file's top level: declaring a job never waits.",
 		Fn: sleep,
 	})
 	return t
@@ -61,6 +61,11 @@ func sleep(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 	var d builtins.Duration
 	if err := starlark.UnpackArgs(name, args, kwargs, "duration", &d); err != nil {
 		return nil, builtins.Job(err)
+	}
+	if env := builtins.EnvOf(thread); env != nil && env.Declaring {
+		// The declare phase (and so `basalt check`) never waits on anything;
+		// a wait belongs in a stage, under the stage's deadline.
+		return nil, builtins.Job(fmt.Errorf("%s: refused at top level (declaring the job never waits); sleep in a stage or cleanup function", name))
 	}
 	ctx, cancel := builtins.CallContext(thread, 0)
 	defer cancel()

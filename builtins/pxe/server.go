@@ -119,10 +119,12 @@ type Server struct {
 
 	tftp     *tftp.Server
 	tftpConn net.PacketConn
-	httpLn   net.Listener
-	httpSrv  *http.Server
-	dhcp     *proxyDHCP
-	done     sync.WaitGroup
+	// tftpFront answers the requests too long for pin/tftp (tftpfront.go).
+	tftpFront *tftpFront
+	httpLn    net.Listener
+	httpSrv   *http.Server
+	dhcp      *proxyDHCP
+	done      sync.WaitGroup
 
 	mu        sync.Mutex
 	started   bool
@@ -215,7 +217,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.loaders = append(s.loaders, r)
 	}
 	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.TFTPAddr)
+	pc, front, err := listenTFTP(ctx, s, s.cfg.TFTPAddr)
 	if err != nil {
 		s.closeLoaders()
 		return fmt.Errorf("pxe: listen tftp %s: %w", s.cfg.TFTPAddr, err)
@@ -223,6 +225,7 @@ func (s *Server) Start(ctx context.Context) error {
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		pc.Close()
+		front.close()
 		s.closeLoaders()
 		return fmt.Errorf("pxe: listen http %s: %w", s.cfg.HTTPAddr, err)
 	}
@@ -236,23 +239,28 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.Anticipate > 1 {
 		ts.SetAnticipate(s.cfg.Anticipate)
 	}
-	s.tftp, s.tftpConn, s.httpLn = ts, pc, ln
+	s.tftp, s.tftpConn, s.tftpFront, s.httpLn = ts, pc, front, ln
 	s.httpSrv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
 
 	if s.cfg.DHCP == "proxy" {
 		d, err := s.startDHCP()
 		if err != nil {
 			pc.Close()
+			front.close()
 			ln.Close()
 			s.closeLoaders()
 			return fmt.Errorf("pxe: proxy dhcp: %w", err)
 		}
 		s.dhcp = d
 	}
-	s.done.Add(2)
+	s.done.Add(3)
 	go func() {
 		defer s.done.Done()
 		ts.Serve(pc)
+	}()
+	go func() {
+		defer s.done.Done()
+		front.serve()
 	}()
 	go func() {
 		defer s.done.Done()
@@ -516,6 +524,7 @@ func (s *Server) Close() error {
 	}
 	errs = append(errs, s.httpSrv.Close())
 	s.tftp.Shutdown()
+	s.tftpFront.close()
 	s.done.Wait()
 	j.close()
 	s.closeLoaders()

@@ -20,6 +20,14 @@ func (s *Server) tftpRead(filename string, rf io.ReaderFrom) error {
 		a := ot.RemoteAddr()
 		client = a.String()
 	}
+	if _, err := checkMode(rf); err != nil {
+		if ot != nil {
+			a := ot.RemoteAddr()
+			s.refuseRequest(&a, filename, "mode", err)
+		}
+		// pin/tftp answers with ERROR code 1 and this message.
+		return err
+	}
 	name, err := ValidName(filename)
 	if err != nil {
 		s.refused("tftp", client, filename, err)

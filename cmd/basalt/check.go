@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/interp"
@@ -16,6 +17,8 @@ type jobFlags struct {
 	lab      string
 	params   []string
 	maxSteps uint64
+	// declareTimeout bounds the job file's top level (run and check).
+	declareTimeout time.Duration
 }
 
 func (f *jobFlags) register(c *cobra.Command) {
@@ -23,6 +26,7 @@ func (f *jobFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.lab, "lab", "", "lab directory (default $BASALT_LAB, else ./lab)")
 	c.Flags().StringArrayVar(&f.params, "param", nil, "override a declared job param, `k=v` (repeatable)")
 	c.Flags().Uint64Var(&f.maxSteps, "max-steps", interp.DefaultMaxSteps, "Starlark step limit of the declare phase and of each stage attempt")
+	c.Flags().DurationVar(&f.declareTimeout, "declare-timeout", interp.DefaultDeclareTimeout, "deadline of the declare phase (the job file's top level and its loads)")
 	c.RegisterFlagCompletionFunc("device", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return completeDevices(f.lab), cobra.ShellCompDirectiveNoFileComp
 	})
@@ -75,9 +79,10 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 				return &exitError{code: pipeline.ExitJob, err: err}
 			}
 			plan, err := interp.Declare(interp.Options{File: args[0], Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
+				Ctx: a.ctx, Timeout: f.declareTimeout,
 				Print: func(msg string) { fmt.Fprintln(a.stderr, msg) }})
 			if err != nil {
-				return &exitError{code: pipeline.ExitJob, err: err}
+				return &exitError{code: exitCodeOf(err), err: err}
 			}
 			if err := plan.Validate(); err != nil {
 				return &exitError{code: pipeline.ExitJob, err: err}

@@ -22,8 +22,8 @@ import (
 // parse or load is left for Declare to report (nil result, nil error).
 func lintJob(file string) (*lint.Result, error) {
 	src, err := os.ReadFile(file)
-	if err != nil {
-		return nil, nil
+	if err != nil || interp.CheckSource(file, src) != nil {
+		return nil, nil // Declare reports it
 	}
 	abs, err := filepath.Abs(file)
 	if err != nil {
@@ -38,7 +38,11 @@ func lintJob(file string) (*lint.Result, error) {
 		if p, ok := strings.CutPrefix(name, interp.StdlibPrefix); ok {
 			return fs.ReadFile(stdlib.FS, p)
 		}
-		return fs.ReadFile(root.FS(), filepath.ToSlash(filepath.Clean(strings.TrimPrefix(name, "./"))))
+		data, err := fs.ReadFile(root.FS(), filepath.ToSlash(filepath.Clean(strings.TrimPrefix(name, "./"))))
+		if err == nil {
+			err = interp.CheckSource(name, data)
+		}
+		return data, err
 	}
 	res, err := lint.Check(file, src, source, tables(), interp.FileOptions)
 	if err != nil {

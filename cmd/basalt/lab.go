@@ -54,11 +54,12 @@ func configDevice(labFlag, name string) (*lab.Device, error) {
 // does not have is a usage error; one whose file (or secret, when
 // readSecrets) is broken is a job error: a retry cannot fix either.
 func lookupDevice(labFlag, name string, readSecrets bool) (*lab.Lab, *lab.Device, error) {
-	if name == "sim" && !readSecrets {
-		return nil, lab.BuiltinSim("sim"), nil
-	}
 	l, err := loadLab(labFlag)
 	if err != nil {
+		if name == "sim" && !readSecrets {
+			// check and device show on the built-in sim need no lab.
+			return nil, lab.BuiltinSim("sim"), nil
+		}
 		return nil, nil, err
 	}
 	if name == "sim" {
@@ -87,11 +88,11 @@ func lookupDevice(labFlag, name string, readSecrets bool) (*lab.Lab, *lab.Device
 // type) for `basalt check`, and describes it.
 func checkDevice(plan *interp.Plan, labFlag, device string) (string, error) {
 	if device != "" {
-		d, err := configDevice(labFlag, device)
+		l, d, err := lookupDevice(labFlag, device, false)
 		if err != nil {
 			return "", err
 		}
-		if err := compatible(plan, d); err != nil {
+		if err := compatible(plan, l, d); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%s (type %s)", d.Name, d.Type.Name), nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,8 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
+	// maxMemoryMiB bounds the job's heap (0: no limit).
+	maxMemoryMiB uint64
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -55,6 +58,7 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
+	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
 	return c
 }
 
@@ -112,19 +116,28 @@ func (a *app) runJob(file string, f *runFlags) error {
 	for k, v := range a.extraModules {
 		modules[k] = v
 	}
+	// A job limit (memory, bundle volume) cancels this context with a job
+	// error as its cause; a signal cancels it through a.ctx.
+	ctx, limitExceeded := context.WithCancelCause(a.ctx)
+	defer limitExceeded(nil)
+	stopWatch := interp.WatchMemory(ctx, f.maxMemoryMiB<<20, limitExceeded)
+	defer stopWatch()
 	// The same static checks as `basalt check` (unknown members and
 	// keywords, builtins the device cannot serve) before anything runs.
 	var plan *interp.Plan
 	calls, declErr := lintJob(file)
 	if declErr == nil {
 		plan, declErr = interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
+			Ctx: ctx, Timeout: f.declareTimeout,
 			Print: func(msg string) { out.print(msg) }})
 	}
 	if declErr == nil {
 		declErr = plan.Validate()
 	}
 	if declErr == nil && dev != nil {
-		declErr = compatible(plan, dev)
+		declErr = compatible(plan, lb, dev)
+	} else if declErr == nil {
+		_, declErr = checkDevice(plan, f.lab, "")
 	}
 	if declErr == nil && dev != nil && calls != nil {
 		if err := deviceUses(calls.Uses, dev); err != nil {
@@ -152,7 +165,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.follow {
 		follow = out.follower()
 	}
-	b, err := bundle.Create(dir, res, bundle.Options{Redactor: a.redact, Follow: follow, Print: out.printer()})
+	b, err := bundle.Create(dir, res, bundle.Options{Redactor: a.redact, Follow: follow, Print: out.printer(), OnLimit: limitExceeded})
 	if errors.Is(err, bundle.ErrExists) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EROFS) {
 		// --out (or the default results/) names a place no bundle can
 		// be written to: the command line's mistake, not the lab's.
@@ -177,7 +190,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		return fail(labErr, builtins.ClassJob)
 	}
 	if declErr != nil {
-		return fail(declErr, builtins.ClassJob)
+		return fail(declErr, builtins.ClassOf(declErr))
 	}
 	b.Update(func(r *bundle.Result) {
 		r.Params = plan.ParamStrings()
@@ -211,7 +224,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	// a.abort, which only a second signal cancels. The job's deadline
 	// starts now: opening the console is part of it.
 	jobStart := time.Now()
-	closeBackends, err := wire(a.ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, b)
+	closeBackends, err := wire(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, b)
 	if err != nil {
 		if closeBackends != nil {
 			closeBackends()
@@ -220,7 +233,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread,
 		Start: jobStart}
-	outcome := r.Run(a.ctx)
+	outcome := r.Run(ctx)
 	if closeBackends != nil {
 		closeBackends()
 	}
@@ -280,12 +293,38 @@ func (a *app) learnSecrets(l *lab.Lab, dev *lab.Device) {
 	a.redact.Add(dev.Secrets()...)
 }
 
-// compatible checks that the device can run a job of the plan's device type.
-// The sim device simulates a Highbank node, and runs jobs of any type.
-func compatible(plan *interp.Plan, dev *lab.Device) error {
+// simTypes are the device types whose jobs the built-in sim device runs: it
+// simulates a Highbank node (its BMC, SOL console, PXE firmware and shell).
+var simTypes = []string{"sim", "highbank"}
+
+// compatible checks that the job's device type exists (in the lab or built
+// in) and that the device is of that type — or is the sim device and the
+// type is one it simulates.
+func compatible(plan *interp.Plan, lb *lab.Lab, dev *lab.Device) error {
 	want := plan.Job.DeviceType
-	if want == "" || dev.Type == nil || dev.Type.Name == want || dev.Type.Name == "sim" {
+	if want == "" {
 		return nil
+	}
+	types := lab.BuiltinTypes()
+	if lb != nil {
+		types = lb.Types
+	}
+	if _, ok := types[want]; !ok {
+		known := make([]string, 0, len(types))
+		for k := range types {
+			known = append(known, k)
+		}
+		return builtins.Job(fmt.Errorf("%s: unknown device type %q (known: %v)", plan.Job.Pos, want, sortedStrings(known)))
+	}
+	if dev.Type == nil || dev.Type.Is(want) {
+		return nil
+	}
+	if dev.Type.Is("sim") {
+		if slices.Contains(simTypes, want) {
+			return nil
+		}
+		return builtins.Job(fmt.Errorf("%s: the job is for device type %q; device %q is the simulator, which runs jobs of type %s",
+			plan.Job.Pos, want, dev.Name, strings.Join(simTypes, " or ")))
 	}
 	return builtins.Job(fmt.Errorf("%s: the job is for device type %q but device %q is a %q", plan.Job.Pos, want, dev.Name, dev.Type.Name))
 }

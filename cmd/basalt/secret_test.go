@@ -65,6 +65,9 @@ def boot(ctx):
 
 def leak(ctx):
     # a secret learned while the job runs is masked from then on
+    # read by the read builtin, so the shell takes the line verbatim instead of
+    # parsing its quotes; the console echoes it as typed
+    sol.sendline("read -r x")
     sol.sendline(ctx.params.token, secret = True)
     print("token %r" % ctx.params.token)
     test.case("token " + ctx.params.token, "pass")
@@ -76,7 +79,8 @@ def leak(ctx):
     test.case("login " + pw, "pass", measurement = 1, units = pw)
     # typed without secret=True: the console echoes it, and the timeout
     # error quotes the console's last bytes with %q
-    sol.sendline("echo " + pw)
+    sol.sendline("read -r y")
+    sol.sendline(pw)
     sol.expect("no such output", timeout = "3s")
 
 def off(ctx):
@@ -122,7 +126,7 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 	// The run did what the test needs: the console showed the password
 	// (masked) and the stage failed on the expect timeout.
 	con, _ := os.ReadFile(filepath.Join(out, "console.log"))
-	if !bytes.Contains(con, []byte("echo ******")) {
+	if bytes.Count(con, []byte("******")) < 2 {
 		t.Errorf("console.log = %q, want the typed password echoed and masked", con)
 	}
 	if !strings.Contains(stdout.String(), "stage leak: error") || !strings.Contains(stdout.String()+stderr.String(), "console.log, last") {

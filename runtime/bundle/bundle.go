@@ -117,6 +117,31 @@ type Bundle struct {
 	jobLog  *os.File
 	printTo io.Writer
 	closed  bool
+
+	limits     Limits
+	onLimit    func(error)
+	logBytes   int64
+	eventBytes int64
+	logFull    bool
+	eventsFull bool
+}
+
+// Default volume limits of a bundle (see Limits).
+const (
+	DefaultJobLogLimit = 16 << 20
+	DefaultEventsLimit = 64 << 20
+)
+
+// Limits bound what a job can make the bundle write, so that a job that
+// prints without end fills neither the disk nor the CI log. Past a limit,
+// the bundle drops what the job adds (job.log lines; events other than the
+// job's, stages' and cleanups' own, which are few) and reports a job error
+// once through Options.OnLimit.
+type Limits struct {
+	// JobLog is the most bytes job.log holds; 0 means DefaultJobLogLimit.
+	JobLog int64
+	// Events is the most bytes events.jsonl holds; 0 means DefaultEventsLimit.
+	Events int64
 }
 
 // Options configure Create.
@@ -129,6 +154,11 @@ type Options struct {
 	Follow io.Writer
 	// Print, when set, receives the job log lines too (the terminal).
 	Print io.Writer
+	// Limits bound job.log and events.jsonl.
+	Limits Limits
+	// OnLimit, when set, is called once per limit exceeded with a job
+	// error naming it; the runner ends the job with it.
+	OnLimit func(error)
 }
 
 // ErrExists is Create's error for a directory that holds a bundle already.
@@ -153,7 +183,13 @@ func Create(dir string, res Result, o Options) (*Bundle, error) {
 		r = NewRedactor()
 	}
 	r.Add(o.Secrets...)
-	b := &Bundle{Dir: dir, R: r, printTo: o.Print}
+	b := &Bundle{Dir: dir, R: r, printTo: o.Print, limits: o.Limits, onLimit: o.OnLimit}
+	if b.limits.JobLog <= 0 {
+		b.limits.JobLog = DefaultJobLogLimit
+	}
+	if b.limits.Events <= 0 {
+		b.limits.Events = DefaultEventsLimit
+	}
 	var err error
 	open := func(name string) *os.File {
 		if err != nil {
@@ -213,7 +249,33 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 		line, _ = json.Marshal(map[string]any{"seq": b.seq, "type": typ, "marshal_error": err.Error()})
 	}
 	line = append([]byte(b.R.String(string(line))), '\n')
+	var exceeded error
+	if b.eventBytes+int64(len(line)) > b.limits.Events && !lifecycle(typ) {
+		if b.eventsFull {
+			return
+		}
+		b.eventsFull = true
+		exceeded = builtins.Job(fmt.Errorf("events.jsonl limit of %d bytes exceeded; later events of the job are dropped", b.limits.Events))
+		line, _ = json.Marshal(map[string]any{"seq": b.seq, "time": ev["time"], "type": "events_truncated", "error": exceeded.Error()})
+		line = append(line, '\n')
+	}
+	b.eventBytes += int64(len(line))
 	b.events.Write(line) // one write per line: valid up to the last line after SIGKILL
+	if exceeded != nil && b.onLimit != nil {
+		// Called under b.mu: OnLimit must not call back into the bundle.
+		b.onLimit(exceeded)
+	}
+}
+
+// lifecycle reports whether events of type typ are the runner's own record
+// of the job's structure, written whatever the volume limit.
+func lifecycle(typ string) bool {
+	for _, p := range []string{"job_", "stage_", "cleanup_", "device_"} {
+		if strings.HasPrefix(typ, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestCase records a test result.
@@ -247,11 +309,26 @@ func (b *Bundle) TestCase(tc builtins.TestCase) {
 func (b *Bundle) Print(msg string) {
 	msg = b.R.String(msg)
 	b.mu.Lock()
+	if b.logFull {
+		b.mu.Unlock()
+		return
+	}
+	var exceeded error
+	if b.logBytes+int64(len(msg))+1 > b.limits.JobLog {
+		b.logFull = true
+		exceeded = builtins.Job(fmt.Errorf("print: job.log limit of %d bytes exceeded; later output is dropped", b.limits.JobLog))
+		msg = "basalt: " + exceeded.Error()
+	}
+	b.logBytes += int64(len(msg)) + 1
 	if !b.closed {
 		fmt.Fprintln(b.jobLog, msg)
 	}
 	w := b.printTo
+	onLimit := b.onLimit
 	b.mu.Unlock()
+	if exceeded != nil && onLimit != nil {
+		onLimit(exceeded)
+	}
 	if w != nil {
 		fmt.Fprintln(w, msg)
 	}

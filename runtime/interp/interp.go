@@ -16,6 +16,7 @@
 package interp
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -49,6 +50,10 @@ var FileOptions = &syntax.FileOptions{
 // stage attempt (not time spent inside builtins).
 const DefaultMaxSteps = 50_000_000
 
+// DefaultDeclareTimeout bounds the declare phase (the job file's top level
+// and the libraries it loads) in wall-clock time, whatever it spends it on.
+const DefaultDeclareTimeout = 10 * time.Second
+
 // DefaultJobTimeout applies when job() names no timeout.
 const DefaultJobTimeout = time.Hour
 
@@ -70,6 +75,11 @@ type Options struct {
 	Env *builtins.Env
 	// MaxSteps is the step limit; 0 means DefaultMaxSteps.
 	MaxSteps uint64
+	// Ctx, when set, cancels the declare phase (SIGINT, SIGTERM, a job
+	// limit); its cause, when a *builtins.Error, is the error returned.
+	Ctx context.Context
+	// Timeout is the declare deadline; 0 means DefaultDeclareTimeout.
+	Timeout time.Duration
 	// Print receives print() output during the declare phase.
 	Print func(msg string)
 }
@@ -127,6 +137,8 @@ type Plan struct {
 	Inputs   []Input
 	Modules  starlark.StringDict
 	MaxSteps uint64
+	// sources holds the text of the inputs by name, to place errors.
+	sources map[string][]byte
 }
 
 // ParamDict returns the params as a Starlark dict-like struct value source.
@@ -166,10 +178,13 @@ func Declare(o Options) (*Plan, error) {
 	}
 	src := o.Src
 	if src == nil {
-		src, err = os.ReadFile(abs)
+		src, err = readLimited(abs)
 		if err != nil {
 			return nil, builtins.Job(fmt.Errorf("read job file: %w", err))
 		}
+	}
+	if err := checkSource(o.File, src); err != nil {
+		return nil, builtins.Job(err)
 	}
 	dir := filepath.Dir(abs)
 	root, err := os.OpenRoot(dir)
@@ -182,7 +197,7 @@ func Declare(o Options) (*Plan, error) {
 	if maxSteps == 0 {
 		maxSteps = DefaultMaxSteps
 	}
-	st := &declState{plan: &Plan{File: o.File, Dir: dir, Modules: o.Modules, MaxSteps: maxSteps}}
+	st := &declState{plan: &Plan{File: o.File, Dir: dir, Modules: o.Modules, MaxSteps: maxSteps, sources: map[string][]byte{}}}
 	predeclared := starlark.StringDict{}
 	for k, v := range o.Modules {
 		predeclared[k] = v
@@ -190,22 +205,44 @@ func Declare(o Options) (*Plan, error) {
 	for k, v := range st.builtins() {
 		predeclared[k] = v
 	}
-	ld := &loader{root: root, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan}
+	parent := o.Ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = DefaultDeclareTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	ld := &loader{root: root, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan,
+		ctx: ctx, reason: func() string { return cancelReason(parent, ctx, timeout) }}
+	defer ld.stopAll()
 
 	env := &builtins.Env{}
 	if o.Env != nil {
-		env = o.Env.WithContext(o.Env.Ctx, "")
+		env = o.Env.WithContext(ctx, "")
+	} else {
+		env.Ctx = ctx
 	}
 	env.Declaring = true
 	thread := ld.newThread(env, maxSteps, o.Print)
 	thread.Name = "declare"
 
 	st.plan.Inputs = append(st.plan.Inputs, input(o.File, src))
-	globals, err := starlark.ExecFileOptions(FileOptions, thread, o.File, src, predeclared)
-	if err != nil {
-		return nil, JobError(err)
+	st.plan.sources[o.File] = src
+	if _, err := starlark.ExecFileOptions(FileOptions, thread, o.File, src, predeclared); err != nil {
+		if parent.Err() != nil {
+			// Canceled from outside: a signal (exit 5) or a job limit
+			// that says what it is.
+			var ce *builtins.Error
+			if cause := context.Cause(parent); errors.As(cause, &ce) {
+				return nil, cause
+			}
+			return nil, &builtins.Error{Class: builtins.ClassCanceled, Err: fmt.Errorf("declare %s: canceled", o.File)}
+		}
+		return nil, escaped(st.plan.jobError(err))
 	}
-	_ = globals
 	if !st.jobSeen {
 		return nil, builtins.Job(fmt.Errorf("%s: the job file never calls job(name = ..., ...)", o.File))
 	}
@@ -221,6 +258,29 @@ func Declare(o Options) (*Plan, error) {
 func input(name string, data []byte) Input {
 	sum := sha256.Sum256(data)
 	return Input{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// jobError is JobError with the position placed by the plan's sources.
+func (p *Plan) jobError(err error) error {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) && builtins.ClassOf(err) == builtins.ClassJob {
+		if pos := p.Pos(ee); pos != "" && !strings.HasPrefix(ee.Msg, pos) {
+			return builtins.Job(&posError{pos: pos, err: err})
+		}
+	}
+	return JobError(err)
+}
+
+// cancelReason says why the declare thread was cancelled.
+func cancelReason(parent, ctx context.Context, timeout time.Duration) string {
+	if parent.Err() != nil {
+		var ce *builtins.Error
+		if cause := context.Cause(parent); errors.As(cause, &ce) {
+			return ce.Error()
+		}
+		return "canceled"
+	}
+	return fmt.Sprintf("declare deadline of %s reached (the job file's top level must finish within it; --declare-timeout)", timeout)
 }
 
 // JobError turns a Starlark error into a job error whose message starts
@@ -470,6 +530,16 @@ type loader struct {
 	cache       map[string]*loadEntry
 	plan        *Plan
 	print       func(string)
+	// ctx ends every thread of the declare phase; reason says why.
+	ctx    context.Context
+	reason func() string
+	stops  []func() bool
+}
+
+func (l *loader) stopAll() {
+	for _, stop := range l.stops {
+		stop()
+	}
 }
 
 type loadEntry struct {
@@ -493,6 +563,14 @@ func (l *loader) newThread(env *builtins.Env, maxSteps uint64, print func(string
 		t.Cancel(fmt.Sprintf("step limit of %d Starlark steps exceeded (a runaway loop?)", maxSteps))
 	}
 	builtins.Attach(t, env)
+	if l.ctx != nil {
+		// Starlark checks cancellation between steps; this is what ends a
+		// long computation at the declare deadline or on a signal.
+		l.stops = append(l.stops, context.AfterFunc(l.ctx, func() { t.Cancel(l.reason()) }))
+		if l.ctx.Err() != nil {
+			t.Cancel(l.reason())
+		}
+	}
 	return t
 }
 
@@ -514,6 +592,12 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 	e = &loadEntry{loading: true}
 	l.cache[name] = e
 	l.plan.Inputs = append(l.plan.Inputs, input(name, data))
+	l.plan.sources[name] = data
+	if err := checkSource(name, data); err != nil {
+		e.loading = false
+		e.err = err
+		return nil, err
+	}
 	// A library runs in a thread of its own with the same sandbox.
 	env := builtins.EnvOf(thread)
 	t := l.newThread(env, l.plan.MaxSteps, l.print)
@@ -560,7 +644,7 @@ func (l *loader) read(module string) (string, []byte, error) {
 		return "", nil, fmt.Errorf("load(%q): refused: %v", module, rootErr(err))
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 8<<20))
+	data, err := io.ReadAll(io.LimitReader(f, MaxSourceSize+1))
 	if err != nil {
 		return "", nil, fmt.Errorf("load(%q): %v", module, err)
 	}

@@ -173,6 +173,14 @@ func (r *Runner) Run(ctx context.Context) Outcome {
 		abort = context.Background()
 	}
 	for i, c := range plan.Cleanups {
+		if abort.Err() != nil {
+			// Aborted (a second SIGINT): what has not started never runs.
+			cleanups[i].Status = "aborted"
+			cleanups[i].Error = "not run: cleanup aborted"
+			r.emit("cleanup_end", map[string]any{"cleanup": c.Name, "outcome": "aborted", "error": cleanups[i].Error})
+			r.Bundle.Update(func(res *bundle.Result) { res.Cleanup = cleanups })
+			continue
+		}
 		err := r.runCleanup(abort, i, c, &cleanups[i])
 		r.Bundle.Update(func(res *bundle.Result) { res.Cleanup = cleanups })
 		if err != nil && out.Err == nil {
@@ -215,20 +223,20 @@ func testsFailed(tests []builtins.TestCase) bool {
 // failure classifies err for the outcome.
 func (r *Runner) failure(ctx context.Context, err error, stage string) Outcome {
 	class := builtins.ClassOf(err)
-	if ctx.Err() != nil {
+	if signaled(ctx) {
 		class = builtins.ClassCanceled
 	}
 	info := &bundle.ErrorInfo{Class: string(class), Message: err.Error(), Stage: stage}
 	var ee *starlark.EvalError
 	if errors.As(err, &ee) {
-		info.Pos = interp.Pos(ee)
+		info.Pos = r.Plan.Pos(ee)
 		info.Backtrace = ee.Backtrace()
 		info.Message = ee.Msg
 		if cause := errors.Unwrap(ee); cause != nil {
 			info.Message = cause.Error()
 		}
 	}
-	if class == builtins.ClassCanceled && ctx.Err() != nil {
+	if class == builtins.ClassCanceled && signaled(ctx) {
 		info.Message = "canceled: " + info.Message
 	}
 	return Outcome{Class: class, Err: err, Info: info}
@@ -258,7 +266,7 @@ func (r *Runner) runStage(sigCtx, jobCtx context.Context, idx int, st interp.Sta
 			fields["outcome"] = "pass"
 		}
 		r.emit("stage_end", fields)
-		if err == nil || sigCtx.Err() != nil || jobCtx.Err() != nil || attempt > st.Retries || !builtins.Retryable(err) {
+		if err == nil || signaled(sigCtx) || jobCtx.Err() != nil || attempt > st.Retries || !builtins.Retryable(err) {
 			break
 		}
 		r.progress(ProgressEvent{Kind: "retry", Stage: st.Name, Attempt: attempt, Err: err})
@@ -271,7 +279,7 @@ func (r *Runner) runStage(sigCtx, jobCtx context.Context, idx int, st interp.Sta
 	switch {
 	case err == nil:
 		rec.Status = "pass"
-	case sigCtx.Err() != nil:
+	case signaled(sigCtx):
 		rec.Status = "canceled"
 		rec.Error = err.Error()
 	default:
@@ -355,19 +363,32 @@ func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Cal
 	if r.OnThread != nil {
 		r.OnThread(thread)
 	}
-	stop := context.AfterFunc(ctx, func() {
-		if sigCtx.Err() != nil {
+	cancelThread := func() {
+		switch {
+		case limitErr(sigCtx) != nil:
+			thread.Cancel(limitErr(sigCtx).Error())
+		case sigCtx.Err() != nil:
 			thread.Cancel("canceled")
-		} else {
+		default:
 			thread.Cancel(what + " reached")
 		}
-	})
+	}
+	stop := context.AfterFunc(ctx, cancelThread)
 	defer stop()
+	if ctx.Err() != nil {
+		// AfterFunc runs its function in a goroutine of its own: without
+		// this, a function started after the abort could run its first
+		// steps, or all of them, before the cancellation lands.
+		cancelThread()
+	}
 
 	arg := r.ctxValue(ctx, stage, attempt)
 	_, err := starlark.Call(thread, fn, starlark.Tuple{arg}, nil)
 	if err == nil {
 		return nil
+	}
+	if le := limitErr(sigCtx); le != nil {
+		return &builtins.Error{Class: builtins.ClassOf(le), Err: err}
 	}
 	if sigCtx.Err() != nil {
 		return &builtins.Error{Class: builtins.ClassCanceled, Err: err}
@@ -384,6 +405,23 @@ func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Cal
 	}
 	return builtins.Job(err)
 }
+
+// limitErr returns the classed error a job limit (memory, log volume)
+// cancelled ctx with, or nil when ctx is live or was cancelled by a signal.
+func limitErr(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	var ce *builtins.Error
+	if cause := context.Cause(ctx); errors.As(cause, &ce) {
+		return cause
+	}
+	return nil
+}
+
+// signaled reports whether ctx was cancelled by SIGINT/SIGTERM rather than
+// by a job limit.
+func signaled(ctx context.Context) bool { return ctx.Err() != nil && limitErr(ctx) == nil }
 
 // ctxValue builds the ctx argument of stage and cleanup functions.
 func (r *Runner) ctxValue(ctx context.Context, stage string, attempt int) starlark.Value {
