@@ -207,7 +207,10 @@ func (r *lossyRelay) pump(fromClient bool) {
 }
 
 func TestTFTPWithPacketLoss(t *testing.T) {
-	s, _ := startServer(t, pxe.Config{TFTPTimeout: 10 * time.Millisecond, TFTPRetries: 40})
+	// Short timeouts keep the test quick; many retries keep a loaded
+	// machine (make test runs packages in parallel under -race) from
+	// turning a slow scheduler into a lost transfer.
+	s, _ := startServer(t, pxe.Config{TFTPTimeout: 20 * time.Millisecond, TFTPRetries: 200})
 	dir := t.TempDir()
 	data := make([]byte, 16<<20)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -224,8 +227,8 @@ func TestTFTPWithPacketLoss(t *testing.T) {
 	}
 	relay := newLossyRelay(t, s.TFTPAddr(), 0.10)
 	c := tftpClient(t, relay.front.LocalAddr().String(), 8192)
-	c.SetTimeout(10 * time.Millisecond)
-	c.SetRetries(40)
+	c.SetTimeout(20 * time.Millisecond)
+	c.SetRetries(200)
 	got, err := get(c, sv.Files["kernel"])
 	if err != nil {
 		t.Fatalf("16 MiB through a 10%% lossy relay: %v", err)
