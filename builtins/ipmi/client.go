@@ -59,6 +59,8 @@ type Client struct {
 	mu     sync.Mutex // serialises calls; guards conn and closed
 	conn   *client.Client
 	closed bool
+
+	udp *udpMux // the SOL transport's socket mux; nil: go-ipmi's own socket
 }
 
 var _ Controller = (*Client)(nil)
@@ -308,6 +310,9 @@ func (c *Client) openLocked(ctx context.Context) error {
 		WithRetry(c.cfg.Retries).
 		WithCipherSuiteID(suites...).
 		WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
+	if c.udp != nil {
+		ic.WithUDPProxy(c.udp)
+	}
 	err = ic.Connect(ctx)
 	fields := map[string]any{
 		"device":        c.name,
