@@ -719,7 +719,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var simKeys = []string{"console_drops", "udp_loss", "type_interval_ms", "boot_failure", "kernel_panic"}
+var simKeys = []string{"console_drops", "udp_loss", "sol_loss", "type_interval_ms", "boot_failure", "kernel_panic"}
 
 func simFaults(d *starlark.Dict) (SimFaults, error) {
 	var f SimFaults
@@ -737,12 +737,16 @@ func simFaults(d *starlark.Dict) (SimFaults, error) {
 			} else {
 				f.TypeInterval = time.Duration(i) * time.Millisecond
 			}
-		case "udp_loss":
+		case "udp_loss", "sol_loss":
 			x, ok := starlark.AsFloat(v)
 			if !ok || x < 0 || x > 1 {
-				return f, fmt.Errorf("udp_loss must be a number in 0..1, not %s", v)
+				return f, fmt.Errorf("%s must be a number in 0..1, not %s", string(k), v)
 			}
-			f.UDPLoss = x
+			if k == "udp_loss" {
+				f.UDPLoss = x
+			} else {
+				f.SOLLoss = x
+			}
 		case "boot_failure", "kernel_panic":
 			b, ok := v.(starlark.Bool)
 			if !ok {
