@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -44,6 +45,8 @@ type SOL struct {
 	cfg  lab.IPMI
 	opts SOLOptions
 	log  *slog.Logger
+
+	skipAcks atomic.Int32 // tests: BMC packets left unacknowledged on purpose
 }
 
 // NewSOL returns the SOL transport of device name's BMC.
@@ -272,6 +275,7 @@ type solConn struct {
 	ended  bool
 	closed bool
 	gaps   uint64
+	resent uint64 // BMC packets received again (their acknowledgement was lost)
 	once   sync.Once
 }
 
@@ -371,7 +375,10 @@ func (c *solConn) engine(ctx context.Context) error {
 			}
 		case p := <-c.pkts:
 			lastRecv = time.Now()
-			if polls > 0 && !answers {
+			if p.SequenceNumber == 0 && pending == nil && polls > 0 {
+				// An acknowledgement-only packet while we have sent no
+				// data packet answers an acknowledgement-only packet of
+				// ours: this BMC answers polls.
 				answers = true
 			}
 			if p.ControlByte&0x10 != 0 {
@@ -409,6 +416,9 @@ func (c *solConn) engine(ctx context.Context) error {
 			}
 			lastAct = lastRecv
 			if seq == inSeq {
+				c.mu.Lock()
+				c.resent++
+				c.mu.Unlock()
 				// A retransmission: our acknowledgement was lost. Taking
 				// only what we took before keeps the count the BMC will
 				// act on; any characters added to it come again in the
@@ -427,6 +437,9 @@ func (c *solConn) engine(ctx context.Context) error {
 			}
 			c.deliver(data)
 			inSeq, inCount = seq, uint8(len(data))
+			if c.sol.skipAcks.Load() > 0 && c.sol.skipAcks.Add(-1) >= 0 {
+				break // as if the acknowledgement were lost
+			}
 			if err := c.send(ctx, ack()); err != nil {
 				return err
 			}
@@ -447,7 +460,11 @@ func (c *solConn) engine(ctx context.Context) error {
 				continue
 			}
 			if !answers {
-				polls++
+				// Only a poll sent while the BMC had nothing to push can
+				// tell: the answer is then an acknowledgement-only packet.
+				if pending == nil && now.Sub(lastAct) > pollIdle {
+					polls++
+				}
 				if polls > pollProbe {
 					polling = false
 					continue
