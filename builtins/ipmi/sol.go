@@ -203,8 +203,9 @@ const (
 	// (a SOL packet from the console is answered with any output pending;
 	// go-ipmi's BMC, basalt's own, does). Polls recover output whose pushed
 	// packet was lost long before the BMC's retry timer would; right after
-	// traffic they go every pollFast, later every pollIdle.
-	pollFast   = 10 * time.Millisecond
+	// traffic they go every pollFast (the BMC's 10 ms pump tick would add
+	// 10-20 ms to each burst of output), later every pollIdle.
+	pollFast   = 5 * time.Millisecond
 	pollIdle   = 100 * time.Millisecond
 	activeSpan = time.Second
 	// A BMC that has answered none of the first pollProbe polls does not
@@ -317,6 +318,7 @@ func (c *solConn) engine(ctx context.Context) error {
 		retries  int
 		lastRecv = time.Now()
 		lastAct  = time.Now()
+		lastPoll time.Time
 		polls    int  // polls sent before the BMC first answered one
 		answers  bool // the BMC answers polls
 		polling  = true
@@ -359,11 +361,13 @@ func (c *solConn) engine(ctx context.Context) error {
 			wait = c.rto - now.Sub(sentAt)
 		}
 		if polling {
+			// Polls keep their own cadence: other traffic does not
+			// push them back.
 			iv := pollIdle
 			if now.Sub(lastAct) < activeSpan {
 				iv = pollFast
 			}
-			wait = min(wait, iv)
+			wait = min(wait, lastPoll.Add(iv).Sub(now))
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -396,6 +400,10 @@ func (c *solConn) engine(ctx context.Context) error {
 						c.rto = clampRTO(4 * time.Since(firstAt))
 					}
 					pending = nil
+					// Typed characters are echoed at once: ask for the
+					// echo a millisecond from now rather than a poll
+					// period.
+					lastPoll = time.Now().Add(time.Millisecond - pollFast)
 				default:
 					// Partial acceptance: the rest goes as a new packet.
 					rest := pending[n:]
@@ -459,6 +467,14 @@ func (c *solConn) engine(ctx context.Context) error {
 			if !polling {
 				continue
 			}
+			iv := pollIdle
+			if now.Sub(lastAct) < activeSpan {
+				iv = pollFast
+			}
+			if now.Sub(lastPoll) < iv {
+				continue
+			}
+			lastPoll = now
 			if !answers {
 				// Only a poll sent while the BMC had nothing to push can
 				// tell: the answer is then an acknowledgement-only packet.
