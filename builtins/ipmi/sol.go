@@ -267,6 +267,7 @@ type solConn struct {
 
 	maxChars int           // characters per packet the BMC accepts
 	rto      time.Duration // retransmission timeout (engine only)
+	lastRecv atomic.Int64  // when the last SOL packet came, UnixNano
 
 	mu     sync.Mutex
 	cond   *sync.Cond // signalled when rx grows or the stream ends
@@ -319,8 +320,10 @@ func (c *solConn) engine(ctx context.Context) error {
 		lastRecv = time.Now()
 		lastAct  = time.Now()
 		lastPoll time.Time
-		polls    int  // polls sent before the BMC first answered one
-		answers  bool // the BMC answers polls
+		ackedAt  time.Time // when inSeq was last acknowledged
+		lastData time.Time // when the last data packet came
+		polls    int       // polls sent before the BMC first answered one
+		answers  bool      // the BMC answers polls
 		polling  = true
 	)
 	timer := time.NewTimer(time.Hour)
@@ -379,6 +382,7 @@ func (c *solConn) engine(ctx context.Context) error {
 			}
 		case p := <-c.pkts:
 			lastRecv = time.Now()
+			c.lastRecv.Store(lastRecv.UnixNano())
 			if p.SequenceNumber == 0 && pending == nil && polls > 0 {
 				// An acknowledgement-only packet while we have sent no
 				// data packet answers an acknowledgement-only packet of
@@ -423,6 +427,7 @@ func (c *solConn) engine(ctx context.Context) error {
 				break // acknowledgement only
 			}
 			lastAct = lastRecv
+			lastData = lastRecv
 			if seq == inSeq {
 				c.mu.Lock()
 				c.resent++
@@ -430,7 +435,16 @@ func (c *solConn) engine(ctx context.Context) error {
 				// A retransmission: our acknowledgement was lost. Taking
 				// only what we took before keeps the count the BMC will
 				// act on; any characters added to it come again in the
-				// BMC's next packet.
+				// BMC's next packet. A copy arriving within about a round
+				// trip of our acknowledgement crossed it on the way (a
+				// BMC answering another packet of ours with the data it
+				// holds): acknowledging it too would start a second
+				// exchange beside the first, and each such copy one more,
+				// until the BMC's queue overflows.
+				if time.Since(ackedAt) < max(pollFast, c.rto/4) {
+					break
+				}
+				ackedAt = time.Now()
 				if err := c.send(ctx, ack()); err != nil {
 					return err
 				}
@@ -445,7 +459,9 @@ func (c *solConn) engine(ctx context.Context) error {
 			}
 			c.deliver(data)
 			inSeq, inCount = seq, uint8(len(data))
+			ackedAt = time.Now()
 			if c.sol.skipAcks.Load() > 0 && c.sol.skipAcks.Add(-1) >= 0 {
+				ackedAt = time.Time{}
 				break // as if the acknowledgement were lost
 			}
 			if err := c.send(ctx, ack()); err != nil {
@@ -471,7 +487,9 @@ func (c *solConn) engine(ctx context.Context) error {
 			if now.Sub(lastAct) < activeSpan {
 				iv = pollFast
 			}
-			if now.Sub(lastPoll) < iv {
+			if now.Sub(lastPoll) < iv || now.Sub(lastData) < time.Millisecond {
+				// Not yet; or packets are flowing, and a poll would only
+				// bring a copy of what is already on its way.
 				continue
 			}
 			lastPoll = now
@@ -564,10 +582,20 @@ func (c *solConn) keepAlive(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// SOL packets from the BMC prove the session alive, and ours keep
+		// it so; a Get Device ID among hundreds of SOL packets may also
+		// fall outside the BMC's session sequence window (IPMI v2.0
+		// §6.12.13, 16 behind) when retried, so it is only sent when the
+		// BMC has been quiet.
+		since := time.Since(time.Unix(0, c.lastRecv.Load()))
+		if since < c.sol.opts.KeepAlive {
+			continue
+		}
+		start := time.Now()
 		kctx, cancel := context.WithTimeout(ctx, c.sol.cfg.Timeout*time.Duration(c.sol.cfg.Retries+1))
 		_, err := c.ic.GetDeviceID(kctx)
 		cancel()
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && c.lastRecv.Load() < start.UnixNano() {
 			c.mu.Lock()
 			if c.err == nil {
 				c.err = fmt.Errorf("sol: %s: SOL session lost: keepalive: %w", c.sol, err)

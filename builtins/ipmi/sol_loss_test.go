@@ -119,3 +119,38 @@ func firstDiff(a, b string) int {
 	}
 	return -1
 }
+
+// TestSOLKeepsOutputBeyondBuffer: what the node prints while no console
+// is attached, more than the sim BMC's buffer holds, all reaches the next
+// console: the BMC stops reading the line when its buffer is full (flow
+// control, as ipmi_sim) instead of dropping output nobody will hear of.
+func TestSOLKeepsOutputBeyondBuffer(t *testing.T) {
+	line := newSerial(t)
+	b := startBMC(t, bmcsim.Config{Serial: line})
+	tr := ipmi.NewSOL("sim", b.IPMI(), ipmi.SOLOptions{})
+	ctx := ctxT(t, 60*time.Second)
+	conn, err := tr.Open(ctx) // the BMC starts reading its serial port
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+
+	var want strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&want, "line %05d printed while no console listens\r\n", i)
+	}
+	want.WriteString("END\r\n")
+	line.Print(want.String()) // about 230 KB, more than the BMC's 64 KiB
+	time.Sleep(200 * time.Millisecond)
+
+	conn, err = tr.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got := readUntil(t, conn, "END\r\n")
+	if got != want.String() {
+		t.Errorf("console output differs: got %d bytes, want %d; first difference at byte %d",
+			len(got), want.Len(), firstDiff(got, want.String()))
+	}
+}
