@@ -81,6 +81,8 @@ type Client struct {
 	answered time.Time
 	// stopKeepalive ends the keepalive goroutine; nil while none runs.
 	stopKeepalive chan struct{}
+
+	udp *udpMux // the SOL transport's socket mux; nil: go-ipmi's own socket
 }
 
 var _ Controller = (*Client)(nil)
@@ -415,13 +417,21 @@ func (c *Client) openLocked(ctx context.Context) error {
 	for i, s := range c.cfg.CipherSuites {
 		suites[i] = types.CipherSuiteID(s)
 	}
-	g := &gate{}
+	// The socket: a gate (which can hold go-ipmi's resends back while a
+	// silent session is probed), or the SOL transport's mux, which reads
+	// the socket itself and has no probes.
+	var g *gate
 	ic.WithInterface(client.InterfaceLanplus).
-		WithUDPProxy(g).
 		WithTimeout(c.cfg.Timeout).
 		WithRetry(c.cfg.Retries).
 		WithCipherSuiteID(suites...).
 		WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
+	if c.udp != nil {
+		ic.WithUDPProxy(c.udp)
+	} else {
+		g = &gate{}
+		ic.WithUDPProxy(g)
+	}
 	err = ic.Connect(ctx)
 	fields := map[string]any{
 		"device":        c.name,
@@ -550,6 +560,9 @@ func (g *gate) Read(p []byte) (int, error) {
 
 // probe starts letting one datagram out.
 func (g *gate) probe() {
+	if g == nil { // the SOL transport's mux owns the socket
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.probing, g.sent, g.answered = true, 0, false
@@ -558,6 +571,9 @@ func (g *gate) probe() {
 // end ends a probe and reports whether a datagram went out and nothing
 // came back.
 func (g *gate) end() (silent bool) {
+	if g == nil {
+		return false
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	silent = g.probing && g.sent > 0 && !g.answered

@@ -116,6 +116,7 @@ type Console struct {
 	lostErr   error
 	fatal     error  // why the reader gave up reconnecting, if it did
 	losses    uint64 // connections lost so far
+	gaps      uint64 // output lost inside connections that ended
 	mode      Mode
 	secrets   []string
 	started   bool
@@ -284,6 +285,23 @@ func (c *Console) Losses() uint64 {
 	return c.losses
 }
 
+// gapCounter is a connection that knows when output was lost inside it
+// (the SOL transport sees a BMC sequence number skipped).
+type gapCounter interface{ Gaps() uint64 }
+
+// Gaps returns how many times console output was lost inside a connection
+// (not counting losses of the connection itself): output the device
+// printed that the console will never see.
+func (c *Console) Gaps() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.gaps
+	if g, ok := c.conn.(gapCounter); ok {
+		n += g.Gaps()
+	}
+	return n
+}
+
 // run is the reader goroutine.
 func (c *Console) run(conn io.ReadWriteCloser) {
 	defer close(c.done)
@@ -302,6 +320,9 @@ func (c *Console) run(conn io.ReadWriteCloser) {
 		}
 		lostAt := time.Now()
 		c.mu.Lock()
+		if g, ok := conn.(gapCounter); ok {
+			c.gaps += g.Gaps()
+		}
 		c.conn = nil
 		c.connected = make(chan struct{})
 		c.lostAt, c.lostErr = lostAt, err

@@ -268,7 +268,7 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 		}
 		return Result{}, fmt.Errorf("command %q did not start: %w", cmd, err)
 	}
-	m, err := c.Expect(ctx, f.endPattern())
+	m, err := t.expectEnd(ctx, c, f)
 	if err != nil {
 		t.interrupt(ctx)
 		if te := timedOut(ctx, cmd, start, true, err); te != nil {
@@ -297,9 +297,33 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 // connection was lost (*sol.Console implements it).
 type lossCounter interface{ Losses() uint64 }
 
+// gapCounter is what a console tells of output lost inside a connection
+// (*sol.Console implements it: a SOL BMC that gave a packet up).
+type gapCounter interface{ Gaps() uint64 }
+
 // restartWait is how long typeAndStart waits for the start marker before it
-// checks whether the console lost its connection meanwhile.
+// checks whether the console lost its connection meanwhile; the command's
+// end is watched for output gaps as often.
 var restartWait = 3 * time.Second
+
+// maxRetypes bounds how often a line is typed again after connection
+// losses: a console that keeps losing what is typed is unusable, and
+// waiting out the stage's deadline would only hide that.
+const maxRetypes = 3
+
+// consoleState is what a console has lost so far.
+type consoleState struct{ losses, gaps uint64 }
+
+func stateOf(c Console) consoleState {
+	var s consoleState
+	if lc, ok := c.(lossCounter); ok {
+		s.losses = lc.Losses()
+	}
+	if gc, ok := c.(gapCounter); ok {
+		s.gaps = gc.Gaps()
+	}
+	return s
+}
 
 // typeAndStart types the framed command line and waits for its start
 // marker. Keystrokes typed as the console loses its connection (a BMC
@@ -307,38 +331,89 @@ var restartWait = 3 * time.Second
 // newline. The start marker is the first thing the line prints, and the
 // console loses no output across a reconnect, so while it has not appeared
 // the line has not run: after a loss, erase what the shell may hold (Ctrl-U)
-// and type the line again.
+// and type the line again, at most maxRetypes times. Output lost inside a
+// connection (a gap) breaks that reasoning — the marker may be what was
+// lost — so a gap ends the attempt at once: typing again could run the
+// command twice.
 func (t *Target) typeAndStart(ctx context.Context, c Console, line string, f frame) error {
-	lc, _ := c.(lossCounter)
-	var losses uint64
-	if lc != nil {
-		losses = lc.Losses()
+	_, watch := c.(lossCounter)
+	if _, ok := c.(gapCounter); ok {
+		watch = true
 	}
+	first := stateOf(c)
+	seen := first
 	if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
 		return fmt.Errorf("type: %w", err)
 	}
+	retypes := 0
 	for {
 		wait := ctx
 		cancel := context.CancelFunc(func() {})
-		if lc != nil {
+		if watch {
 			wait, cancel = context.WithTimeout(ctx, restartWait)
 		}
 		_, err := c.Expect(wait, f.startPattern())
 		cancel()
-		if err == nil || ctx.Err() != nil || lc == nil {
+		if err == nil || ctx.Err() != nil || !watch {
 			return err
 		}
-		if now := lc.Losses(); now != losses {
-			losses = now
-			t.emit("target_retype", map[string]any{"reason": "console connection lost while typing"})
-			if err := c.Send(ctx, "\x15", sol.SendOptions{}); err != nil {
-				return fmt.Errorf("erase line: %w", err)
-			}
-			if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
-				return fmt.Errorf("retype: %w", err)
-			}
+		now := stateOf(c)
+		if now.gaps != seen.gaps {
+			return builtins.Infra(fmt.Errorf("console lost output (%d gaps, %d connection losses since the line was typed); not typing it again, it may have run",
+				now.gaps-first.gaps, now.losses-first.losses))
+		}
+		if now.losses == seen.losses {
+			continue
+		}
+		seen = now
+		if retypes == maxRetypes {
+			return builtins.Infra(fmt.Errorf("console unusable: its connection was lost %d times while the line was typed; gave up after %d retypes (%d output gaps)",
+				now.losses-first.losses, retypes, now.gaps-first.gaps))
+		}
+		retypes++
+		t.emit("target_retype", map[string]any{"reason": "console connection lost while typing", "retype": retypes})
+		if err := c.Send(ctx, "\x15", sol.SendOptions{}); err != nil {
+			return fmt.Errorf("erase line: %w", err)
+		}
+		if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
+			return fmt.Errorf("retype: %w", err)
 		}
 	}
+}
+
+// expectEnd waits for the command's end marker. A console that reports
+// output gaps is watched every restartWait: once output is lost the marker
+// may never come, and the command's whole timeout would pass for nothing.
+func (t *Target) expectEnd(ctx context.Context, c Console, f frame) (expect.Match, error) {
+	gc, ok := c.(gapCounter)
+	if !ok {
+		return c.Expect(ctx, f.endPattern())
+	}
+	gaps := gc.Gaps()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		tick := time.NewTicker(restartWait)
+		defer tick.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+				if n := gc.Gaps(); n != gaps {
+					cancel(builtins.Infra(fmt.Errorf("console lost output while the command ran (%d gaps); its end cannot be seen", n-gaps)))
+					return
+				}
+			}
+		}
+	}()
+	m, err := c.Expect(wctx, f.endPattern())
+	if err != nil && ctx.Err() == nil {
+		if cause := context.Cause(wctx); cause != nil && cause != context.Canceled {
+			return m, cause
+		}
+	}
+	return m, err
 }
 
 // waitPrompt consumes the prompt printed after a command, so that a later

@@ -914,6 +914,14 @@ var simKeys = []simKey{
 		f.UDPLoss = x
 		return nil
 	}},
+	{"sol_loss", "fraction of SOL datagrams dropped, 0..1, on top of udp_loss (the BMC retransmits them as IPMI v2.0 §15.9 and ipmi_sim do)", func(f *SimFaults, v starlark.Value) error {
+		x, ok := starlark.AsFloat(v)
+		if !ok || x < 0 || x > 1 {
+			return fmt.Errorf("sol_loss must be a number in 0..1, not %s", v)
+		}
+		f.SOLLoss = x
+		return nil
+	}},
 	{"type_interval_ms", "characters typed to the bootloader faster than this are dropped", func(f *SimFaults, v starlark.Value) error {
 		ms, err := simInt("type_interval_ms", v)
 		f.TypeInterval = time.Duration(ms) * time.Millisecond

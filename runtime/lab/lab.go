@@ -169,6 +169,7 @@ type Console struct {
 type SimFaults struct {
 	ConsoleDrops int     // close the SOL session this many times during the job
 	UDPLoss      float64 // fraction of BMC datagrams dropped, 0..1
+	SOLLoss      float64 // fraction of SOL datagrams dropped, 0..1, on top of UDPLoss
 	// TypeInterval: characters typed to the bootloader faster than this are
 	// dropped, as Highbank's bootloader and iPXE over SOL do. 0 = never drop.
 	TypeInterval time.Duration

@@ -72,8 +72,8 @@ func FormatDevice(w io.Writer, d *Device) error {
 		line("power", "ipmi")
 	}
 	if d.Sim != (SimFaults{}) {
-		line("sim faults", "console_drops=%d udp_loss=%g type_interval=%s boot_failure=%t kernel_panic=%t",
-			d.Sim.ConsoleDrops, d.Sim.UDPLoss, d.Sim.TypeInterval, d.Sim.BootFailure, d.Sim.KernelPanic)
+		line("sim faults", "console_drops=%d udp_loss=%g sol_loss=%g type_interval=%s boot_failure=%t kernel_panic=%t",
+			d.Sim.ConsoleDrops, d.Sim.UDPLoss, d.Sim.SOLLoss, d.Sim.TypeInterval, d.Sim.BootFailure, d.Sim.KernelPanic)
 	}
 	vmKeys := make([]string, 0, len(d.VM))
 	for k := range d.VM {

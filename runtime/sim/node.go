@@ -102,7 +102,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.tty = newTTYMux(n.line.Device())
 	// A sim device file may set the BMC's user and password; by default
 	// they are admin and a random one.
-	n.bmc = bmcsim.New(bmcsim.Config{Serial: n.line.Host(), Node: n, Loss: f.UDPLoss, Log: cfg.Log,
+	n.bmc = bmcsim.New(bmcsim.Config{Serial: n.line.Host(), Node: n, Loss: f.UDPLoss, SOLLoss: f.SOLLoss, Log: cfg.Log,
 		User: cfg.Device.IPMI.User, Password: cfg.Device.IPMI.Password.Value(), SessionTimeout: f.SessionTimeout})
 	if err := n.bmc.Start(ctx, "127.0.0.1:0"); err != nil {
 		n.line.Close()

@@ -95,6 +95,9 @@ type Config struct {
 	Node Node
 	// Loss is the fraction (0..1) of datagrams dropped in each direction.
 	Loss float64
+	// SOLLoss is the fraction (0..1) of SOL datagrams dropped in each
+	// direction, on top of Loss.
+	SOLLoss float64
 	// SoftOffDelay is how long an ACPI soft-off takes. Default 200ms.
 	SoftOffDelay time.Duration
 	// SessionTimeout ends sessions that send nothing for this long (the
@@ -115,8 +118,9 @@ type Config struct {
 // silent sessions.
 const evictScan = 250 * time.Millisecond
 
-// serialBuffer bounds the node output held between SOL polls; beyond it the
-// oldest bytes are dropped, as a UART FIFO overruns.
+// serialBuffer bounds the node output the BMC holds for the console; beyond
+// it the BMC stops reading the serial port (flow control), so nothing is
+// dropped.
 const serialBuffer = 64 << 10
 
 // BMC is a simulated BMC. Create it with [New], then [BMC.Start] it.
@@ -188,6 +192,7 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 		return fmt.Errorf("bmcsim: listen: %w", err)
 	}
 	b.conn = newLossyConn(uc, b.cfg.Loss)
+	b.conn.setSOLLoss(b.cfg.SOLLoss)
 
 	var guid [16]byte
 	copy(guid[:], "basalt-bmcsim\x00\x00\x00")
@@ -211,6 +216,15 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 	}
 	core.Sessions = bmc.NewSessionStoreWithOptions(clock.Real, opts...)
 	core.Sessions.SetOnRemove(core.SOL.DeactivateBySession)
+	// SOL configuration (IPMI v2.0 Table 26-5). Parameter 3: send what the
+	// node prints after 5 ms (one unit, the least the spec allows) instead
+	// of go-ipmi's 50 ms, as "ipmitool sol set character-accumulate-level 1"
+	// makes a real BMC do. Parameter 4: retransmit an unacknowledged packet
+	// 4 times, 1 s apart, as OpenIPMI's ipmi_sim does (lanserv/sol.c,
+	// MAX_SOL_RESENDS and its 1 s sol_timeout); like any BMC it then gives
+	// the packet up and says so (status bit 3).
+	core.SOL.Config().SetParam(3, []byte{1, bmc.SOLMaxPayloadChars})
+	core.SOL.Config().SetParam(4, []byte{4, 100})
 	user, err := core.Users.Add(2, b.cfg.User)
 	if err != nil {
 		uc.Close()

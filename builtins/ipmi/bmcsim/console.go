@@ -11,24 +11,40 @@ import (
 
 // serialConsole is the BMC's end of the node's serial port, handed to
 // go-ipmi's SOL engine as a hal.ConsoleHAL. One goroutine reads the port for
-// the BMC's whole life. Output is buffered (up to serialBuffer, oldest bytes
-// dropped first) whether or not a SOL session is attached, as many BMCs do:
-// what the node prints while the console reconnects reaches the next
-// session, and what a dropped session had not yet sent is kept for the next.
+// the BMC's whole life. Output is buffered whether or not a SOL session is
+// attached, as many BMCs do: what the node prints while the console
+// reconnects reaches the next session, and what a dropped session had not
+// yet sent is kept for the next. A full buffer (serialBuffer) stops reading
+// the port until the console drains it, as OpenIPMI's ipmi_sim stops
+// reading its serial device when its output buffer is full (lanserv/sol.c,
+// set_read_enable, with RTS/CTS flow control on by default): output then
+// waits on the line instead of being dropped unseen.
 type serialConsole struct {
 	port io.ReadWriter
 
 	start sync.Once
 
 	mu       sync.Mutex
-	pending  []byte // output while no session is attached
+	room     *sync.Cond // signalled when buffered output shrinks
+	pending  []byte     // output while no session is attached
 	attached *consoleConn
 	err      error // the port's read error, once it failed
 	closed   bool
 }
 
 func newSerialConsole(port io.ReadWriter) *serialConsole {
-	return &serialConsole{port: port}
+	s := &serialConsole{port: port}
+	s.room = sync.NewCond(&s.mu)
+	return s
+}
+
+// buffered returns the output held for the console; s.mu held.
+func (s *serialConsole) buffered() int {
+	n := len(s.pending)
+	if s.attached != nil {
+		n += len(s.attached.rx)
+	}
+	return n
 }
 
 // run reads the port until it fails. The port belongs to the node; when the
@@ -36,26 +52,29 @@ func newSerialConsole(port io.ReadWriter) *serialConsole {
 func (s *serialConsole) run() {
 	buf := make([]byte, 4096)
 	for {
+		s.mu.Lock()
+		for s.buffered() >= serialBuffer && !s.closed {
+			s.room.Wait()
+		}
+		done := s.closed
+		s.mu.Unlock()
+		if done {
+			return
+		}
 		n, err := s.port.Read(buf)
 		s.mu.Lock()
 		if n > 0 && s.attached != nil {
 			c := s.attached
 			c.rx = append(c.rx, buf[:n]...)
-			if over := len(c.rx) - serialBuffer; over > 0 {
-				c.rx = c.rx[over:]
-			}
 		} else if n > 0 {
 			s.pending = append(s.pending, buf[:n]...)
-			if over := len(s.pending) - serialBuffer; over > 0 {
-				s.pending = s.pending[over:]
-			}
 		}
 		if err != nil {
 			s.err = err
 			s.mu.Unlock()
 			return
 		}
-		done := s.closed
+		done = s.closed
 		s.mu.Unlock()
 		if done {
 			return
@@ -85,6 +104,7 @@ func (s *serialConsole) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.attached = nil
+	s.room.Broadcast()
 	s.mu.Unlock()
 }
 
@@ -106,6 +126,9 @@ func (c *consoleConn) ReadAvailable(p []byte) (int, error) {
 	}
 	n := copy(p, c.rx)
 	c.rx = c.rx[n:]
+	if n > 0 {
+		c.s.room.Broadcast()
+	}
 	return n, nil
 }
 
@@ -132,5 +155,6 @@ func (c *consoleConn) Close() error {
 	}
 	c.closed = true
 	c.rx = nil
+	c.s.room.Broadcast()
 	return nil
 }
