@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/pin/tftp/v3"
 )
@@ -330,10 +331,10 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		SHA256: map[string]string{}, Sizes: map[string]int64{},
 	}
 	j.served = out
-	var arts []*artifact
+	var arts []*artifact.File
 	closeAll := func() {
 		for _, a := range arts {
-			a.f.Close()
+			a.Close()
 		}
 	}
 	bases := map[string]bool{}
@@ -341,23 +342,23 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		if r.src == "" {
 			continue
 		}
-		a, err := s.resolve(ctx, r.src, b.JobDir, b.SHA256[r.role])
+		a, err := s.resolve(ctx, r.role, r.src, b.JobDir, b.SHA256[r.role])
 		if err != nil {
 			closeAll()
 			return nil, err
 		}
 		arts = append(arts, a)
-		base := baseName(r.src)
+		base := artifact.Base(r.src)
 		if _, err := ValidName(base); err != nil || bases[base] {
 			base = r.role
 		}
 		bases[base] = true
 		name := nonce + "/" + base
-		j.files[name] = &served{role: r.role, f: a.f, size: a.size}
+		j.files[name] = &served{role: r.role, f: a.File, size: a.Size}
 		out.Files[r.role] = name
 		out.URLs[r.role] = s.HTTPURL() + "/" + name
-		out.SHA256[r.role] = a.sha
-		out.Sizes[r.role] = a.size
+		out.SHA256[r.role] = a.SHA256
+		out.Sizes[r.role] = a.Size
 	}
 	app := strings.TrimSpace(b.Append + " basalt.nonce=" + nonce)
 	out.Append = app
