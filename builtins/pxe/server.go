@@ -41,8 +41,8 @@ type Config struct {
 	// Default DefaultLoaderDir. Files are looked up confined to each
 	// directory with os.Root and never copied anywhere.
 	LoaderDir string
-	// CacheDir holds downloaded artifacts keyed by sha256. Without it,
-	// URLs cannot be served.
+	// CacheDir is the artifact cache (package artifact) for URL boot
+	// files, shared with target. Without it, URLs cannot be served.
 	CacheDir string
 	// DHCP is "none" (default; the site DHCP server points at us) or
 	// "proxy" (answer PXE clients of the job's MAC, ports 67 and 4011).
@@ -60,9 +60,11 @@ type Config struct {
 	// before waiting for an acknowledgement (pin/tftp's SetAnticipate).
 	// Default 0: strict lock-step, which every PXE ROM understands.
 	Anticipate uint
-	// DownloadRetries is go-retryablehttp's RetryMax; default 4.
+	// DownloadRetries is go-retryablehttp's RetryMax for URL boot files;
+	// default 4.
 	DownloadRetries int
-	// Emit receives events (tftp, http, dhcp, pxe_serve, pxe_refused).
+	// Emit receives events (tftp, http, dhcp, pxe_serve, pxe_refused, and
+	// package artifact's artifact_download, artifact_cached, artifact_resume).
 	// nil discards them.
 	Emit func(typ string, fields map[string]any)
 	// Log receives diagnostics; nil discards them.
@@ -71,7 +73,8 @@ type Config struct {
 
 // Boot is what one job asks to be booted.
 type Boot struct {
-	// Kernel, Initrd and DTB are paths under JobDir or http(s) URLs.
+	// Kernel, Initrd and DTB are paths relative to JobDir or http(s) URLs,
+	// resolved by package artifact.
 	// Initrd and DTB are optional.
 	Kernel, Initrd, DTB string
 	// SHA256 optionally maps "kernel", "initrd" or "dtb" to the expected

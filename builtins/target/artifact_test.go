@@ -1,14 +1,13 @@
 package target
 
 import (
+	"bytes"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-
-	"bytes"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/pxe"

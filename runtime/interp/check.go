@@ -17,7 +17,8 @@ type Problems []string
 func (p Problems) Error() string { return strings.Join(p, "\n") }
 
 // Validate checks stage timeouts against the job timeout and that artifact
-// params name files under the job directory or http(s) URLs. It returns nil
+// params name files under the job directory or http(s) URLs, by the rules
+// of package artifact (the builtins' own). It returns nil
 // or a job error listing every problem.
 func (p *Plan) Validate() error {
 	var probs Problems
