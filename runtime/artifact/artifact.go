@@ -163,7 +163,7 @@ func Open(ctx context.Context, c *Cache, jobDir, src, want string) (*File, error
 	}
 	if IsURL(src) {
 		if c == nil {
-			return nil, builtins.Infra(fmt.Errorf("download %s: no cache directory configured", src))
+			return nil, builtins.Infra(fmt.Errorf("download %s: no cache directory configured", redacted(src)))
 		}
 		return c.Fetch(ctx, src, want)
 	}

@@ -223,6 +223,13 @@ func TestFetchErrors(t *testing.T) {
 		t.Errorf("Fetch(404) = %v (class %s), want an infrastructure error naming the URL and 404", err, builtins.ClassOf(err))
 	}
 
+	// A password in the URL shows in no message.
+	withPass := strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1) + "/missing"
+	_, err = c.Fetch(ctx, withPass, "")
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "user:xxxxx@") {
+		t.Errorf("Fetch(URL with a password) = %v, want the password masked", err)
+	}
+
 	wrong := sum([]byte("another kernel"))
 	_, err = c.Fetch(ctx, srv.URL+"/vmlinuz", wrong)
 	if err == nil || builtins.ClassOf(err) != builtins.ClassInfra || !strings.Contains(err.Error(), srv.URL+"/vmlinuz") ||

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,20 +66,21 @@ func (c *Cache) log() *slog.Logger {
 // asking the network, and a download with another digest is refused (an
 // infrastructure error; nothing is cached). Errors name u.
 func (c *Cache) Fetch(ctx context.Context, u, want string) (*File, error) {
+	shown := redacted(u)
 	want, err := normSum(want)
 	if err != nil {
-		return nil, builtins.Job(fmt.Errorf("%s: %w", u, err))
+		return nil, builtins.Job(fmt.Errorf("%s: %w", shown, err))
 	}
 	if !IsURL(u) {
-		return nil, builtins.Job(fmt.Errorf("%s: not an http or https URL", u))
+		return nil, builtins.Job(fmt.Errorf("%s: not an http or https URL", shown))
 	}
 	if c.Dir == "" {
-		return nil, builtins.Infra(fmt.Errorf("download %s: no cache directory configured", u))
+		return nil, builtins.Infra(fmt.Errorf("download %s: no cache directory configured", shown))
 	}
 	blobs, index, locks := filepath.Join(c.Dir, "sha256"), filepath.Join(c.Dir, "url"), filepath.Join(c.Dir, "lock")
 	for _, d := range []string{blobs, index, locks} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, builtins.Infra(fmt.Errorf("download %s: %w", u, err))
+			return nil, builtins.Infra(fmt.Errorf("download %s: %w", shown, err))
 		}
 	}
 	uh := sha256.Sum256([]byte(u))
@@ -88,7 +90,7 @@ func (c *Cache) Fetch(ctx context.Context, u, want string) (*File, error) {
 	}
 	unlock, err := lockFile(ctx, filepath.Join(locks, key))
 	if err != nil {
-		return nil, infraOrCanceled(ctx, fmt.Errorf("download %s: lock the cache: %w", u, err))
+		return nil, infraOrCanceled(ctx, fmt.Errorf("download %s: lock the cache: %w", shown, err))
 	}
 	defer unlock()
 	// Another run may have downloaded it while we waited for the lock.
@@ -100,6 +102,7 @@ func (c *Cache) Fetch(ctx context.Context, u, want string) (*File, error) {
 
 // cached opens the blob the index (or want) names for u, or returns nil.
 func (c *Cache) cached(u, want, blobs, indexFile string) *File {
+	shown := redacted(u)
 	sum := want
 	if sum == "" {
 		b, err := os.ReadFile(indexFile)
@@ -118,16 +121,17 @@ func (c *Cache) cached(u, want, blobs, indexFile string) *File {
 		// Remember which content the URL gave, for later runs without want.
 		writeFileAtomic(indexFile, []byte(sum+"\n"))
 	}
-	c.log().Debug("artifact cache hit", "url", u, "sha256", sum)
-	c.emit("artifact_cached", map[string]any{"url": u, "sha256": sum, "bytes": f.Size})
+	c.log().Debug("artifact cache hit", "url", shown, "sha256", sum)
+	c.emit("artifact_cached", map[string]any{"url": shown, "sha256": sum, "bytes": f.Size})
 	return f
 }
 
 func (c *Cache) download(ctx context.Context, u, want, blobs, indexFile string) (*File, error) {
+	shown := redacted(u)
 	start := time.Now()
 	tmp, err := os.CreateTemp(blobs, ".download-*")
 	if err != nil {
-		return nil, builtins.Infra(fmt.Errorf("download %s: %w", u, err))
+		return nil, builtins.Infra(fmt.Errorf("download %s: %w", shown, err))
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
 	defer tmp.Close()
@@ -138,28 +142,28 @@ func (c *Cache) download(ctx context.Context, u, want, blobs, indexFile string) 
 		return nil, err
 	}
 	if err := bw.Flush(); err != nil {
-		return nil, builtins.Infra(fmt.Errorf("download %s: store: %w", u, err))
+		return nil, builtins.Infra(fmt.Errorf("download %s: store: %w", shown, err))
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if want != "" && sum != want {
-		return nil, builtins.Infra(fmt.Errorf("download %s: sha256 is %s, want %s", u, sum, want))
+		return nil, builtins.Infra(fmt.Errorf("download %s: sha256 is %s, want %s", shown, sum, want))
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, builtins.Infra(fmt.Errorf("download %s: store: %w", u, err))
+		return nil, builtins.Infra(fmt.Errorf("download %s: store: %w", shown, err))
 	}
 	blob := filepath.Join(blobs, sum)
 	if err := os.Rename(tmp.Name(), blob); err != nil {
-		return nil, builtins.Infra(fmt.Errorf("download %s: store: %w", u, err))
+		return nil, builtins.Infra(fmt.Errorf("download %s: store: %w", shown, err))
 	}
 	if err := writeFileAtomic(indexFile, []byte(sum+"\n")); err != nil {
-		return nil, builtins.Infra(fmt.Errorf("download %s: index: %w", u, err))
+		return nil, builtins.Infra(fmt.Errorf("download %s: index: %w", shown, err))
 	}
 	d := time.Since(start)
-	c.log().Info("artifact downloaded", "url", u, "bytes", n, "sha256", sum, "duration", d)
-	c.emit("artifact_download", map[string]any{"url": u, "sha256": sum, "bytes": n, "duration_ms": d.Milliseconds()})
+	c.log().Info("artifact downloaded", "url", shown, "bytes", n, "sha256", sum, "duration", d)
+	c.emit("artifact_download", map[string]any{"url": shown, "sha256": sum, "bytes": n, "duration_ms": d.Milliseconds()})
 	f, err := openBlob(blob, u, sum)
 	if err != nil {
-		return nil, builtins.Infra(fmt.Errorf("download %s: %w", u, err))
+		return nil, builtins.Infra(fmt.Errorf("download %s: %w", shown, err))
 	}
 	return f, nil
 }
@@ -184,20 +188,21 @@ func (c *Cache) client() *retryablehttp.Client {
 // 14.2) when the body breaks off; a server that answers 200 to it is
 // skipped forward. Every failure is an infrastructure error naming u.
 func (c *Cache) get(ctx context.Context, u string, w io.Writer) (int64, error) {
+	shown := redacted(u)
 	rc := c.client()
 	var have, total int64 = 0, -1
 	stalls := 0
 	for {
 		req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			return have, builtins.Job(fmt.Errorf("download %s: %w", u, err))
+			return have, builtins.Job(fmt.Errorf("download %s: %w", shown, err))
 		}
 		if have > 0 {
 			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
 		}
 		resp, err := rc.Do(req)
 		if err != nil {
-			return have, infraOrCanceled(ctx, fmt.Errorf("download %s: %w", u, err))
+			return have, infraOrCanceled(ctx, fmt.Errorf("download %s: %w", shown, err))
 		}
 		body := resp.Body
 		switch {
@@ -205,7 +210,7 @@ func (c *Cache) get(ctx context.Context, u string, w io.Writer) (int64, error) {
 			from, size, ok := contentRange(resp.Header.Get("Content-Range"))
 			if !ok || from != have {
 				body.Close()
-				return have, builtins.Infra(fmt.Errorf("download %s: asked for bytes from %d, got Content-Range %q", u, have, resp.Header.Get("Content-Range")))
+				return have, builtins.Infra(fmt.Errorf("download %s: asked for bytes from %d, got Content-Range %q", shown, have, resp.Header.Get("Content-Range")))
 			}
 			total = size
 		case resp.StatusCode == http.StatusOK:
@@ -214,14 +219,14 @@ func (c *Cache) get(ctx context.Context, u string, w io.Writer) (int64, error) {
 				if _, err := io.CopyN(io.Discard, body, have); err != nil {
 					body.Close()
 					if stalls++; stalls > maxStalls {
-						return have, infraOrCanceled(ctx, fmt.Errorf("download %s: %w", u, err))
+						return have, infraOrCanceled(ctx, fmt.Errorf("download %s: %w", shown, err))
 					}
 					continue
 				}
 			}
 		default:
 			body.Close()
-			return have, builtins.Infra(fmt.Errorf("download %s: %s", u, resp.Status))
+			return have, builtins.Infra(fmt.Errorf("download %s: %s", shown, resp.Status))
 		}
 		ew := &errWriter{w: w}
 		n, err := io.Copy(ew, body)
@@ -229,13 +234,13 @@ func (c *Cache) get(ctx context.Context, u string, w io.Writer) (int64, error) {
 		have += n
 		switch {
 		case ew.err != nil:
-			return have, builtins.Infra(fmt.Errorf("download %s: store: %w", u, ew.err))
+			return have, builtins.Infra(fmt.Errorf("download %s: store: %w", shown, ew.err))
 		case err == nil && (total < 0 || have == total):
 			return have, nil
 		case err == nil && have > total:
-			return have, builtins.Infra(fmt.Errorf("download %s: got %d bytes, more than the %d announced", u, have, total))
+			return have, builtins.Infra(fmt.Errorf("download %s: got %d bytes, more than the %d announced", shown, have, total))
 		case ctx.Err() != nil:
-			return have, infraOrCanceled(ctx, fmt.Errorf("download %s after %d bytes: %w", u, have, ctx.Err()))
+			return have, infraOrCanceled(ctx, fmt.Errorf("download %s after %d bytes: %w", shown, have, ctx.Err()))
 		}
 		if n == 0 {
 			stalls++
@@ -243,16 +248,26 @@ func (c *Cache) get(ctx context.Context, u string, w io.Writer) (int64, error) {
 			stalls = 0
 		}
 		if stalls > maxStalls {
-			return have, builtins.Infra(fmt.Errorf("download %s: the connection keeps dropping at byte %d: %v", u, have, err))
+			return have, builtins.Infra(fmt.Errorf("download %s: the connection keeps dropping at byte %d: %v", shown, have, err))
 		}
-		c.log().Info("download interrupted; resuming", "url", u, "have", have, "total", total, "error", err)
-		c.emit("artifact_resume", map[string]any{"url": u, "offset": have, "total": total})
+		c.log().Info("download interrupted; resuming", "url", shown, "have", have, "total", total, "error", err)
+		c.emit("artifact_resume", map[string]any{"url": shown, "offset": have, "total": total})
 		select {
 		case <-ctx.Done():
-			return have, infraOrCanceled(ctx, fmt.Errorf("download %s after %d bytes: %w", u, have, ctx.Err()))
+			return have, infraOrCanceled(ctx, fmt.Errorf("download %s after %d bytes: %w", shown, have, ctx.Err()))
 		case <-time.After(time.Duration(stalls) * 100 * time.Millisecond):
 		}
 	}
+}
+
+// redacted is u as messages and events show it: a password in it is
+// replaced by "xxxxx" (url.URL.Redacted).
+func redacted(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return p.Redacted()
 }
 
 // infraOrCanceled classes err: canceled when ctx was (a signal), else

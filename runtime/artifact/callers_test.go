@@ -2,7 +2,11 @@ package artifact_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +102,53 @@ stage("s", s)
 	}
 	if err := call(pxe.Table, srv, `pxe.serve("vmlinuz", mac = "02:00:00:00:00:01")`); err != nil {
 		t.Errorf("pxe.serve(vmlinuz) = %v, want ok", err)
+	}
+}
+
+// TestCallersDownloadErrors: through pxe.serve and target.push, a URL that
+// answers 404 is an infrastructure error naming the URL, and so is a URL
+// whose content does not have the sha256 the job gave.
+func TestCallersDownloadErrors(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("served kernel"))
+	}))
+	defer hs.Close()
+	dir := t.TempDir()
+	ctx := context.Background()
+	srv := pxe.NewServer(pxe.Config{LoaderDir: dir, CacheDir: filepath.Join(dir, "cache"), DownloadRetries: 1})
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	tgt := target.New(target.Config{CacheDir: filepath.Join(dir, "cache"), HTTPRetries: 1, Publisher: srv})
+	eval := func(mod *builtins.Table, backend any, expr string) error {
+		thread := &starlark.Thread{Name: "test"}
+		builtins.Attach(thread, &builtins.Env{Ctx: ctx, Stage: "s", JobDir: dir, Backends: map[string]any{mod.Name: backend}})
+		_, err := starlark.EvalOptions(interp.FileOptions, thread, "expr", expr, starlark.StringDict{mod.Name: mod.Module()})
+		return err
+	}
+	missing := hs.URL + "/missing"
+	h := sha256.Sum256([]byte("another kernel"))
+	wrong := hex.EncodeToString(h[:])
+	for _, c := range []struct {
+		name, expr, want string
+	}{
+		{"pxe.serve(404)", fmt.Sprintf("pxe.serve(%q, mac = \"02:00:00:00:00:01\")", missing), "pxe.serve: kernel: download " + missing + ": 404"},
+		{"target.push(404)", fmt.Sprintf("target.push(%q, \"/tmp/x\")", missing), "target.push: src: download " + missing + ": 404"},
+		{"pxe.serve(wrong sha256)", fmt.Sprintf("pxe.serve(%q, mac = \"02:00:00:00:00:01\", sha256 = {\"kernel\": %q})", hs.URL+"/vmlinuz", wrong),
+			"pxe.serve: kernel: download " + hs.URL + "/vmlinuz: sha256 is "},
+	} {
+		mod, be := pxe.Table, any(srv)
+		if strings.HasPrefix(c.name, "target") {
+			mod, be = target.Table, tgt
+		}
+		err := eval(mod, be, c.expr)
+		if err == nil || !strings.Contains(err.Error(), c.want) || builtins.ClassOf(err) != builtins.ClassInfra {
+			t.Errorf("%s = %v (class %s), want an infrastructure error with %q", c.name, err, builtins.ClassOf(err), c.want)
+		}
 	}
 }
