@@ -19,7 +19,9 @@
 // Every transfer is an event ("tftp", "http", "dhcp"); Serve records
 // "pxe_serve". Each Serve draws a fresh nonce that is appended to the kernel
 // command line as basalt.nonce=<nonce>, so a job can prove that the system
-// it reached booted its own kernel.
+// it reached booted its own kernel. The job's files are resolved by package
+// runtime/artifact, the rule every builtin shares: paths relative to the job
+// directory through os.Root, http(s) URLs through the lab's cache.
 //
 // The Starlark module (Table, module "pxe"):
 //

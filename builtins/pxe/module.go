@@ -43,9 +43,11 @@ answers the device's PXE ROM with a proxy DHCP (lab.star dhcp = "proxy").
 			Params: `kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None`,
 			Doc: `Serve this job's boot files and stop serving any earlier ones.
 
-kernel, initrd and dtb are paths relative to the job's directory (no escaping
-it) or http(s) URLs, downloaded once into the lab's cache. sha256 is a dict
-{"kernel": hex, "initrd": hex, "dtb": hex} of expected checksums (any subset).
+kernel, initrd and dtb are paths relative to the job's directory or http(s)
+URLs, downloaded once into the lab's cache (README "Artifacts": the one rule
+for every job file). sha256 is a dict {"kernel": hex, "initrd": hex, "dtb":
+hex} of expected checksums (any subset); a URL's content that differs is an
+infrastructure error, a job file's a job error.
 mac defaults to the device's boot NIC. loader is pxelinux, ipxe or grub
 (default: the device type's loader, else pxelinux); it chooses the boot file
 the proxy DHCP hands out; all three configs are served.

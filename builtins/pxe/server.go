@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/pin/tftp/v3"
 )
@@ -40,8 +41,8 @@ type Config struct {
 	// Default DefaultLoaderDir. Files are looked up confined to each
 	// directory with os.Root and never copied anywhere.
 	LoaderDir string
-	// CacheDir holds downloaded artifacts keyed by sha256. Without it,
-	// URLs cannot be served.
+	// CacheDir is the artifact cache (package artifact) for URL boot
+	// files, shared with target. Without it, URLs cannot be served.
 	CacheDir string
 	// DHCP is "none" (default; the site DHCP server points at us) or
 	// "proxy" (answer PXE clients of the job's MAC, ports 67 and 4011).
@@ -59,9 +60,11 @@ type Config struct {
 	// before waiting for an acknowledgement (pin/tftp's SetAnticipate).
 	// Default 0: strict lock-step, which every PXE ROM understands.
 	Anticipate uint
-	// DownloadRetries is go-retryablehttp's RetryMax; default 4.
+	// DownloadRetries is go-retryablehttp's RetryMax for URL boot files;
+	// default 4.
 	DownloadRetries int
-	// Emit receives events (tftp, http, dhcp, pxe_serve, pxe_refused).
+	// Emit receives events (tftp, http, dhcp, pxe_serve, pxe_refused, and
+	// package artifact's artifact_download, artifact_cached, artifact_resume).
 	// nil discards them.
 	Emit func(typ string, fields map[string]any)
 	// Log receives diagnostics; nil discards them.
@@ -70,7 +73,8 @@ type Config struct {
 
 // Boot is what one job asks to be booted.
 type Boot struct {
-	// Kernel, Initrd and DTB are paths under JobDir or http(s) URLs.
+	// Kernel, Initrd and DTB are paths relative to JobDir or http(s) URLs,
+	// resolved by package artifact.
 	// Initrd and DTB are optional.
 	Kernel, Initrd, DTB string
 	// SHA256 optionally maps "kernel", "initrd" or "dtb" to the expected
@@ -338,10 +342,10 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		SHA256: map[string]string{}, Sizes: map[string]int64{},
 	}
 	j.served = out
-	var arts []*artifact
+	var arts []*artifact.File
 	closeAll := func() {
 		for _, a := range arts {
-			a.f.Close()
+			a.Close()
 		}
 	}
 	bases := map[string]bool{}
@@ -349,23 +353,23 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		if r.src == "" {
 			continue
 		}
-		a, err := s.resolve(ctx, r.src, b.JobDir, b.SHA256[r.role])
+		a, err := s.resolve(ctx, r.role, r.src, b.JobDir, b.SHA256[r.role])
 		if err != nil {
 			closeAll()
 			return nil, err
 		}
 		arts = append(arts, a)
-		base := baseName(r.src)
+		base := artifact.Base(r.src)
 		if _, err := ValidName(base); err != nil || bases[base] {
 			base = r.role
 		}
 		bases[base] = true
 		name := nonce + "/" + base
-		j.files[name] = &served{role: r.role, f: a.f, size: a.size}
+		j.files[name] = &served{role: r.role, f: a.File, size: a.Size}
 		out.Files[r.role] = name
 		out.URLs[r.role] = s.HTTPURL() + "/" + name
-		out.SHA256[r.role] = a.sha
-		out.Sizes[r.role] = a.size
+		out.SHA256[r.role] = a.SHA256
+		out.Sizes[r.role] = a.Size
 	}
 	app := strings.TrimSpace(b.Append + " basalt.nonce=" + nonce)
 	out.Append = app

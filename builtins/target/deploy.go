@@ -9,17 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net/url"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/builtins/sol/expect"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	"github.com/ulikunitz/xz"
 )
 
@@ -70,124 +68,28 @@ type source struct {
 	d    *digest
 }
 
-func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
-
-// resolve finds src (a path under jobDir, confined with os.Root, or an
-// http(s) URL downloaded into CacheDir) and digests it, reading it at most
-// once per content: digests are cached by the file's identity (path, size,
-// mtime) and by its sha256. With image, a .gz or .xz source is an image
-// to decompress on the target, and its decompressed content is digested
-// too; otherwise the file goes over as it is.
-func (t *Target) resolve(ctx context.Context, src, jobDir string, image bool) (*source, error) {
-	s := &source{src: src}
-	var f *os.File
-	var err error
-	if isURL(src) {
-		u, perr := url.Parse(src)
-		if perr != nil {
-			return nil, builtins.Job(fmt.Errorf("%s: %w", src, perr))
-		}
-		s.base = path.Base(u.Path)
-		f, s.path, err = t.fetchURL(ctx, src)
-	} else {
-		s.base = path.Base(filepath.ToSlash(src))
-		f, s.path, err = openJobFile(jobDir, src)
-	}
+// resolve finds src for param (a path under jobDir or an http(s) URL
+// downloaded into CacheDir, by the rules of package artifact: README
+// "Artifacts") and digests it, reading it at most once per content:
+// digests are cached by the file's identity (path, size, mtime) and by its
+// sha256. With image, a .gz or .xz source is an image to decompress on the
+// target, and its decompressed content is digested too; otherwise the file
+// goes over as it is. Errors name param.
+func (t *Target) resolve(ctx context.Context, param, src, jobDir string, image bool) (*source, error) {
+	c := &artifact.Cache{Dir: t.cfg.CacheDir, Client: t.cfg.HTTPClient, Retries: t.cfg.HTTPRetries, Emit: t.cfg.Emit, Log: t.log}
+	f, err := artifact.Open(ctx, c, jobDir, src, "")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", param, err)
 	}
 	defer f.Close()
+	s := &source{src: src, path: f.Path, base: artifact.Base(src)}
 	if image {
 		s.comp = compressionOf(s.base)
 	}
-	if s.d, err = t.digestOf(f, s.path, s.comp); err != nil {
-		return nil, builtins.Job(fmt.Errorf("%s: %w", src, err))
+	if s.d, err = t.digestOf(f.File, s.path, s.comp); err != nil {
+		return nil, builtins.Job(fmt.Errorf("%s: %s: %w", param, src, err))
 	}
 	return s, nil
-}
-
-// openJobFile opens name under jobDir, refusing absolute paths and any
-// escape (.., symlinks), and returns the file and its real path.
-func openJobFile(jobDir, name string) (*os.File, string, error) {
-	if jobDir == "" {
-		return nil, "", builtins.Job(fmt.Errorf("%s: no job directory to resolve it in", name))
-	}
-	if filepath.IsAbs(name) || strings.HasPrefix(name, "/") {
-		return nil, "", builtins.Job(fmt.Errorf("%s: absolute paths are refused; name a file under the job's directory", name))
-	}
-	root, err := os.OpenRoot(jobDir)
-	if err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("open job directory: %w", err))
-	}
-	defer root.Close()
-	clean := path.Clean(filepath.ToSlash(name))
-	f, err := root.Open(clean)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, "", builtins.Job(fmt.Errorf("%s: no such file under the job's directory", name))
-		}
-		return nil, "", builtins.Job(fmt.Errorf("%s: refused: %w", name, err))
-	}
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		return nil, "", builtins.Job(fmt.Errorf("%s: not a regular file", name))
-	}
-	// The publisher opens the file by path: hand it the resolved path,
-	// which os.Root has just shown to be inside the job directory.
-	real, err := filepath.EvalSymlinks(filepath.Join(jobDir, filepath.FromSlash(clean)))
-	if err != nil {
-		f.Close()
-		return nil, "", builtins.Job(fmt.Errorf("%s: %w", name, err))
-	}
-	if abs, err := filepath.Abs(real); err == nil {
-		real = abs
-	}
-	return f, real, nil
-}
-
-// fetchURL downloads u into CacheDir once (resuming like fetch) and
-// returns the cached file.
-func (t *Target) fetchURL(ctx context.Context, u string) (*os.File, string, error) {
-	if t.cfg.CacheDir == "" {
-		return nil, "", builtins.Infra(fmt.Errorf("%s: no cache directory configured for URL sources", u))
-	}
-	if err := os.MkdirAll(t.cfg.CacheDir, 0o755); err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("cache %s: %w", u, err))
-	}
-	key := sha256.Sum256([]byte(u))
-	name := filepath.Join(t.cfg.CacheDir, "url-"+hex.EncodeToString(key[:16])+"-"+safeName(path.Base(u)))
-	if f, err := os.Open(name); err == nil {
-		return f, name, nil
-	}
-	tmp, err := os.CreateTemp(t.cfg.CacheDir, ".download-*")
-	if err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("cache %s: %w", u, err))
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	defer tmp.Close()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if _, _, err := t.download(ctx, u, bw); err != nil {
-		var ce *builtins.Error
-		if errors.As(err, &ce) && ce.Class == builtins.ClassDevice {
-			err = builtins.Infra(ce.Err) // an HTTP status from a server that is not the target
-		}
-		return nil, "", fmt.Errorf("download %s: %w", u, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("cache %s: %w", u, err))
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("cache %s: %w", u, err))
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("cache %s: %w", u, err))
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, "", builtins.Infra(fmt.Errorf("cache %s: %w", u, err))
-	}
-	return f, name, nil
 }
 
 // digestOf returns the digest of f, computing the sha256 and the size of
@@ -306,7 +208,7 @@ func (t *Target) publish(s *source) (string, func(), error) {
 	if err != nil {
 		return "", nil, builtins.Infra(fmt.Errorf("serve %s: %w", s.src, err))
 	}
-	if !isURL(u) {
+	if !artifact.IsURL(u) {
 		t.cfg.Publisher.Unpublish(name)
 		return "", nil, builtins.Infra(fmt.Errorf("serve %s: the HTTP server gave %q, not a URL (is it started?)", s.src, u))
 	}
@@ -329,7 +231,7 @@ func (t *Target) Push(ctx context.Context, src, dest, jobDir string) (Pushed, er
 	if dest == "" {
 		return Pushed{}, builtins.Job(errors.New("empty destination"))
 	}
-	s, err := t.resolve(ctx, src, jobDir, false)
+	s, err := t.resolve(ctx, "src", src, jobDir, false)
 	if err != nil {
 		return Pushed{}, err
 	}
@@ -398,7 +300,7 @@ func (t *Target) DeployImage(ctx context.Context, src, disk, jobDir string) (Dep
 	if !path.IsAbs(disk) {
 		return Deployed{}, builtins.Job(fmt.Errorf("disk %q: want a device path such as /dev/sda", disk))
 	}
-	s, err := t.resolve(ctx, src, jobDir, true)
+	s, err := t.resolve(ctx, "src", src, jobDir, true)
 	if err != nil {
 		return Deployed{}, err
 	}
@@ -459,13 +361,13 @@ func (t *Target) Kexec(ctx context.Context, kernel, initrd, cmdline, prompt, job
 		}
 		custom = &p
 	}
-	ks, err := t.resolve(ctx, kernel, jobDir, false)
+	ks, err := t.resolve(ctx, "kernel", kernel, jobDir, false)
 	if err != nil {
 		return err
 	}
 	var is *source
 	if initrd != "" {
-		if is, err = t.resolve(ctx, initrd, jobDir, false); err != nil {
+		if is, err = t.resolve(ctx, "initrd", initrd, jobDir, false); err != nil {
 			return err
 		}
 	}

@@ -53,8 +53,8 @@ a missing path, a directory or an unreadable file is a device error naming the p
 		{
 			Name:   "push",
 			Params: "src, dest, timeout=None",
-			Doc: `Copy src (a path under the job's directory, or an http(s) URL) to dest on the target and return
-struct(dest, sha256, size). The dispatcher serves the file over HTTP, the target runs wget -O dest, and
+			Doc: `Copy src (a path relative to the job's directory, or an http(s) URL: README "Artifacts") to dest
+on the target and return struct(dest, sha256, size). The dispatcher serves the file over HTTP, the target runs wget -O dest, and
 sha256sum on the target must give the source's digest. A dest ending in "/" receives the file under its
 own name.`,
 			Action: true,
@@ -63,8 +63,8 @@ own name.`,
 		{
 			Name:   "deploy_image",
 			Params: "src, disk, timeout=None",
-			Doc: `Write the image src (a path under the job's directory, or an http(s) URL) to disk (e.g.
-"/dev/sda") and return struct(disk, sha256, size, source_sha256, duration_ms). The dispatcher serves it
+			Doc: `Write the image src (a path relative to the job's directory, or an http(s) URL: README
+"Artifacts") to disk (e.g. "/dev/sda") and return struct(disk, sha256, size, source_sha256, duration_ms). The dispatcher serves it
 over HTTP; the target runs wget -O - URL | [gunzip -c | xz -dc, by the extension .gz or .xz] | dd
 of=disk bs=1M. The written bytes are then read back on the target (head -c SIZE disk | sha256sum) and must
 match the image's decompressed sha256; a mismatch is a device error. sha256 and size describe the
@@ -76,7 +76,7 @@ decompressed image.`,
 			Name:   "kexec",
 			Params: "kernel, initrd=None, append=\"\", prompt=None, timeout=None",
 			Doc: `Boot another kernel with kexec, without a reboot or power cycle: push kernel and initrd (paths
-under the job's directory or URLs) to /tmp on the target, load them with kexec -l --initrd --append, run
+relative to the job's directory or http(s) URLs: README "Artifacts") to /tmp on the target, load them with kexec -l --initrd --append, run
 kexec -e and wait for the new kernel's banner, then for prompt (a regular expression; default the device
 type's prompt), which later commands then expect. A prompt of the old shell before any banner means kexec failed: a device error.`,
 			Action: true,

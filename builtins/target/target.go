@@ -57,8 +57,10 @@ type Config struct {
 	// fetch; default 4. Resumes after a dropped body are counted apart:
 	// a fetch gives up after 5 resumes in a row that brought no byte.
 	HTTPRetries int
-	// CacheDir holds push/deploy sources downloaded from URLs; without it,
-	// URL sources are refused.
+	// CacheDir is the artifact cache (package artifact) for push, deploy
+	// and kexec sources given as URLs, shared with pxe; without it, URL
+	// sources are an infrastructure error. HTTPClient and HTTPRetries serve
+	// those downloads too.
 	CacheDir string
 	// KernelMessage is a regular expression; whole console lines it
 	// matches between a command's markers are kernel messages and left out
@@ -70,7 +72,8 @@ type Config struct {
 	// PS1) is logged, not an error.
 	PromptWait time.Duration
 	// Emit records machine events (target_run, target_fetch,
-	// target_push, deploy_progress, target_kexec); nil discards them.
+	// target_push, deploy_progress, target_kexec, and package artifact's
+	// artifact_download, artifact_cached, artifact_resume); nil discards them.
 	Emit func(typ string, fields map[string]any)
 	Log  *slog.Logger // nil discards
 }

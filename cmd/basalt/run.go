@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/interp"
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -264,9 +265,15 @@ func inputs(plan *interp.Plan) []bundle.Input {
 			in = append(in, bundle.Input{Name: art.Param, URL: art.Value})
 			continue
 		}
-		n, sum, err := bundle.HashFile(filepath.Join(plan.Dir, art.Value))
+		// The file the builtins will use, by the same rules (package artifact).
+		f, err := artifact.Resolve(plan.Dir, art.Value)
+		if err != nil {
+			continue
+		}
+		sum, err := f.Sum()
+		f.Close()
 		if err == nil {
-			in = append(in, bundle.Input{Name: art.Param, Path: art.Value, Size: n, SHA256: sum})
+			in = append(in, bundle.Input{Name: art.Param, Path: art.Value, Size: f.Size, SHA256: sum})
 		}
 	}
 	return in

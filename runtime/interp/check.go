@@ -1,16 +1,12 @@
 package interp
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net/url"
-	"os"
-	"path"
 	"strings"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	"go.starlark.net/starlark"
 )
 
@@ -21,7 +17,8 @@ type Problems []string
 func (p Problems) Error() string { return strings.Join(p, "\n") }
 
 // Validate checks stage timeouts against the job timeout and that artifact
-// params name files under the job directory or http(s) URLs. It returns nil
+// params name files under the job directory or http(s) URLs, by the rules
+// of package artifact (the builtins' own). It returns nil
 // or a job error listing every problem.
 func (p *Plan) Validate() error {
 	var probs Problems
@@ -58,15 +55,9 @@ func (p *Plan) Artifacts() []Artifact {
 		if !ok || s == "" {
 			continue
 		}
-		out = append(out, Artifact{Param: a, Value: string(s), URL: IsURL(string(s))})
+		out = append(out, Artifact{Param: a, Value: string(s), URL: artifact.IsURL(string(s))})
 	}
 	return out
-}
-
-// IsURL reports whether s is an http or https URL.
-func IsURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func (p *Plan) checkArtifact(param string) error {
@@ -78,45 +69,15 @@ func (p *Plan) checkArtifact(param string) error {
 	if s == "" {
 		return nil // optional artifact left empty
 	}
-	if IsURL(s) {
-		return nil
+	if artifact.IsURL(s) {
+		return nil // check touches no network
 	}
-	if strings.Contains(s, "://") {
-		return fmt.Errorf("artifact %s = %q: only http and https URLs are fetched", param, s)
-	}
-	f, err := OpenArtifact(p.Dir, s)
+	f, err := artifact.Resolve(p.Dir, s)
 	if err != nil {
-		return fmt.Errorf("artifact %s = %q: %v", param, s, err)
+		return fmt.Errorf("artifact %s: %w", param, err)
 	}
 	f.Close()
 	return nil
-}
-
-// OpenArtifact opens a file named by a job relative to the job directory,
-// refusing absolute paths and anything that leaves the directory (including
-// through symlinks).
-func OpenArtifact(dir, name string) (*os.File, error) {
-	if path.IsAbs(name) || strings.HasPrefix(name, "/") {
-		return nil, errors.New("absolute paths are refused; name a file under the job's directory")
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	f, err := root.Open(path.Clean(name))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errors.New("no such file under the job's directory")
-		}
-		return nil, fmt.Errorf("refused: %v", rootErr(err))
-	}
-	st, err := f.Stat()
-	if err != nil || st.IsDir() {
-		f.Close()
-		return nil, errors.New("not a regular file")
-	}
-	return f, nil
 }
 
 // Print writes the plan in the form `basalt check` shows.
