@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -132,16 +133,7 @@ func (s *serial) Typed() string {
 }
 
 // waitFor polls cond until it holds or the test's patience ends.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = builtinstest.WaitFor
 
 // readUntil reads r until the bytes read contain want.
 func readUntil(t testing.TB, r io.Reader, want string) string {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/pxe/pxesim"
 	"github.com/pin/tftp/v3"
@@ -492,7 +493,7 @@ func TestPublishProgress(t *testing.T) {
 // a target asking for pxelinux.0 that no directory has is, once, naming the
 // file and the directories.
 func TestMissingLoaderWarnsOnlyWhenAsked(t *testing.T) {
-	var logs lockedBuffer
+	var logs builtinstest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	absent := filepath.Join(t.TempDir(), "no-such-dir")
 	present := t.TempDir()
@@ -523,23 +524,3 @@ func TestMissingLoaderWarnsOnlyWhenAsked(t *testing.T) {
 		t.Errorf("after 3 requests for a missing pxelinux.0 the log is %q, want one warning naming the file and %s", out, absent)
 	}
 }
-
-// lockedBuffer is a bytes.Buffer the server's goroutines may log to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Len() int { return len(l.String()) }

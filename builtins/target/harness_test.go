@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
@@ -51,7 +52,7 @@ type rig struct {
 	jobDir  string
 	disk    string // host file of the target's /dev/sda
 	ip      string
-	capture *syncBuffer
+	capture *builtinstest.SyncBuffer
 
 	inject atomic.Bool // put a kernel message after every line the shell prints
 
@@ -85,7 +86,7 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 		jobDir:  filepath.Join(dir, "job"),
 		disk:    filepath.Join(dir, "sda.disk"),
 		ip:      "127.0.0.2",
-		capture: &syncBuffer{},
+		capture: &builtinstest.SyncBuffer{},
 		kexecs:  make(chan kexecCall, 4),
 	}
 	if err := os.MkdirAll(r.jobDir, 0o755); err != nil {
@@ -259,21 +260,4 @@ func freePort(t testing.TB, host string) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
