@@ -1,6 +1,7 @@
 package ipmi_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins/ipmi"
@@ -21,3 +22,34 @@ func TestSOLTransportSuite(t *testing.T) {
 		return tr, soltest.LinePeer(t, line, b.DropSOL, b.Password())
 	})
 }
+
+// TestSOLTransportSuiteIPMISim holds IPMI SOL to the same rules against
+// OpenIPMI's ipmi_sim, an independent BMC, whose serial device is a TCP
+// console ("sol tcp:..." in lan.conf, ipmi_lan(5)). The peer drops the
+// session as another console taking over does: `ipmitool sol deactivate`.
+func TestSOLTransportSuiteIPMISim(t *testing.T) {
+	soltest.TestTransport(t, func(t *testing.T) (sol.Transport, soltest.Peer) {
+		addr, serialEnd := soltest.TCPPeer(t)
+		s := startIPMISimWith(t, true, fmt.Sprintf("  sol \"tcp:%s\" 115200\n", addr))
+		cfg := s.cfg
+		cfg.CipherSuites = []int{3} // ipmi_sim has no 17
+		tr := ipmi.NewSOL("ipmi_sim", cfg, ipmi.SOLOptions{})
+		return tr, &deactivatingPeer{Peer: serialEnd, t: t, s: s}
+	})
+}
+
+// deactivatingPeer is ipmi_sim's serial device, whose Drop deactivates the
+// SOL payload through a second session, as ipmitool does for a user.
+type deactivatingPeer struct {
+	soltest.Peer
+	t *testing.T
+	s *simProc
+}
+
+func (p *deactivatingPeer) Drop() {
+	if out, err := ipmitool(p.s.cfg, "3", "sol", "deactivate"); err != nil {
+		p.t.Errorf("ipmitool sol deactivate: %v: %s", err, out)
+	}
+}
+
+func (p *deactivatingPeer) Secrets() []string { return []string{p.s.cfg.Password.Value()} }

@@ -57,14 +57,9 @@ type rig struct {
 	inject atomic.Bool // put a kernel message after every line the shell prints
 
 	mu     sync.Mutex
-	roots  []string // shell root of each boot (kexec starts a new one)
-	events []event
+	roots  []string              // shell root of each boot (kexec starts a new one)
+	rec    builtinstest.Recorder // events
 	kexecs chan kexecCall
-}
-
-type event struct {
-	typ    string
-	fields map[string]any
 }
 
 type rigOption func(*rig)
@@ -195,24 +190,10 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	return r
 }
 
-func (r *rig) emit(typ string, fields map[string]any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, event{typ, fields})
-}
+func (r *rig) emit(typ string, fields map[string]any) { r.rec.Emit(typ, fields) }
 
 // eventsOf returns the fields of the events of type typ so far.
-func (r *rig) eventsOf(typ string) []map[string]any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []map[string]any
-	for _, e := range r.events {
-		if e.typ == typ {
-			out = append(out, e.fields)
-		}
-	}
-	return out
-}
+func (r *rig) eventsOf(typ string) []map[string]any { return r.rec.Events(typ) }
 
 // root returns the host directory of the running shell's filesystem.
 func (r *rig) root() string {
