@@ -54,26 +54,20 @@ func startBMC(t testing.TB, cfg bmcsim.Config) *bmcsim.BMC {
 	return b
 }
 
-// events collects the events a Client emits.
-type events struct {
-	mu  sync.Mutex
-	evs []map[string]any
-}
+// events collects the events a Client emits; emit is its Options.Emit.
+type events struct{ builtinstest.Recorder }
 
 func (e *events) emit(typ string, f map[string]any) {
 	if typ != "ipmi" {
 		panic("unexpected event type " + typ)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.evs = append(e.evs, f)
+	e.Emit(typ, f)
 }
 
+// commands lists the calls as "command=outcome".
 func (e *events) commands() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var out []string
-	for _, f := range e.evs {
+	for _, f := range e.Events("ipmi") {
 		out = append(out, f["command"].(string)+"="+f["outcome"].(string))
 	}
 	return out

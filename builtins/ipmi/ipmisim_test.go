@@ -262,9 +262,7 @@ func TestClientIPMISimRestart(t *testing.T) {
 	// a session that answered.
 	time.Sleep(2 * cfg.Timeout)
 	before := r.snapshot()
-	ev.mu.Lock()
-	ev.evs = nil
-	ev.mu.Unlock()
+	ev.Reset()
 	if err := c.Power(ctx, ipmi.Off); err != nil {
 		t.Fatalf("Power(off) after ipmi_sim restarted = %v", err)
 	}

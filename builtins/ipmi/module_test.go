@@ -41,13 +41,7 @@ func TestModuleStar(t *testing.T) {
 	}}
 	predeclared := starlark.StringDict{"ipmi": ipmi.Table.Module(), "sim": sim}
 	thread := newThread(t, ctx, c)
-	if _, err := starlark.ExecFile(thread, "testdata/ipmi.star", nil, predeclared); err != nil {
-		var ee *starlark.EvalError
-		if errors.As(err, &ee) {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	builtinstest.ExecFile(t, thread, "testdata/ipmi.star", nil, predeclared)
 }
 
 func TestModuleDocumented(t *testing.T) {

@@ -2,6 +2,7 @@ package ipmi_test
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins/ipmi"
@@ -19,9 +20,18 @@ func TestSOLTransportSuite(t *testing.T) {
 		t.Cleanup(func() { line.Close() })
 		b := startBMC(t, bmcsim.Config{Serial: line.Host()})
 		tr := ipmi.NewSOL("sim", b.IPMI(), ipmi.SOLOptions{})
-		return tr, soltest.LinePeer(t, line, b.DropSOL, b.Password())
+		return tr, silentSim{soltest.LinePeer(t, line, b.DropSOL, b.Password()), b}
 	})
 }
+
+// silentSim is the sim BMC's serial line; Silence makes the BMC drop
+// every datagram.
+type silentSim struct {
+	soltest.Peer
+	b *bmcsim.BMC
+}
+
+func (s silentSim) Silence() { s.b.SetLoss(1) }
 
 // TestSOLTransportSuiteIPMISim holds IPMI SOL to the same rules against
 // OpenIPMI's ipmi_sim, an independent BMC, whose serial device is a TCP
@@ -49,6 +59,14 @@ type deactivatingPeer struct {
 func (p *deactivatingPeer) Drop() {
 	if out, err := ipmitool(p.s.cfg, "3", "sol", "deactivate"); err != nil {
 		p.t.Errorf("ipmitool sol deactivate: %v: %s", err, out)
+	}
+}
+
+// Silence stops ipmi_sim (SIGSTOP, by PID: the process this test
+// started); the cleanup's SIGKILL ends it.
+func (p *deactivatingPeer) Silence() {
+	if err := p.s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		p.t.Errorf("stop ipmi_sim: %v", err)
 	}
 }
 

@@ -29,13 +29,7 @@ func run(t *testing.T, thread *starlark.Thread, src string) error {
 func TestModuleStar(t *testing.T) {
 	f := &power.Fake{}
 	thread := newThread(t, ctxT(t), f)
-	if _, err := starlark.ExecFile(thread, "testdata/power.star", nil, starlark.StringDict{"power": power.Table.Module()}); err != nil {
-		var ee *starlark.EvalError
-		if errors.As(err, &ee) {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	builtinstest.ExecFile(t, thread, "testdata/power.star", nil, starlark.StringDict{"power": power.Table.Module()})
 }
 
 func TestModuleErrors(t *testing.T) {

@@ -42,6 +42,14 @@ type Peer interface {
 	Secrets() []string
 }
 
+// Silencer is a Peer whose device end can stop answering without closing
+// anything, as a BMC that drops every datagram or a hung console server
+// does. [TestTransport] then checks that Open against it keeps ctx's
+// deadline.
+type Silencer interface {
+	Silence()
+}
+
 // NewTransport returns a fresh transport and its peer, both cleaned up
 // at the end of t.
 type NewTransport func(t *testing.T) (sol.Transport, Peer)
@@ -59,6 +67,7 @@ func TestTransport(t *testing.T, newTransport NewTransport) {
 	t.Run("CloseEndsRead", func(t *testing.T) { testCloseEndsRead(t, newTransport) })
 	t.Run("ReopenAfterDrop", func(t *testing.T) { testReopen(t, newTransport) })
 	t.Run("CanceledOpen", func(t *testing.T) { testCanceledOpen(t, newTransport) })
+	t.Run("SilentOpen", func(t *testing.T) { testSilentOpen(t, newTransport) })
 }
 
 // pattern returns n bytes cycling through every byte value, so that a
@@ -276,5 +285,36 @@ func testCanceledOpen(t *testing.T, newTransport NewTransport) {
 		case <-time.After(grace):
 			t.Fatalf("%s: Open on a %s context still running after %v", tr, name, grace)
 		}
+	}
+}
+
+// Open against a device end that stops answering returns an error by
+// ctx's deadline.
+func testSilentOpen(t *testing.T, newTransport NewTransport) {
+	tr, p := newTransport(t)
+	s, ok := p.(Silencer)
+	if !ok {
+		t.Skip("this peer cannot fall silent")
+	}
+	s.Silence()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	type result struct {
+		c   io.ReadWriteCloser
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := tr.Open(ctx)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			r.c.Close()
+			t.Errorf("%s: Open against a silent device = a connection, want an error", tr)
+		}
+	case <-time.After(2*time.Second + grace):
+		t.Fatalf("%s: Open against a silent device still running %v after its deadline", tr, grace)
 	}
 }
