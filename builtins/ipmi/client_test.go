@@ -3,7 +3,6 @@ package ipmi_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -81,9 +80,8 @@ func TestClientReusesSessionAndReopens(t *testing.T) {
 	if diff := cmp.Diff(want, ev.commands()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	ev.mu.Lock()
-	last := ev.evs[len(ev.evs)-1]
-	ev.mu.Unlock()
+	all := ev.Events("ipmi")
+	last := all[len(all)-1]
 	if last["attempts"] != 2 || last["completion_code"] != 0 || last["device"] != "sim" {
 		t.Errorf("last event = %v, want attempts 2, completion_code 0, device sim", last)
 	}
@@ -105,7 +103,7 @@ func TestClientWrongPassword(t *testing.T) {
 			t.Errorf("error %q does not contain %q", msg, want)
 		}
 	}
-	if strings.Contains(msg, "battery-staple") || strings.Contains(fmt.Sprint(ev.evs), "battery-staple") {
+	if strings.Contains(msg, "battery-staple") || strings.Contains(ev.String(), "battery-staple") {
 		t.Errorf("the password leaked: %q", msg)
 	}
 	if builtins.ClassOf(err) != builtins.ClassInfra {
@@ -284,9 +282,7 @@ func TestClientForgottenSession(t *testing.T) {
 	check := func(what string) {
 		t.Helper()
 		before := r.snapshot()
-		ev.mu.Lock()
-		ev.evs = nil
-		ev.mu.Unlock()
+		ev.Reset()
 		if err := c.Power(ctx, ipmi.On); err != nil {
 			t.Fatalf("%s: Power(on) = %v", what, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -53,26 +54,20 @@ func startBMC(t testing.TB, cfg bmcsim.Config) *bmcsim.BMC {
 	return b
 }
 
-// events collects the events a Client emits.
-type events struct {
-	mu  sync.Mutex
-	evs []map[string]any
-}
+// events collects the events a Client emits; emit is its Options.Emit.
+type events struct{ builtinstest.Recorder }
 
 func (e *events) emit(typ string, f map[string]any) {
 	if typ != "ipmi" {
 		panic("unexpected event type " + typ)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.evs = append(e.evs, f)
+	e.Emit(typ, f)
 }
 
+// commands lists the calls as "command=outcome".
 func (e *events) commands() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var out []string
-	for _, f := range e.evs {
+	for _, f := range e.Events("ipmi") {
 		out = append(out, f["command"].(string)+"="+f["outcome"].(string))
 	}
 	return out
@@ -132,16 +127,7 @@ func (s *serial) Typed() string {
 }
 
 // waitFor polls cond until it holds or the test's patience ends.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = builtinstest.WaitFor
 
 // readUntil reads r until the bytes read contain want.
 func readUntil(t testing.TB, r io.Reader, want string) string {

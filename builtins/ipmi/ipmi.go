@@ -86,9 +86,10 @@ type BootOptions struct {
 
 // Controller controls one device's power and boot device.
 //
-// Rules every implementation keeps:
+// Rules every implementation keeps (package ipmitest checks them):
 //   - Every method honours ctx: it returns by ctx's deadline, with an
-//     error, even when the BMC stops answering.
+//     error, even when the BMC stops answering; on a canceled ctx it
+//     returns an error wrapping context.Canceled.
 //   - Power(ctx, On) does not fail when the node is already on, nor
 //     Power(ctx, Off) or Power(ctx, Soft) when it is already off.
 //   - Power(ctx, Reset) and Power(ctx, Cycle) leave the node booting, from
@@ -97,11 +98,15 @@ type BootOptions struct {
 //     off when its OS has shut down (poll PowerStatus).
 //   - SetBootDevice affects the next power on or reset; without
 //     BootOptions.Persistent it applies to that one boot only.
+//   - SetBootDevice reaches the BMC: a BMC that reports its boot flags
+//     (Get System Boot Options, parameter 5) reports the device set.
+//   - An unknown Action or Device is a job error (builtins.Job).
 //   - Errors from the BMC or the network are infrastructure errors
 //     (builtins.Infra); they name the device and the command and never
 //     contain the password.
 //   - Methods may be called from several goroutines; Close ends the
-//     session and makes later calls fail.
+//     session and makes later calls fail as infrastructure errors. Close
+//     may be called more than once.
 type Controller interface {
 	Power(ctx context.Context, a Action) error
 	PowerStatus(ctx context.Context) (on bool, err error)

@@ -7,28 +7,17 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
-	"go.starlark.net/starlarktest"
 )
 
 // newThread returns a thread running a job stage whose ipmi backend is ctl.
 func newThread(t *testing.T, ctx context.Context, ctl ipmi.Controller) *starlark.Thread {
-	thread := &starlark.Thread{
-		Name: t.Name(),
-		Load: func(_ *starlark.Thread, module string) (starlark.StringDict, error) {
-			if module == "assert.star" {
-				return starlarktest.LoadAssertModule()
-			}
-			return nil, errors.New("no module " + module)
-		},
-	}
-	starlarktest.SetReporter(thread, t)
-	builtins.Attach(thread, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"ipmi": ctl}})
-	return thread
+	return builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"ipmi": ctl}})
 }
 
 func TestModuleStar(t *testing.T) {
@@ -52,13 +41,7 @@ func TestModuleStar(t *testing.T) {
 	}}
 	predeclared := starlark.StringDict{"ipmi": ipmi.Table.Module(), "sim": sim}
 	thread := newThread(t, ctx, c)
-	if _, err := starlark.ExecFile(thread, "testdata/ipmi.star", nil, predeclared); err != nil {
-		var ee *starlark.EvalError
-		if errors.As(err, &ee) {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	builtinstest.ExecFile(t, thread, "testdata/ipmi.star", nil, predeclared)
 }
 
 func TestModuleDocumented(t *testing.T) {

@@ -8,27 +8,16 @@ import (
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/builtins/power"
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarktest"
 )
 
 // newThread returns a thread running a job stage whose power backend is b.
 func newThread[B power.Backend](t *testing.T, ctx context.Context, b B) *starlark.Thread {
-	thread := &starlark.Thread{
-		Name: t.Name(),
-		Load: func(_ *starlark.Thread, module string) (starlark.StringDict, error) {
-			if module == "assert.star" {
-				return starlarktest.LoadAssertModule()
-			}
-			return nil, errors.New("no module " + module)
-		},
-	}
-	starlarktest.SetReporter(thread, t)
-	builtins.Attach(thread, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"power": b}})
-	return thread
+	return builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"power": b}})
 }
 
 func run(t *testing.T, thread *starlark.Thread, src string) error {
@@ -40,13 +29,7 @@ func run(t *testing.T, thread *starlark.Thread, src string) error {
 func TestModuleStar(t *testing.T) {
 	f := &power.Fake{}
 	thread := newThread(t, ctxT(t), f)
-	if _, err := starlark.ExecFile(thread, "testdata/power.star", nil, starlark.StringDict{"power": power.Table.Module()}); err != nil {
-		var ee *starlark.EvalError
-		if errors.As(err, &ee) {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	builtinstest.ExecFile(t, thread, "testdata/power.star", nil, starlark.StringDict{"power": power.Table.Module()})
 }
 
 func TestModuleErrors(t *testing.T) {

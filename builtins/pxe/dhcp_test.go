@@ -195,7 +195,7 @@ func TestProxyDHCP(t *testing.T) {
 	}
 
 	var replied, ignored int
-	for _, f := range ev.of("dhcp") {
+	for _, f := range ev.Events("dhcp") {
 		switch f["outcome"] {
 		case "replied":
 			replied++

@@ -6,10 +6,10 @@ import (
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarktest"
 )
 
 func TestStarlarkModule(t *testing.T) {
@@ -18,19 +18,13 @@ func TestStarlarkModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thread := &starlark.Thread{Name: "pxe.star"}
-	starlarktest.SetReporter(thread, t)
-	builtins.Attach(thread, &builtins.Env{
+	thread := builtinstest.NewThread(t, &builtins.Env{
 		Ctx:      context.Background(),
 		Stage:    "test",
 		JobDir:   jobDir,
 		Device:   &lab.Device{Name: "sim", MAC: testMAC, Type: &lab.DeviceType{Name: "highbank", KernelConsole: "ttyAMA0"}},
 		Backends: map[string]any{"pxe": s},
 	})
-	assert, err := starlarktest.LoadAssertModule()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tftpGet := starlark.NewBuiltin("tftp_get", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var name string
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &name); err != nil {
@@ -42,15 +36,9 @@ func TestStarlarkModule(t *testing.T) {
 		}
 		return starlark.String(data), nil
 	})
-	predeclared := starlark.StringDict{
-		"pxe": pxe.Table.Module(), "assert": assert["assert"], "tftp_get": tftpGet, "MAC": starlark.String(testMAC),
-	}
-	if _, err := starlark.ExecFile(thread, "testdata/pxe.star", nil, predeclared); err != nil {
-		if ee, ok := err.(*starlark.EvalError); ok {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	builtinstest.ExecFile(t, thread, "testdata/pxe.star", nil, starlark.StringDict{
+		"pxe": pxe.Table.Module(), "tftp_get": tftpGet, "MAC": starlark.String(testMAC),
+	})
 }
 
 func TestTableDocumented(t *testing.T) {

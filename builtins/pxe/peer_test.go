@@ -70,20 +70,20 @@ func TestCurlTFTP(t *testing.T) {
 		t.Errorf("config fetched by curl:\n%s\nwant an APPEND line with the nonce", cfg)
 	}
 	found := false
-	for _, f := range ev.of("tftp") {
+	for _, f := range ev.Events("tftp") {
 		if f["file"] == sv.Files["kernel"] && f["blksize"] == 1468 && f["outcome"] == "ok" {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("no tftp event for the kernel with blksize 1468: %v", ev.of("tftp"))
+		t.Errorf("no tftp event for the kernel with blksize 1468: %v", ev.Events("tftp"))
 	}
 	// Traversal, as sent by curl without URL normalisation.
 	b, err := runTool(t, curl, "-sS", "--path-as-is", "-o", filepath.Join(out, "passwd"), "tftp://"+s.TFTPAddr()+"/../../../etc/passwd")
 	if err == nil {
 		t.Errorf("curl ../../../etc/passwd succeeded, want refused: %s", b)
 	}
-	if len(ev.of("pxe_refused")) == 0 {
+	if len(ev.Events("pxe_refused")) == 0 {
 		t.Errorf("no pxe_refused event for curl's traversal")
 	}
 }

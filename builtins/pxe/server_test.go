@@ -16,12 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/pxe/pxesim"
 	"github.com/pin/tftp/v3"
@@ -30,33 +30,7 @@ import (
 const testMAC = "52:54:00:12:34:56"
 
 // events collects what the server emits.
-type events struct {
-	mu  sync.Mutex
-	all []event
-}
-
-type event struct {
-	typ    string
-	fields map[string]any
-}
-
-func (e *events) emit(typ string, fields map[string]any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.all = append(e.all, event{typ, fields})
-}
-
-func (e *events) of(typ string) []map[string]any {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []map[string]any
-	for _, ev := range e.all {
-		if ev.typ == typ {
-			out = append(out, ev.fields)
-		}
-	}
-	return out
-}
+type events = builtinstest.Recorder
 
 // startServer runs a server on loopback port 0 with a loader directory of
 // its own (fake pxelinux.0 and a symlink that escapes it).
@@ -72,7 +46,7 @@ func startServer(t testing.TB, cfg pxe.Config) (*pxe.Server, *events) {
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = t.TempDir()
 	}
-	cfg.Emit = ev.emit
+	cfg.Emit = ev.Emit
 	s := pxe.NewServer(cfg)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -192,7 +166,7 @@ func TestSimBootsFromServer(t *testing.T) {
 	// Events are emitted when a transfer ends, so only the order of the
 	// lookups themselves is fixed.
 	idx := map[string]int{}
-	for i, f := range ev.of("tftp") {
+	for i, f := range ev.Events("tftp") {
 		idx[fmt.Sprintf("%s:%s", f["file"], f["outcome"])] = i + 1
 	}
 	uuid := idx["pxelinux.cfg/11111111-2222-3333-4444-555555555555:not_found"]
@@ -200,7 +174,7 @@ func TestSimBootsFromServer(t *testing.T) {
 	if idx["pxelinux.0:ok"] == 0 || uuid == 0 || macOK == 0 || uuid > macOK {
 		t.Errorf("tftp events = %v, want pxelinux.0 ok, then the UUID config not found before the MAC config ok", idx)
 	}
-	for _, f := range ev.of("tftp") {
+	for _, f := range ev.Events("tftp") {
 		if f["file"] == sv.Files["kernel"] && (f["blksize"] != 1468 || f["tsize"] != int64(len(files["vmlinuz"]))) {
 			t.Errorf("kernel event = %v, want blksize 1468 and tsize %d", f, len(files["vmlinuz"]))
 		}
@@ -255,7 +229,7 @@ func TestOnlyThisJobsMACAndFiles(t *testing.T) {
 	if _, err := get(c, sv.Config); err == nil {
 		t.Errorf("get(%q) after Stop succeeded, want file not found", sv.Config)
 	}
-	if n := len(ev.of("pxe_serve")); n != 2 {
+	if n := len(ev.Events("pxe_serve")); n != 2 {
 		t.Errorf("pxe_serve events = %d, want 2", n)
 	}
 }
@@ -299,7 +273,7 @@ func TestRefusedNames(t *testing.T) {
 		}
 	}
 	got := map[string]bool{}
-	for _, f := range ev.of("pxe_refused") {
+	for _, f := range ev.Events("pxe_refused") {
 		got[f["reason"].(string)] = true
 	}
 	for _, tt := range tests {
@@ -378,11 +352,11 @@ func TestHTTPRangeAndPublish(t *testing.T) {
 	}
 	// The event of a request is emitted when its handler returns, which
 	// may be just after the client has read the body.
-	for deadline := time.Now().Add(2 * time.Second); len(ev.of("http")) < 4 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(2 * time.Second); len(ev.Events("http")) < 4 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if len(ev.of("http")) < 4 {
-		t.Errorf("http events = %d, want one per request", len(ev.of("http")))
+	if len(ev.Events("http")) < 4 {
+		t.Errorf("http events = %d, want one per request", len(ev.Events("http")))
 	}
 	if _, err := s.Publish("../x", filepath.Join(dir, "initrd.gz")); err == nil {
 		t.Errorf("Publish(../x) = nil, want an error")
@@ -470,7 +444,7 @@ func TestPublishProgress(t *testing.T) {
 	var sent []int64
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		sent = sent[:0]
-		for _, e := range ev.of("http_progress") {
+		for _, e := range ev.Events("http_progress") {
 			sent = append(sent, e["bytes"].(int64))
 		}
 		if len(sent) >= 2 {
@@ -492,7 +466,7 @@ func TestPublishProgress(t *testing.T) {
 // a target asking for pxelinux.0 that no directory has is, once, naming the
 // file and the directories.
 func TestMissingLoaderWarnsOnlyWhenAsked(t *testing.T) {
-	var logs lockedBuffer
+	var logs builtinstest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	absent := filepath.Join(t.TempDir(), "no-such-dir")
 	present := t.TempDir()
@@ -523,23 +497,3 @@ func TestMissingLoaderWarnsOnlyWhenAsked(t *testing.T) {
 		t.Errorf("after 3 requests for a missing pxelinux.0 the log is %q, want one warning naming the file and %s", out, absent)
 	}
 }
-
-// lockedBuffer is a bytes.Buffer the server's goroutines may log to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Len() int { return len(l.String()) }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/sol/expect"
 )
 
@@ -24,7 +25,7 @@ func needTools(t *testing.T, tools ...string) {
 
 func TestCommandUnderPty(t *testing.T) {
 	needTools(t, "cat")
-	var capture syncBuffer
+	var capture builtinstest.SyncBuffer
 	c := start(t, Command{Argv: []string{"cat"}}, Options{Capture: &capture, Backoff: fastBackoff})
 	ctx := testContext(t)
 	if err := c.SendLine(ctx, "hello pty", SendOptions{}); err != nil {
@@ -46,8 +47,8 @@ func TestCommandExitReconnects(t *testing.T) {
 	needTools(t, "sh", "cat")
 	count := t.TempDir() + "/count"
 	script := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s; echo "run $n"; [ $n -lt 3 ] && exit 0; exec cat`, count)
-	rec := &recorder{}
-	c := start(t, Command{Argv: []string{"sh", "-c", script}}, Options{Emit: rec.emit, Backoff: fastBackoff})
+	rec := &builtinstest.Recorder{}
+	c := start(t, Command{Argv: []string{"sh", "-c", script}}, Options{Emit: rec.Emit, Backoff: fastBackoff})
 	ctx := testContext(t)
 	for i := 1; i <= 3; i++ {
 		if _, err := c.Expect(ctx, expect.Literal(fmt.Sprintf("run %d\n", i))); err != nil {
@@ -60,7 +61,7 @@ func TestCommandExitReconnects(t *testing.T) {
 	if _, err := c.Expect(ctx, expect.Literal("still there\n")); err != nil {
 		t.Fatal(err)
 	}
-	gaps := rec.of("console_gap")
+	gaps := rec.Events("console_gap")
 	if len(gaps) != 2 || !strings.Contains(fmt.Sprint(gaps[0]["error"]), "exited") {
 		t.Errorf("console_gap events = %v, want 2 saying the command exited", gaps)
 	}
@@ -133,8 +134,8 @@ func TestCommandTelnetSer2net(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
-	rec := &recorder{}
-	c := start(t, Command{Argv: []string{"telnet", "127.0.0.1", strconv.Itoa(port)}}, Options{Emit: rec.emit, Backoff: fastBackoff})
+	rec := &builtinstest.Recorder{}
+	c := start(t, Command{Argv: []string{"telnet", "127.0.0.1", strconv.Itoa(port)}}, Options{Emit: rec.Emit, Backoff: fastBackoff})
 	ctx := testContext(t)
 	if _, err := c.Expect(ctx, expect.Literal("connection 1\r\n")); err != nil {
 		t.Fatalf("Expect(connection 1) = %v", err)
@@ -145,7 +146,7 @@ func TestCommandTelnetSer2net(t *testing.T) {
 	if _, err := c.Expect(ctx, expect.Literal("uname -a")); err != nil {
 		t.Fatalf("Expect(echo) = %v", err)
 	}
-	if gaps := rec.of("console_gap"); len(gaps) < 1 {
+	if gaps := rec.Events("console_gap"); len(gaps) < 1 {
 		t.Errorf("console_gap events = %v, want one for the dropped connection", gaps)
 	}
 }

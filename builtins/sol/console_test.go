@@ -14,62 +14,12 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/sol/expect"
 	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
 )
 
 var _ Transport = (*serialsim.Port)(nil)
-
-type event struct {
-	typ    string
-	fields map[string]any
-}
-
-type recorder struct {
-	mu     sync.Mutex
-	events []event
-}
-
-func (r *recorder) emit(typ string, f map[string]any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, event{typ, f})
-}
-
-func (r *recorder) of(typ string) []map[string]any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []map[string]any
-	for _, e := range r.events {
-		if e.typ == typ {
-			out = append(out, e.fields)
-		}
-	}
-	return out
-}
-
-func (r *recorder) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return fmt.Sprint(r.events)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var fastBackoff = Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond}
 
@@ -102,9 +52,9 @@ func simConsole(t *testing.T, lo serialsim.Options, o Options) (*serialsim.Line,
 
 func TestReconnectTenDropsLosesNothing(t *testing.T) {
 	const lines, every, drops = 6000, 40, 10
-	var capture syncBuffer
-	rec := &recorder{}
-	line, port, c := simConsole(t, serialsim.Options{}, Options{Capture: &capture, Emit: rec.emit, Window: 64 << 10})
+	var capture builtinstest.SyncBuffer
+	rec := &builtinstest.Recorder{}
+	line, port, c := simConsole(t, serialsim.Options{}, Options{Capture: &capture, Emit: rec.Emit, Window: 64 << 10})
 	ctx := testContext(t)
 
 	var want strings.Builder
@@ -159,10 +109,10 @@ func TestReconnectTenDropsLosesNothing(t *testing.T) {
 	if c := capture.String(); c != want.String() {
 		t.Errorf("capture holds %d bytes, want %d; first difference at %d", len(c), want.Len(), firstDiff(c, want.String()))
 	}
-	if got := len(rec.of("console_gap")); got != drops {
+	if got := len(rec.Events("console_gap")); got != drops {
 		t.Errorf("console_gap events = %d, want %d", got, drops)
 	}
-	if got := len(rec.of("console_connect")); got != drops+1 {
+	if got := len(rec.Events("console_connect")); got != drops+1 {
 		t.Errorf("console_connect events = %d, want %d", got, drops+1)
 	}
 	if line.Overflow() != 0 {
@@ -260,8 +210,8 @@ func editor(t *testing.T, l *serialsim.Line, dropAt int, lines chan<- string) {
 }
 
 func TestVerifyEchoRetypes(t *testing.T) {
-	rec := &recorder{}
-	line, _, c := simConsole(t, serialsim.Options{}, Options{Emit: rec.emit, EchoTimeout: 100 * time.Millisecond})
+	rec := &builtinstest.Recorder{}
+	line, _, c := simConsole(t, serialsim.Options{}, Options{Emit: rec.Emit, EchoTimeout: 100 * time.Millisecond})
 	lines := make(chan string, 10)
 	editor(t, line, 3, lines)
 	ctx := testContext(t)
@@ -272,7 +222,7 @@ func TestVerifyEchoRetypes(t *testing.T) {
 	if got := <-lines; got != cmd {
 		t.Errorf("device got line %q, want %q", got, cmd)
 	}
-	if got := len(rec.of("send_retry")); got != 1 {
+	if got := len(rec.Events("send_retry")); got != 1 {
 		t.Errorf("send_retry events = %d, want 1", got)
 	}
 	// The echo stays for the next expect.
@@ -297,8 +247,8 @@ var lavaErrors = []string{
 }
 
 func TestDeviceErrorWatch(t *testing.T) {
-	rec := &recorder{}
-	line, _, c := simConsole(t, serialsim.Options{}, Options{ErrorPatterns: lavaErrors, Emit: rec.emit})
+	rec := &builtinstest.Recorder{}
+	line, _, c := simConsole(t, serialsim.Options{}, Options{ErrorPatterns: lavaErrors, Emit: rec.Emit})
 	ctx := testContext(t)
 	const panicLine = "[    2.000000] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
 	fmt.Fprintf(line.Device(), "[    1.000000] Booting Linux\n%s\r\n[    2.1] ---[ end Kernel panic ]---\nlogin: ", panicLine)
@@ -319,7 +269,7 @@ func TestDeviceErrorWatch(t *testing.T) {
 	if _, err := c.Expect(ctx, expect.Literal("login: ")); err != nil {
 		t.Errorf("third Expect = %v, want the prompt", err)
 	}
-	if got := len(rec.of("expect")); got != 3 {
+	if got := len(rec.Events("expect")); got != 3 {
 		t.Errorf("expect events = %d, want 3", got)
 	}
 }
@@ -430,9 +380,9 @@ func TestTCPReset(t *testing.T) {
 		typed <- string(b[:n])
 	}()
 
-	rec := &recorder{}
-	var capture syncBuffer
-	c := start(t, TCP{Addr: ln.Addr().String()}, Options{Emit: rec.emit, Capture: &capture, Backoff: fastBackoff})
+	rec := &builtinstest.Recorder{}
+	var capture builtinstest.SyncBuffer
+	c := start(t, TCP{Addr: ln.Addr().String()}, Options{Emit: rec.Emit, Capture: &capture, Backoff: fastBackoff})
 	ctx := testContext(t)
 	if _, err := c.Expect(ctx, expect.Literal("first\n")); err != nil {
 		t.Fatal(err)
@@ -447,7 +397,7 @@ func TestTCPReset(t *testing.T) {
 	if got := <-typed; got != "hello\n" {
 		t.Errorf("server got %q, want %q", got, "hello\n")
 	}
-	gaps := rec.of("console_gap")
+	gaps := rec.Events("console_gap")
 	if len(gaps) != 1 || !strings.Contains(fmt.Sprint(gaps[0]["error"]), "reset") {
 		t.Errorf("console_gap events = %v, want one naming the reset", gaps)
 	}

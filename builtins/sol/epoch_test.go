@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/sol/expect"
 	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
 	"go.starlark.net/starlark"
@@ -16,7 +17,7 @@ import (
 )
 
 // waitCaptured waits until the console has received s.
-func waitCaptured(t *testing.T, capture *syncBuffer, s string) {
+func waitCaptured(t *testing.T, capture *builtinstest.SyncBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(capture.String(), s) {
@@ -31,11 +32,11 @@ func waitCaptured(t *testing.T, capture *syncBuffer, s string) {
 // next boot's expect nor is matched after Mark (what every power action
 // calls).
 func TestMarkStartsEpoch(t *testing.T) {
-	var capture syncBuffer
-	rec := &recorder{}
+	var capture builtinstest.SyncBuffer
+	rec := &builtinstest.Recorder{}
 	line, _, c := simConsole(t, serialsim.Options{}, Options{
 		Capture:       &capture,
-		Emit:          rec.emit,
+		Emit:          rec.Emit,
 		ErrorPatterns: []string{"No bootable device found"},
 	})
 	dev := line.Device()
@@ -62,7 +63,7 @@ func TestMarkStartsEpoch(t *testing.T) {
 	if m.Before != "PXE boot\r\n" {
 		t.Errorf("Expect(login: ).Before = %q, want %q", m.Before, "PXE boot\r\n")
 	}
-	if marks := rec.of("console_mark"); len(marks) != 1 || marks[0]["discarded"] != len("No bootable device found\r\nlogin: stale\r\n") {
+	if marks := rec.Events("console_mark"); len(marks) != 1 || marks[0]["discarded"] != len("No bootable device found\r\nlogin: stale\r\n") {
 		t.Errorf("console_mark events = %v, want one discarding the stale output", marks)
 	}
 	// console.log keeps everything.
@@ -72,10 +73,10 @@ func TestMarkStartsEpoch(t *testing.T) {
 }
 
 func TestStarlarkMarkAndErrorPatterns(t *testing.T) {
-	var capture syncBuffer
+	var capture builtinstest.SyncBuffer
 	line, _, c := simConsole(t, serialsim.Options{}, Options{Capture: &capture, ErrorPatterns: []string{"Kernel panic"}})
 	dev := line.Device()
-	rec := &fakeRec{}
+	rec := &builtinstest.Recorder{}
 	thread := &starlark.Thread{Name: "test"}
 	builtins.Attach(thread, &builtins.Env{Ctx: testContext(t), Rec: rec, Backends: map[string]any{"sol": c}})
 	exec := func(src string) error {

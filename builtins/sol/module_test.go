@@ -4,25 +4,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarktest"
 	"go.starlark.net/syntax"
 )
-
-// fakeRec is a builtins.Recorder keeping events.
-type fakeRec struct{ recorder }
-
-func (r *fakeRec) Emit(typ string, f map[string]any)                  { r.emit(typ, f) }
-func (r *fakeRec) TestCase(builtins.TestCase)                         {}
-func (r *fakeRec) Print(string)                                       {}
-func (r *fakeRec) Console() io.Writer                                 { return io.Discard }
-func (r *fakeRec) Artifact(string, io.Reader, string) (string, error) { return "", nil }
 
 func TestStarlarkModule(t *testing.T) {
 	line, _, c := simConsole(t, serialsim.Options{}, Options{})
@@ -35,25 +25,13 @@ func TestStarlarkModule(t *testing.T) {
 		}
 	}()
 
-	rec := &fakeRec{}
-	thread := &starlark.Thread{Name: "test"}
-	starlarktest.SetReporter(thread, t)
-	builtins.Attach(thread, &builtins.Env{Ctx: testContext(t), Rec: rec, Backends: map[string]any{"sol": c}})
-	assert, err := starlarktest.LoadAssertModule()
-	if err != nil {
-		t.Fatal(err)
-	}
-	predeclared := starlark.StringDict{"sol": Table.Module(), "assert": assert["assert"]}
-	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "testdata/sol.star", nil, predeclared); err != nil {
-		if ee, ok := err.(*starlark.EvalError); ok {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	rec := &builtinstest.Recorder{}
+	thread := builtinstest.NewThread(t, &builtins.Env{Ctx: testContext(t), Rec: rec, Backends: map[string]any{"sol": c}})
+	builtinstest.ExecFile(t, thread, "testdata/sol.star", nil, starlark.StringDict{"sol": Table.Module()})
 
 	// The call events show every sendline but never the secret.
 	var calls []string
-	for _, f := range rec.of("call") {
+	for _, f := range rec.Events("call") {
 		if f["builtin"] == "sol.sendline" {
 			calls = append(calls, fmt.Sprint(f["args"]))
 		}

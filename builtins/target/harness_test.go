@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
@@ -51,19 +52,14 @@ type rig struct {
 	jobDir  string
 	disk    string // host file of the target's /dev/sda
 	ip      string
-	capture *syncBuffer
+	capture *builtinstest.SyncBuffer
 
 	inject atomic.Bool // put a kernel message after every line the shell prints
 
 	mu     sync.Mutex
-	roots  []string // shell root of each boot (kexec starts a new one)
-	events []event
+	roots  []string              // shell root of each boot (kexec starts a new one)
+	rec    builtinstest.Recorder // events
 	kexecs chan kexecCall
-}
-
-type event struct {
-	typ    string
-	fields map[string]any
 }
 
 type rigOption func(*rig)
@@ -85,7 +81,7 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 		jobDir:  filepath.Join(dir, "job"),
 		disk:    filepath.Join(dir, "sda.disk"),
 		ip:      "127.0.0.2",
-		capture: &syncBuffer{},
+		capture: &builtinstest.SyncBuffer{},
 		kexecs:  make(chan kexecCall, 4),
 	}
 	if err := os.MkdirAll(r.jobDir, 0o755); err != nil {
@@ -194,24 +190,10 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	return r
 }
 
-func (r *rig) emit(typ string, fields map[string]any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, event{typ, fields})
-}
+func (r *rig) emit(typ string, fields map[string]any) { r.rec.Emit(typ, fields) }
 
 // eventsOf returns the fields of the events of type typ so far.
-func (r *rig) eventsOf(typ string) []map[string]any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []map[string]any
-	for _, e := range r.events {
-		if e.typ == typ {
-			out = append(out, e.fields)
-		}
-	}
-	return out
-}
+func (r *rig) eventsOf(typ string) []map[string]any { return r.rec.Events(typ) }
 
 // root returns the host directory of the running shell's filesystem.
 func (r *rig) root() string {
@@ -259,21 +241,4 @@ func freePort(t testing.TB, host string) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

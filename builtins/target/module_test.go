@@ -8,11 +8,11 @@ import (
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/target/simdisk"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarktest"
 	"go.starlark.net/syntax"
 )
 
@@ -33,9 +33,7 @@ func TestStarlarkModule(t *testing.T) {
 	}
 	defer b.Close()
 
-	thread := &starlark.Thread{Name: "test"}
-	starlarktest.SetReporter(thread, t)
-	builtins.Attach(thread, &builtins.Env{
+	thread := builtinstest.NewThread(t, &builtins.Env{
 		Ctx:      r.context(),
 		Stage:    "test",
 		JobDir:   r.jobDir,
@@ -43,22 +41,11 @@ func TestStarlarkModule(t *testing.T) {
 		Backends: map[string]any{"target": r.tgt},
 		Facts:    map[string]any{"ip": r.ip},
 	})
-	assert, err := starlarktest.LoadAssertModule()
-	if err != nil {
-		t.Fatal(err)
-	}
-	predeclared := starlark.StringDict{
+	builtinstest.ExecFile(t, thread, "testdata/target.star", nil, starlark.StringDict{
 		"target":        Table.Module(),
-		"assert":        assert["assert"],
 		"REPORT_SHA256": starlark.String(sha(report)),
 		"IP":            starlark.String(r.ip),
-	}
-	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "testdata/target.star", nil, predeclared); err != nil {
-		if ee, ok := err.(*starlark.EvalError); ok {
-			t.Fatal(ee.Backtrace())
-		}
-		t.Fatal(err)
-	}
+	})
 
 	// Two good fetches of the same file, one stored copy per fetch; the
 	// fetch with a wrong digest stored nothing.

@@ -2,26 +2,18 @@ package test
 
 import (
 	"context"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"go.starlark.net/starlark"
 )
-
-type recorder struct{ cases []builtins.TestCase }
-
-func (r *recorder) Emit(string, map[string]any)                        {}
-func (r *recorder) TestCase(tc builtins.TestCase)                      { r.cases = append(r.cases, tc) }
-func (r *recorder) Print(string)                                       {}
-func (r *recorder) Console() io.Writer                                 { return io.Discard }
-func (r *recorder) Artifact(string, io.Reader, string) (string, error) { return "", nil }
 
 // A case records its attempt and message; its time runs from the attempt's
 // start for the first case and from the previous case after that.
 func TestCaseAttemptTimeMessage(t *testing.T) {
-	rec := &recorder{}
+	rec := &builtinstest.Recorder{}
 	thread := &starlark.Thread{Name: "t"}
 	started := time.Now().Add(-90 * time.Second) // the attempt began 90s ago
 	builtins.Attach(thread, &builtins.Env{Ctx: context.Background(), Stage: "boot", Attempt: 2, Started: started, Rec: rec})
@@ -32,10 +24,10 @@ test.case("disk", True)
 	if _, err := starlark.ExecFile(thread, "t.star", src, starlark.StringDict{"test": Table.Module()}); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.cases) != 2 {
-		t.Fatalf("%d cases recorded, want 2", len(rec.cases))
+	if len(rec.Cases()) != 2 {
+		t.Fatalf("%d cases recorded, want 2", len(rec.Cases()))
 	}
-	link, disk := rec.cases[0], rec.cases[1]
+	link, disk := rec.Cases()[0], rec.Cases()[1]
 	if link.Attempt != 2 || link.Stage != "boot" || link.Message != "no carrier on eth0" {
 		t.Errorf("link = %+v, want attempt 2 of stage boot with its message", link)
 	}
