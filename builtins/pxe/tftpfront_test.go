@@ -68,7 +68,7 @@ func TestTFTPBadRequestsAnswered(t *testing.T) {
 		})
 	}
 	got := map[string]bool{}
-	for _, f := range ev.of("pxe_refused") {
+	for _, f := range ev.Events("pxe_refused") {
 		got[f["reason"].(string)] = true
 	}
 	for _, r := range []string{"mode", "too_long"} {
