@@ -86,6 +86,14 @@ func (probe) Hash() (uint32, error) { return 0, nil }
 
 var atMost = regexp.MustCompile(`: got \d+ arguments, want at most (\d+)`)
 
+// unexpected reports whether msg is UnpackArgs's "unexpected keyword
+// argument" error for name (quoted in the go.starlark.net we pin).
+func unexpected(msg, name string) bool {
+	const s = "unexpected keyword argument "
+	return strings.Contains(msg, s+strconv.Quote(name)) ||
+		regexp.MustCompile(regexp.QuoteMeta(s+name)+`\b`).MatchString(msg)
+}
+
 // CheckParams holds every Fn member's Params string to the UnpackArgs call
 // of its Fn, and returns one error per disagreement. It calls each Fn on a
 // thread with no job environment, with arguments UnpackArgs refuses:
@@ -130,15 +138,20 @@ func CheckParams(t *Table) []error {
 		}
 		msg := call(args, nil)
 		m := atMost.FindStringSubmatch(msg)
-		if m == nil {
+		switch {
+		case m == nil && strings.Contains(msg, ": for parameter "):
+			bad("UnpackArgs takes more parameters than the %d Params lists", len(names))
+		case m == nil:
 			bad("%d positional arguments: got error %q, want UnpackArgs's \"want at most %d\"", len(args), msg, len(names))
-		} else if n, _ := strconv.Atoi(m[1]); n != len(names) {
-			bad("UnpackArgs takes %d parameters, Params lists %d", n, len(names))
+		default:
+			if n, _ := strconv.Atoi(m[1]); n != len(names) {
+				bad("UnpackArgs takes %d parameters, Params lists %d", n, len(names))
+			}
 		}
 
 		for _, n := range names {
 			msg := call(nil, []starlark.Tuple{{starlark.String(n), probe{}}})
-			if strings.Contains(msg, "unexpected keyword argument "+n) {
+			if unexpected(msg, n) {
 				bad("UnpackArgs has no parameter %s", n)
 			}
 		}

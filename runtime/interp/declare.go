@@ -12,11 +12,13 @@ var Declarations = (&declState{plan: &Plan{}}).table()
 func (st *declState) table() *builtins.Table {
 	return &builtins.Table{
 		Name: "",
-		Doc: "Declarations: the only calls with effect at a job file's top level.\n\n" +
-			"Every timeout= (job, stage, cleanup and every builtin) takes a duration string (\"30s\", \"2m\"), a number " +
-			"of seconds or a time.duration, and must be positive: 0 or a negative value is an error. Leaving it out " +
-			"(or None) means the deadline that applies anyway — for a builtin the stage's remaining time, for a stage " +
-			"the job's; a builtin's timeout= can only shorten that deadline, never extend it.",
+		Doc: `Declarations: the only calls with effect at a job file's top level.
+
+Every timeout= (job, stage, cleanup and every builtin) has one meaning. It takes a duration string ("30s",
+"2m"), a number of seconds or a time.duration, and must be positive: 0 or a negative value is an error
+naming the function. Leaving it out (or None) means the deadline that applies anyway: for a builtin the
+stage's remaining time, for a stage the job's, for job and cleanup their defaults. A builtin's timeout=
+can only shorten the stage's deadline, never extend it.`,
 		Members: []builtins.Builtin{
 			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description=""`,
 				Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
