@@ -198,3 +198,19 @@ func TestCheckParams(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckParamsSecretNamesAParam(t *testing.T) {
+	tab := &Table{Name: "m", Members: []Builtin{{Name: "send", Params: "text, secret=False",
+		Secret: []string{"txt"}, SecretIf: "secrets",
+		Fn: func(_ *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var text string
+			var secret bool
+			return starlark.None, starlark.UnpackArgs(name, args, kwargs, "text", &text, "secret?", &secret)
+		}}}}
+	got := fmt.Sprint(CheckParams(tab))
+	for _, want := range []string{"Secret names txt, which Params does not list", "Secret names secrets, which Params does not list"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("CheckParams(Secret txt, SecretIf secrets) = %s, want %q", got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package builtins
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -107,6 +108,7 @@ func unexpected(msg, name string) bool {
 //   - no argument: UnpackArgs must miss the first required parameter of
 //     Params, or none if Params has none.
 //
+// It also checks that the Secret and SecretIf parameters are in Params.
 // Together these prove that both list the same names, the same first name
 // and the same first required parameter. A Fn that does anything before
 // UnpackArgs must not need the environment to get there.
@@ -128,6 +130,13 @@ func CheckParams(t *Table) []error {
 			return err.Error()
 		}
 		names, open := ParseParams(b.Params)
+		// The envelope finds secret arguments by these names: one missing
+		// from Params would never be redacted.
+		for _, p := range append(append([]string(nil), b.Secret...), b.SecretIf) {
+			if p != "" && !slices.Contains(names, p) {
+				bad("Secret names %s, which Params does not list", p)
+			}
+		}
 		if strings.Contains(b.Params, "*") && !open {
 			continue // *args: no upper bound to check
 		}
