@@ -9,7 +9,11 @@
 //
 // and the interpreter predeclares Table.Module(). Each member's Fn receives the
 // thread; it reads the job environment with [EnvOf], derives its context with
-// [CallContext] and returns errors wrapped by [Infra], [Device] or [Job].
+// [CallContext] (its timeout= unpacked as a [Timeout]) and returns errors
+// wrapped by [Infra], [Device] or [Job]. The Fn does nothing else: the one
+// envelope, [Table.Wrap], refuses action builtins at top level, records each
+// call, redacts the entry's Secret parameters and starts every error with the
+// qualified name. [CheckParams] holds each entry's Params to its UnpackArgs.
 package builtins
 
 import (
