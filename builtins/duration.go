@@ -52,30 +52,52 @@ func (d *Duration) Unpack(v starlark.Value) error {
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// Timeout unpacks a builtin's timeout= argument: like Duration, but a value
-// given must be positive (None is zero: the deadline of the stage).
+// Timeout is the one type of every timeout= argument (builtins, stage,
+// cleanup, job), with one meaning: None (or leaving it out) is the
+// deadline that applies anyway — for a builtin the stage's remaining time;
+// a positive duration ("30s", "2m", a number of seconds, a time.duration)
+// shortens it (it never extends it); 0 and negative values are errors,
+// because "no timeout" is spelled by leaving timeout= out.
 type Timeout struct{ Duration }
+
+// errTimeout is the message UnpackArgs puts after "fn: for parameter
+// timeout: ".
+const errTimeout = "must be positive (got %s); omit it for the stage's deadline"
 
 // Unpack implements starlark.Unpacker.
 func (t *Timeout) Unpack(v starlark.Value) error {
 	switch x := v.(type) {
+	case starlark.NoneType:
+		t.Duration = 0
+		return nil
 	case starlark.String:
-		d, err := time.ParseDuration(string(x))
-		if err != nil {
-			return fmt.Errorf("timeout: %w", err)
-		}
-		if d <= 0 {
-			return fmt.Errorf("timeout: %s is not positive", x)
+		if d, err := time.ParseDuration(string(x)); err == nil && d <= 0 {
+			return fmt.Errorf(errTimeout, x)
 		}
 	case starlark.Int, starlark.Float:
 		if f, _ := starlark.AsFloat(x); f <= 0 {
-			return fmt.Errorf("timeout: %s is not a positive number of seconds", x)
+			return fmt.Errorf(errTimeout, x)
+		}
+	case stime.Duration:
+		if x <= 0 {
+			return fmt.Errorf(errTimeout, x)
 		}
 	}
 	if err := t.Duration.Unpack(v); err != nil {
-		return fmt.Errorf("timeout: %w", err)
+		return err
+	}
+	if t.Duration <= 0 { // a positive number too small for a time.Duration
+		return fmt.Errorf(errTimeout, v)
 	}
 	return nil
+}
+
+// Or returns the timeout, or def when none was given.
+func (t Timeout) Or(def time.Duration) time.Duration {
+	if t.Duration == 0 {
+		return def
+	}
+	return t.D()
 }
 
 // OptString unpacks a string or None (the empty string).

@@ -588,7 +588,8 @@ func (c *Console) redact(s string) string {
 	return s
 }
 
-const redacted = "<redacted>"
+// redacted stands for a secret in the console capture, as in events and errors.
+const redacted = builtins.Redacted
 
 // TimeoutError is an Expect that found none of its patterns by the
 // deadline. Tail holds the last console bytes (secrets typed on the

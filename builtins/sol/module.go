@@ -63,7 +63,10 @@ seen by the error patterns. Every power action (power.*, ipmi.power) does this i
 			Doc: `Type text on the console, one character at a time with the current mode's per-character delay
 (bootloader_serial_delay_ms or test_shell_serial_delay_ms), or delay_ms. With secret=True the text is kept
 out of events, logs and errors, and its echo is redacted from console.log.`,
-			Fn: secretAction(sendBuiltin(false)),
+			Action:   true,
+			Secret:   []string{"text"},
+			SecretIf: "secret",
+			Fn:       sendBuiltin(false),
 		},
 		{
 			Name:   "sendline",
@@ -71,7 +74,10 @@ out of events, logs and errors, and its echo is redacted from console.log.`,
 			Doc: `Type text and a line ending, like send. With verify_echo=True, wait for the device to echo the
 line before the line ending, and erase and retype it (up to 3 times) if the echo differs: a device error if
 it never matches.`,
-			Fn: secretAction(sendBuiltin(true)),
+			Action:   true,
+			Secret:   []string{"text"},
+			SecretIf: "secret",
+			Fn:       sendBuiltin(true),
 		},
 		{
 			Name:   "mode",
@@ -217,7 +223,7 @@ func markBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 
 func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ps patterns
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	var ep errorPatterns
 	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout, "error_patterns?", &ep); err != nil {
 		return nil, builtins.Job(err)
@@ -266,12 +272,11 @@ func modeBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 	return starlark.None, nil
 }
 
-// sendFunc is send or sendline; it reports whether the text is secret even
-// when it fails, so that the call event leaves the text out.
-type sendFunc func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (v starlark.Value, secret bool, err error)
-
-func sendBuiltin(line bool) sendFunc {
-	return func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, bool, error) {
+// sendBuiltin is send or sendline. The table entries declare text secret
+// when secret=True, so the envelope keeps it out of the call event and the
+// error; the console keeps it out of console.log.
+func sendBuiltin(line bool) builtins.Func {
+	return func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var (
 			text               string
 			delay              millis
@@ -283,13 +288,12 @@ func sendBuiltin(line bool) sendFunc {
 		} else {
 			err = starlark.UnpackArgs(name, args, kwargs, "text", &text, "delay_ms?", &delay, "secret?", &secret)
 		}
-		secret = secret || kwargTrue(kwargs, "secret")
 		if err != nil {
-			return nil, secret, builtins.Job(err)
+			return nil, builtins.Job(err)
 		}
 		be, err := builtins.BackendOf[Backend](thread, "sol")
 		if err != nil {
-			return nil, secret, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		ctx, cancel := builtins.CallContext(thread, 0)
 		defer cancel()
@@ -300,62 +304,8 @@ func sendBuiltin(line bool) sendFunc {
 			err = be.Send(ctx, text, o)
 		}
 		if err != nil {
-			return nil, secret, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		return starlark.None, secret, nil
-	}
-}
-
-func kwargTrue(kwargs []starlark.Tuple, key string) bool {
-	for _, kv := range kwargs {
-		if k, ok := kv[0].(starlark.String); ok && string(k) == key {
-			return bool(kv[1].Truth())
-		}
-	}
-	return false
-}
-
-// secretAction does what builtins.Table does for an action builtin (refused
-// at top level, recorded as a "call" event) but leaves the typed text out
-// of the event when it is secret: the table's own recording would show it.
-func secretAction(fn sendFunc) builtins.Func {
-	return func(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		env := builtins.EnvOf(thread)
-		if env == nil || env.Declaring {
-			return nil, builtins.Job(fmt.Errorf("%s: action builtins may only be called from a stage or cleanup function, not at top level (%s)", name, builtins.Caller(thread)))
-		}
-		start := time.Now()
-		v, secret, err := fn(thread, name, args, kwargs)
-		var shown []string
-		for i, a := range args {
-			if i == 0 && secret {
-				shown = append(shown, `"`+redacted+`"`)
-				continue
-			}
-			shown = append(shown, a.String())
-		}
-		for _, kv := range kwargs {
-			k, _ := starlark.AsString(kv[0])
-			val := kv[1].String()
-			if k == "text" && secret {
-				val = `"` + redacted + `"`
-			}
-			shown = append(shown, k+"="+val)
-		}
-		fields := map[string]any{
-			"builtin":     name,
-			"args":        shown,
-			"duration_ms": time.Since(start).Milliseconds(),
-			"pos":         builtins.Caller(thread),
-		}
-		if err != nil {
-			fields["outcome"] = "error"
-			fields["error"] = err.Error()
-			fields["class"] = string(builtins.ClassOf(err))
-		} else {
-			fields["outcome"] = "ok"
-		}
-		env.Emit("call", fields)
-		return v, err
+		return starlark.None, nil
 	}
 }

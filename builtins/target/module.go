@@ -119,7 +119,7 @@ func newStruct(fields starlark.StringDict) *starlarkstruct.Struct {
 
 func runBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var cmd string
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	check := true
 	if err := starlark.UnpackArgs(name, args, kwargs, "cmd", &cmd, "timeout?", &timeout, "check?", &check); err != nil {
 		return nil, builtins.Job(err)
@@ -152,7 +152,7 @@ func runBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwarg
 func fetchBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var p string
 	var sum builtins.OptString
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "path", &p, "sha256?", &sum, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -204,7 +204,7 @@ var errStoreEnded = errors.New("artifact store ended")
 
 func pushBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var src, dest string
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "src", &src, "dest", &dest, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -227,7 +227,7 @@ func pushBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 
 func deployBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var src, disk string
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "src", &src, "disk", &disk, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
@@ -253,7 +253,7 @@ func deployBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 func kexecBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var kernel, cmdline string
 	var initrd, prompt builtins.OptString
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "kernel", &kernel, "initrd?", &initrd, "append?", &cmdline,
 		"prompt?", &prompt, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
@@ -271,7 +271,7 @@ func kexecBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwa
 }
 
 func ipBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var timeout builtins.Duration
+	var timeout builtins.Timeout
 	if err := starlark.UnpackArgs(name, args, kwargs, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}

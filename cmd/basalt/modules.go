@@ -12,7 +12,7 @@ import (
 
 // tables are the documented builtin modules, in `basalt doc` order.
 func tables() []*builtins.Table {
-	return append([]*builtins.Table{interp.DeclareDocs}, moduleTables()...)
+	return append([]*builtins.Table{interp.Declarations}, moduleTables()...)
 }
 
 // moduleTables are the Starlark modules predeclared in job files.

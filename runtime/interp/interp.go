@@ -331,41 +331,18 @@ func Pos(ee *starlark.EvalError) string {
 }
 
 func (st *declState) builtins() starlark.StringDict {
-	return starlark.StringDict{
-		"job":     starlark.NewBuiltin("job", st.job),
-		"stage":   starlark.NewBuiltin("stage", st.stage),
-		"cleanup": starlark.NewBuiltin("cleanup", st.cleanup),
-	}
+	return st.table().Values()
 }
 
-// DeclareDocs documents job, stage and cleanup for `basalt doc`.
-var DeclareDocs = &builtins.Table{
-	Name: "",
-	Doc:  "Declarations: the only calls with effect at a job file's top level.",
-	Members: []builtins.Builtin{
-		{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description=""`,
-			Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
-				"`--param k=v` overrides them and stage functions read them as ctx.params.NAME. artifacts lists the params " +
-				"that name files (default: kernel, initrd, dtb, image, rootfs when declared); `basalt check` verifies they " +
-				"exist under the job directory or are http(s) URLs, and result.json records their sha256."},
-		{Name: "stage", Params: `name, fn, timeout=None, retries=0`,
-			Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
-				"ctx.stage, ctx.attempt and ctx.remaining() (time left in this stage). timeout may only be shorter than the " +
-				"job's. retries=N re-runs the stage after an infrastructure or device error, within the job's remaining time."},
-		{Name: "cleanup", Params: `fn, timeout="2m"`,
-			Doc: "Declares a cleanup function fn(ctx). Cleanup functions always run after the stages — on success, failure, " +
-				"timeout, SIGINT and SIGTERM — in declaration order, each within its own budget."},
-	},
-}
-
-func (st *declState) job(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
-		name, devType, desc string
-		timeout             = builtins.Duration(DefaultJobTimeout)
-		params              = new(starlark.Dict)
-		artifacts           *starlark.List
+		devType, desc string
+		timeout       builtins.Timeout
+		params        = new(starlark.Dict)
+		artifacts     *starlark.List
 	)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "device_type?", &devType,
+	var name string
+	if err := starlark.UnpackArgs(fname, args, kwargs, "name", &name, "device_type?", &devType,
 		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc); err != nil {
 		return nil, err
 	}
@@ -375,10 +352,7 @@ func (st *declState) job(thread *starlark.Thread, b *starlark.Builtin, args star
 	if strings.TrimSpace(name) == "" || strings.ContainsAny(name, "/\\\x00") {
 		return nil, fmt.Errorf("job: name %q must be non-empty and hold no slash", name)
 	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("job: timeout must be positive")
-	}
-	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.D(), Pos: builtins.Caller(thread)}
+	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.Or(DefaultJobTimeout), Pos: builtins.Caller(thread)}
 	for _, item := range params.Items() {
 		k, ok := item[0].(starlark.String)
 		if !ok {
@@ -423,14 +397,14 @@ func hasParam(ps []Param, name string) bool {
 	return false
 }
 
-func (st *declState) stage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (st *declState) stage(thread *starlark.Thread, fname string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
 		name    string
 		fn      starlark.Callable
-		timeout builtins.Duration
+		timeout builtins.Timeout
 		retries int
 	)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "fn", &fn, "timeout?", &timeout, "retries?", &retries); err != nil {
+	if err := starlark.UnpackArgs(fname, args, kwargs, "name", &name, "fn", &fn, "timeout?", &timeout, "retries?", &retries); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(name) == "" {
@@ -448,18 +422,15 @@ func (st *declState) stage(thread *starlark.Thread, b *starlark.Builtin, args st
 	return starlark.None, nil
 }
 
-func (st *declState) cleanup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+func (st *declState) cleanup(thread *starlark.Thread, fname string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
 		fn      starlark.Callable
-		timeout = builtins.Duration(DefaultCleanupTimeout)
+		timeout builtins.Timeout
 	)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "fn", &fn, "timeout?", &timeout); err != nil {
+	if err := starlark.UnpackArgs(fname, args, kwargs, "fn", &fn, "timeout?", &timeout); err != nil {
 		return nil, err
 	}
-	if timeout <= 0 {
-		timeout = builtins.Duration(DefaultCleanupTimeout)
-	}
-	st.plan.Cleanups = append(st.plan.Cleanups, Cleanup{Name: fn.Name(), Fn: fn, Timeout: timeout.D(), Pos: builtins.Caller(thread)})
+	st.plan.Cleanups = append(st.plan.Cleanups, Cleanup{Name: fn.Name(), Fn: fn, Timeout: timeout.Or(DefaultCleanupTimeout), Pos: builtins.Caller(thread)})
 	return starlark.None, nil
 }
 

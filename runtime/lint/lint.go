@@ -425,54 +425,10 @@ func (c *checker) problem(pos syntax.Position, format string, v ...any) {
 	c.problems = append(c.problems, &Problem{Pos: pos, Msg: fmt.Sprintf(format, v...)})
 }
 
-// ParseParams returns the parameter names of a Params string such as
-// `kernel, initrd=None, append="", *args`; open is true when it takes
-// **kwargs (any keyword).
+// ParseParams returns the parameter names of a Params string; it is
+// builtins.ParseParams, the parser the builtin envelope uses too.
 func ParseParams(params string) (names []string, open bool) {
-	for _, p := range splitTop(params) {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		if strings.HasPrefix(p, "**") {
-			open = true
-			continue
-		}
-		if strings.HasPrefix(p, "*") {
-			continue
-		}
-		name, _, _ := strings.Cut(p, "=")
-		names = append(names, strings.TrimSuffix(strings.TrimSpace(name), "?"))
-	}
-	return names, open
-}
-
-// splitTop splits s at commas outside quotes and brackets.
-func splitTop(s string) []string {
-	var out []string
-	depth, start := 0, 0
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case quote != 0:
-			if ch == '\\' {
-				i++
-			} else if ch == quote {
-				quote = 0
-			}
-		case ch == '"' || ch == '\'':
-			quote = ch
-		case ch == '(' || ch == '[' || ch == '{':
-			depth++
-		case ch == ')' || ch == ']' || ch == '}':
-			depth--
-		case ch == ',' && depth == 0:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
+	return builtins.ParseParams(params)
 }
 
 func didYouMean(s string, known []string) string {

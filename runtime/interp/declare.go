@@ -1,0 +1,40 @@
+package interp
+
+import "github.com/basalt-lab/basalt/builtins"
+
+// Declarations is the table of job, stage and cleanup for `basalt doc`,
+// runtime/lint and the Params test. Declare predeclares the same table,
+// bound to the plan it fills.
+var Declarations = (&declState{plan: &Plan{}}).table()
+
+// table registers job, stage and cleanup the way modules register their
+// builtins: one entry with Params and Doc, run in the builtins envelope.
+func (st *declState) table() *builtins.Table {
+	return &builtins.Table{
+		Name: "",
+		Doc: `Declarations: the only calls with effect at a job file's top level.
+
+Every timeout= (job, stage, cleanup and every builtin) has one meaning. It takes a duration string ("30s",
+"2m"), a number of seconds or a time.duration, and must be positive: 0 or a negative value is an error
+naming the function. Leaving it out (or None) means the deadline that applies anyway: for a builtin the
+stage's remaining time, for a stage the job's, for job and cleanup their defaults. A builtin's timeout=
+can only shorten the stage's deadline, never extend it.`,
+		Members: []builtins.Builtin{
+			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description=""`,
+				Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
+					"`--param k=v` overrides them and stage functions read them as ctx.params.NAME. artifacts lists the params " +
+					"that name files (default: kernel, initrd, dtb, image, rootfs when declared); `basalt check` verifies they " +
+					"exist under the job directory or are http(s) URLs, and result.json records their sha256.",
+				Fn: st.job},
+			{Name: "stage", Params: `name, fn, timeout=None, retries=0`,
+				Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
+					"ctx.stage, ctx.attempt and ctx.remaining() (time left in this stage). timeout may only be shorter than the " +
+					"job's. retries=N re-runs the stage after an infrastructure or device error, within the job's remaining time.",
+				Fn: st.stage},
+			{Name: "cleanup", Params: `fn, timeout="2m"`,
+				Doc: "Declares a cleanup function fn(ctx). Cleanup functions always run after the stages — on success, failure, " +
+					"timeout, SIGINT and SIGTERM — in declaration order, each within its own budget.",
+				Fn: st.cleanup},
+		},
+	}
+}
