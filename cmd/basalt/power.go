@@ -84,3 +84,56 @@ func (a *app) power(labFlag, name, what string, timeout, wait time.Duration) err
 	}
 	return nil
 }
+
+func (a *app) bootdevCmd() *cobra.Command {
+	var labFlag string
+	var timeout, wait time.Duration
+	var o ipmi.BootOptions
+	c := &cobra.Command{
+		Use:   "bootdev DEVICE pxe|disk|bios|cdrom",
+		Short: "Set a lab device's boot device through its BMC",
+		Long: `bootdev sets the device's boot device through its BMC (IPMI Set System Boot
+Options), for the next boot only unless --persistent. The device is locked for the
+duration, like a job's (--wait to wait for it).`,
+		Example: `  basalt bootdev highbank01 pxe
+  basalt bootdev highbank01 disk --persistent`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return a.bootdev(labFlag, args[0], args[1], o, timeout, wait)
+		},
+	}
+	c.Flags().StringVar(&labFlag, "lab", "", "lab directory (default $BASALT_LAB, else ./lab)")
+	c.Flags().BoolVar(&o.Persistent, "persistent", false, "keep the setting for every later boot")
+	c.Flags().BoolVar(&o.EFI, "efi", false, "ask for an EFI boot")
+	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
+	c.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
+	return c
+}
+
+func (a *app) bootdev(labFlag, name, what string, o ipmi.BootOptions, timeout, wait time.Duration) error {
+	d, err := ipmi.ParseDevice(what)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	lb, dev, err := resolveDevice(labFlag, name)
+	if err != nil {
+		return &exitError{code: exitCodeOf(err), err: err}
+	}
+	fail := func(err error) error { return &exitError{code: exitCodeOf(err), err: err} }
+	if dev.IPMI.Host == "" {
+		return fail(builtins.Infra(fmt.Errorf("device %s: no BMC address (ipmi_host): the boot device is set through the BMC; basalt starts a sim or qemu BMC only for a job (basalt run)", dev.Name)))
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, timeout)
+	defer cancel()
+	held, err := lockDevice(ctx, lb, dev, "basalt bootdev "+what, wait)
+	if err != nil {
+		return fail(err)
+	}
+	defer held.Release()
+	c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{})
+	defer c.Close()
+	if err := c.SetBootDevice(ctx, d, o); err != nil {
+		return fail(fmt.Errorf("set boot device %s: %w", d, err))
+	}
+	return nil
+}

@@ -84,6 +84,9 @@ type Job struct {
 	// Artifacts names the params whose values are files the job needs.
 	Artifacts []string
 	Pos       string
+	// HealthCheck marks a health-check job (LAVA's): its result sets the
+	// device's health; a device in bad health runs only health checks.
+	HealthCheck bool
 }
 
 // Param is a declared parameter and its value after overrides.
@@ -283,11 +286,13 @@ var DeclareDocs = &builtins.Table{
 	Name: "",
 	Doc:  "Declarations: the only calls with effect at a job file's top level.",
 	Members: []builtins.Builtin{
-		{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description=""`,
+		{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description="", health_check=False`,
 			Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
 				"`--param k=v` overrides them and stage functions read them as ctx.params.NAME. artifacts lists the params " +
 				"that name files (default: kernel, initrd, dtb, image, rootfs when declared); `basalt check` verifies they " +
-				"exist under the job directory or are http(s) URLs, and result.json records their sha256."},
+				"exist under the job directory or are http(s) URLs, and result.json records their sha256. health_check=True makes " +
+				"it a health check (LAVA's): when it fails its device is in bad health, refused to every other job until a " +
+				"health check passes."},
 		{Name: "stage", Params: `name, fn, timeout=None, retries=0`,
 			Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
 				"ctx.stage, ctx.attempt and ctx.remaining() (time left in this stage). timeout may only be shorter than the " +
@@ -304,9 +309,10 @@ func (st *declState) job(thread *starlark.Thread, b *starlark.Builtin, args star
 		timeout             = builtins.Duration(DefaultJobTimeout)
 		params              = new(starlark.Dict)
 		artifacts           *starlark.List
+		healthCheck         bool
 	)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "device_type?", &devType,
-		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc); err != nil {
+		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc, "health_check?", &healthCheck); err != nil {
 		return nil, err
 	}
 	if st.jobSeen {
@@ -318,7 +324,7 @@ func (st *declState) job(thread *starlark.Thread, b *starlark.Builtin, args star
 	if timeout <= 0 {
 		return nil, fmt.Errorf("job: timeout must be positive")
 	}
-	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.D(), Pos: builtins.Caller(thread)}
+	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.D(), Pos: builtins.Caller(thread), HealthCheck: healthCheck}
 	for _, item := range params.Items() {
 		k, ok := item[0].(starlark.String)
 		if !ok {
