@@ -387,7 +387,9 @@ type hub struct {
 	path     string
 }
 
-func newHub() *hub { return &hub{watchers: map[chan []byte]struct{}{}, release: make(chan struct{}, 1)} }
+func newHub() *hub {
+	return &hub{watchers: map[chan []byte]struct{}{}, release: make(chan struct{}, 1)}
+}
 
 func (h *hub) Write(p []byte) (int, error) {
 	h.mu.Lock()
@@ -539,11 +541,13 @@ func (h *hub) handle(c net.Conn) {
 
 // hold keeps a failed job's device as it is until d has passed, ctx is
 // done or `basalt release` asks, lending its console read-write meanwhile.
-func (h *hub) hold(ctx context.Context, d time.Duration) string {
+// announce is called once the console is lent, to say how to attach.
+func (h *hub) hold(ctx context.Context, d time.Duration, announce func()) string {
 	h.mu.Lock()
 	ch := make(chan struct{})
 	h.held = ch
 	h.mu.Unlock()
+	announce()
 	defer func() {
 		h.mu.Lock()
 		h.held = nil

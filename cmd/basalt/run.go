@@ -262,10 +262,11 @@ func (a *app) runJob(file string, f *runFlags) error {
 			if o.Status == pipeline.StatusPass || o.Status == pipeline.StatusCanceled {
 				return
 			}
-			fmt.Fprintf(a.stderr, "basalt: job %s: %s; holding %s for %s before its cleanup:\n  basalt console %s   attaches to its console (~. detaches)\n  basalt release %s   ends the hold (or Ctrl-C here)\n",
-				plan.Job.Name, o.Status, dev.Name, f.hold, dev.Name, dev.Name)
-			b.Emit("hold_start", map[string]any{"device": dev.Name, "timeout_ms": f.hold.Milliseconds()})
-			why := watchers.hold(a.ctx, f.hold)
+			why := watchers.hold(a.ctx, f.hold, func() {
+				fmt.Fprintf(a.stderr, "basalt: job %s: %s; holding %s for %s before its cleanup:\n  basalt console %s   attaches to its console (~. detaches)\n  basalt release %s   ends the hold (or Ctrl-C here)\n",
+					plan.Job.Name, o.Status, dev.Name, f.hold, dev.Name, dev.Name)
+				b.Emit("hold_start", map[string]any{"device": dev.Name, "timeout_ms": f.hold.Milliseconds()})
+			})
 			b.Emit("hold_end", map[string]any{"device": dev.Name, "reason": why})
 			fmt.Fprintf(a.stderr, "basalt: released %s (%s): running the cleanup\n", dev.Name, why)
 		}
