@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/creack/pty"
 )
 
@@ -236,4 +239,57 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// basalt console over a TCP console server (ser2net's role), on a
+// terminal: typed lines and Ctrl-C reach the device, its answer shows,
+// ~. detaches without sending "~.", and the lock is released after.
+func TestConsoleTCPOnTerminal(t *testing.T) {
+	labDir := simLab(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var all []byte
+		buf := make([]byte, 256)
+		for {
+			n, err := c.Read(buf)
+			all = append(all, buf[:n]...)
+			if i := bytes.IndexByte(buf[:n], '\r'); i >= 0 {
+				fmt.Fprintf(c, "board says: %s\r\n", strings.ToUpper(strings.TrimSpace(string(all))))
+			}
+			if err != nil {
+				got <- all
+				return
+			}
+		}
+	}()
+	os.WriteFile(filepath.Join(labDir, "devices", "ser.star"), []byte(fmt.Sprintf(
+		"device(name = \"ser\", type = \"highbank\", mac = \"02:42:00:00:00:06\", console_address = %q, power_command = {\"on\": \"true\"})\n", ln.Addr().String())), 0o644)
+	ts := newTerm(t)
+	code := make(chan int, 1)
+	go func() {
+		code <- run(context.Background(), context.Background(), []string{"console", "ser", "--lab", labDir}, ts.tty, ts.tty, ts.tty)
+	}()
+	ts.waitFor("~. detaches")
+	ts.typ("hello\r")
+	ts.waitFor("board says: HELLO")
+	ts.typ("\x03\r~.")
+	if c := <-code; c != 0 {
+		t.Fatalf("console exit %d:\n%s", c, ts.text())
+	}
+	if b := <-got; string(b) != "hello\r\x03\r" {
+		t.Errorf("the device received %q, want %q (Ctrl-C passed, the escape kept)", b, "hello\r\x03\r")
+	}
+	if h, held := lab.CurrentHolder(os.Getenv("BASALT_LOCK_DIR"), "ser"); held {
+		t.Errorf("after detach the device is still held by %s", h)
+	}
 }

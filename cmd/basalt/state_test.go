@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
+	"github.com/basalt-lab/basalt/runtime/lab"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -180,5 +184,52 @@ func TestConsoleBadInput(t *testing.T) {
 	pw.Write([]byte("~."))
 	if c := <-done; c != 0 {
 		t.Errorf("console exit %d: %s", c, e.String())
+	}
+}
+
+// basalt bootdev and power act on a real RMCP+ BMC (the sim's go-ipmi
+// server) through the device's file, and respect the device lock.
+func TestBootdevAndPowerThroughBMC(t *testing.T) {
+	labDir := simLab(t)
+	bmc := bmcsim.New(bmcsim.Config{Password: "bootdev-secret"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := bmc.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HB3_PW", "bootdev-secret")
+	ip := bmc.IPMI()
+	os.WriteFile(filepath.Join(labDir, "devices", "hb3.star"), []byte(fmt.Sprintf(
+		"device(name = \"hb3\", type = \"highbank\", mac = \"02:42:00:00:00:05\", ipmi_host = %q, ipmi_port = %d, ipmi_user = %q, ipmi_password = secret(\"HB3_PW\"), cipher_suites = [3])\n",
+		ip.Host, ip.Port, ip.User)), 0o644)
+	if c, _, e := runCLI("bootdev", "hb3", "pxe", "--lab", labDir); c != 0 {
+		t.Fatalf("bootdev pxe = %d %s", c, e)
+	}
+	if d, persistent := bmc.BootDevice(); d != bmcsim.BootPXE || persistent {
+		t.Errorf("after bootdev pxe the BMC boots %q (persistent %v), want pxe once", d, persistent)
+	}
+	if c, _, e := runCLI("bootdev", "hb3", "disk", "--persistent", "--lab", labDir); c != 0 {
+		t.Fatalf("bootdev disk --persistent = %d %s", c, e)
+	}
+	if d, persistent := bmc.BootDevice(); d != bmcsim.BootDisk || !persistent {
+		t.Errorf("after bootdev disk --persistent the BMC boots %q (persistent %v), want disk, persistent", d, persistent)
+	}
+	if c, _, e := runCLI("power", "hb3", "on", "--lab", labDir); c != 0 || !bmc.PowerState() {
+		t.Fatalf("power on = %d %s; BMC on %v", c, e, bmc.PowerState())
+	}
+	// A console session holds the device: power and bootdev wait their
+	// turn and fail with its holder, as for jobs.
+	held, err := lab.Lock(ctx, os.Getenv("BASALT_LOCK_DIR"), "hb3", lab.Holder{Job: "basalt console"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	for _, args := range [][]string{{"bootdev", "hb3", "pxe"}, {"power", "hb3", "off"}} {
+		if c, _, e := runCLI(append(args, "--lab", labDir)...); c != 3 || !strings.Contains(e, `busy: held by pid`) || strings.Contains(e, "bootdev-secret") {
+			t.Errorf("basalt %s on a held device = %d %q, want 3 naming the holder", strings.Join(args, " "), c, e)
+		}
+	}
+	if !bmc.PowerState() {
+		t.Errorf("power off on a held device turned it off")
 	}
 }
