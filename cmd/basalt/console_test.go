@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,9 @@ func TestShellSimOnTerminal(t *testing.T) {
 	ts.waitFor("cleanup power_off")
 	if !strings.Contains(readFile(t, filepath.Join(out, "console.log")), "hello-42") {
 		t.Errorf("console.log lacks the session's output")
+	}
+	if !regexp.MustCompile(`"builtin":"power.off".*"outcome":"ok"`).MatchString(readFile(t, filepath.Join(out, "events.jsonl"))) {
+		t.Errorf("the cleanup did not power the node off after detaching")
 	}
 }
 

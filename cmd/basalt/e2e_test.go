@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/basalt-lab/basalt/runtime/qemu"
+	"github.com/creack/pty"
 )
 
 // diskOSInit is /init of the "installed OS" the qemu e2e job deploys: it
@@ -45,11 +47,15 @@ LABEL disk-os
   APPEND console=ttyS0,115200 quiet
 `
 
-// TestE2EQemuMaster is `make e2e`: jobs/qemu-master.star on a qemu VM that
-// basalt starts behind its own BMC, PXE-booted by the VM's iPXE firmware
-// through basalt's proxy DHCP and HTTP inside a network namespace this test
-// creates, with dnsmasq as the site DHCP server.
-func TestE2EQemuMaster(t *testing.T) {
+// qemuLab is the e2e lab: basalt built, a Debian kernel, the master initrd
+// and a disk image in jobDir/images/qemu, a network namespace with dnsmasq,
+// and lab qemu01, a VM basalt starts. It skips without the tools.
+type qemuLab struct {
+	dir, bin, jobDir, images, labDir string
+	ns                               *qemu.NetNS
+}
+
+func newQemuLab(t *testing.T, ctx context.Context) *qemuLab {
 	if os.Getenv("BASALT_E2E") == "" {
 		t.Skip("set BASALT_E2E=1 (make e2e) to boot a real kernel under qemu")
 	}
@@ -64,8 +70,6 @@ func TestE2EQemuMaster(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/ipxe/qemu/efi-e1000.rom"); err != nil {
 		t.Skip("no iPXE ROM for e1000 (apt-get install ipxe-qemu)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
 	dir := t.TempDir()
 
 	bin := filepath.Join(dir, "basalt")
@@ -98,7 +102,7 @@ func TestE2EQemuMaster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("network namespace: %v", err)
 	}
-	defer ns.Close()
+	t.Cleanup(func() { ns.Close() })
 	a := ns.Addr.Addr().As4()
 	subnet := fmt.Sprintf("%d.%d.%d", a[0], a[1], a[2])
 	dnsmasq := ns.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
@@ -110,10 +114,10 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, err)
 	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
 	must(t, dnsmasq.Start())
-	defer func() {
+	t.Cleanup(func() {
 		dnsmasq.Process.Kill() // by PID: the process this test started
 		dnsmasq.Wait()
-	}()
+	})
 
 	labDir := filepath.Join(dir, "lab")
 	must(t, os.MkdirAll(filepath.Join(labDir, "devices"), 0o755))
@@ -130,6 +134,18 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(labDir, "devices", "qemu01.star"), []byte(fmt.Sprintf(
 		"device(name = \"qemu01\", type = \"qemu\", mac = \"52:54:00:be:e2:01\", vm_tap = %q, vm_disk_mb = 64)\n", ns.Tap)), 0o644))
 
+	return &qemuLab{dir: dir, bin: bin, jobDir: jobDir, images: images, labDir: labDir, ns: ns}
+}
+
+// TestE2EQemuMaster is `make e2e`: jobs/qemu-master.star on a qemu VM that
+// basalt starts behind its own BMC, PXE-booted by the VM's iPXE firmware
+// through basalt's proxy DHCP and HTTP inside a network namespace this test
+// creates, with dnsmasq as the site DHCP server.
+func TestE2EQemuMaster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx)
+	dir, bin, jobDir, labDir, ns := q.dir, q.bin, q.jobDir, q.labDir, q.ns
 	out := filepath.Join(dir, "out")
 	run := ns.Command(ctx, bin, "run", filepath.Join(jobDir, "qemu-master.star"), "--lab", labDir, "--device", "qemu01", "--out", out)
 	t0 := time.Now()
@@ -231,4 +247,45 @@ func buildDiskImage(t *testing.T, ctx context.Context, bin, dir, vmlinuz, out st
 	_, err = io.Copy(zw, in)
 	must(t, err)
 	must(t, zw.Close())
+}
+
+// TestE2EQemuShell is basalt shell on the qemu lab, driven through a real
+// pseudo-terminal as a person types: the master image PXE-boots, a typed
+// command runs, ~. detaches, and the cleanup powers the VM off.
+func TestE2EQemuShell(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx)
+	cmd := q.ns.Command(ctx, q.bin, "shell", "qemu01", "--lab", q.labDir,
+		"--kernel", filepath.Join(q.images, "vmlinuz"), "--initrd", filepath.Join(q.images, "master.cpio.gz"),
+		"--out", filepath.Join(q.dir, "shell"))
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatalf("start basalt shell on a pty: %v", err)
+	}
+	defer ptmx.Close()
+	ts := &termSide{t: t, ptmx: ptmx}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			ts.mu.Lock()
+			ts.buf.Write(b[:n])
+			ts.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ts.waitFor("at its master prompt")
+	ts.typ("echo e2e-$((6*7))\r")
+	ts.waitFor("e2e-42")
+	ts.typ("\r~.")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("basalt shell: %v\n%s", err, ts.text())
+	}
+	evs, _ := os.ReadFile(filepath.Join(q.dir, "shell", "events.jsonl"))
+	if !regexp.MustCompile(`"builtin":"power.off".*"outcome":"ok"`).Match(evs) {
+		t.Errorf("the cleanup did not power the VM off; events:\n%s", tail(evs, 4<<10))
+	}
 }
