@@ -49,13 +49,13 @@ LABEL disk-os
 
 // qemuLab is the e2e lab: basalt built, a Debian kernel, the master initrd
 // and a disk image in jobDir/images/qemu, a network namespace with dnsmasq,
-// and lab qemu01, a VM basalt starts. It skips without the tools.
+// (in namespace netns) and lab qemu01, a VM basalt starts. It skips without the tools.
 type qemuLab struct {
 	dir, bin, jobDir, images, labDir string
 	ns                               *qemu.NetNS
 }
 
-func newQemuLab(t *testing.T, ctx context.Context) *qemuLab {
+func newQemuLab(t *testing.T, ctx context.Context, netns string) *qemuLab {
 	if os.Getenv("BASALT_E2E") == "" {
 		t.Skip("set BASALT_E2E=1 (make e2e) to boot a real kernel under qemu")
 	}
@@ -98,7 +98,7 @@ func newQemuLab(t *testing.T, ctx context.Context) *qemuLab {
 	buildDiskImage(t, ctx, bin, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
 
 	// The lab's network: a namespace with a bridge and the VM's tap.
-	ns, err := qemu.NewNetNS("basalt-e2e")
+	ns, err := qemu.NewNetNS(netns)
 	if err != nil {
 		t.Fatalf("network namespace: %v", err)
 	}
@@ -144,7 +144,7 @@ func newQemuLab(t *testing.T, ctx context.Context) *qemuLab {
 func TestE2EQemuMaster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	q := newQemuLab(t, ctx)
+	q := newQemuLab(t, ctx, "basalt-e2e")
 	dir, bin, jobDir, labDir, ns := q.dir, q.bin, q.jobDir, q.labDir, q.ns
 	out := filepath.Join(dir, "out")
 	run := ns.Command(ctx, bin, "run", filepath.Join(jobDir, "qemu-master.star"), "--lab", labDir, "--device", "qemu01", "--out", out)
@@ -255,7 +255,7 @@ func buildDiskImage(t *testing.T, ctx context.Context, bin, dir, vmlinuz, out st
 func TestE2EQemuShell(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	q := newQemuLab(t, ctx)
+	q := newQemuLab(t, ctx, "basalt-e2e-shell")
 	cmd := q.ns.Command(ctx, q.bin, "shell", "qemu01", "--lab", q.labDir,
 		"--kernel", filepath.Join(q.images, "vmlinuz"), "--initrd", filepath.Join(q.images, "master.cpio.gz"),
 		"--out", filepath.Join(q.dir, "shell"))
