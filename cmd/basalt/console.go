@@ -95,6 +95,7 @@ func (a *app) console(labFlag, name string) error {
 		return &exitError{code: exitCodeOf(err), err: err}
 	}
 	fail := func(err error) error { return &exitError{code: exitCodeOf(err), err: err} }
+	a.learnSecrets(lb, dev)
 	if dev.File == "" {
 		return usagef("console: the built-in sim device has no console outside a job; use basalt shell sim, or a lab device of type sim")
 	}
@@ -211,7 +212,9 @@ func (a *app) attach(ctx context.Context, con *sol.Console) error {
 				time.Sleep(300 * time.Millisecond)
 				return nil
 			}
-			if err := con.Send(ctx, string(k), sol.SendOptions{DelaySet: true}); err != nil {
+			// The device's typing delay, as for jobs: a pasted line must
+			// not outrun a bootloader that drops fast keys.
+			if err := con.Send(ctx, string(k), sol.SendOptions{}); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -420,6 +423,12 @@ func (h *hub) serve(path string) error {
 	if err != nil {
 		return fmt.Errorf("serve console: %w", err)
 	}
+	// Whoever may use the lab's devices (the lock directory's group) may
+	// watch, and type during a hold; nobody else.
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("serve console: %w", err)
+	}
 	h.ln, h.path = ln, path
 	go func() {
 		for {
@@ -511,7 +520,7 @@ func (h *hub) handle(c net.Conn) {
 				n, err := c.Read(buf)
 				if n > 0 && rw {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					con.Send(ctx, string(buf[:n]), sol.SendOptions{DelaySet: true})
+					con.Send(ctx, string(buf[:n]), sol.SendOptions{})
 					cancel()
 				}
 				if err != nil {
