@@ -289,3 +289,114 @@ func TestE2EQemuShell(t *testing.T) {
 		t.Errorf("the cleanup did not power the VM off; events:\n%s", tail(evs, 4<<10))
 	}
 }
+
+// TestE2EQemuHoldConsole: a job that fails on the qemu lab is held with
+// --hold-on-failure; basalt console on a pty types a command into the VM's
+// master shell and sees its output, detaches with ~., and attaches again to
+// a board still on; a read-only watcher attached since the start saw exactly
+// the bytes of console.log; basalt release runs the skipped power off.
+func TestE2EQemuHoldConsole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx, "basalt-e2e-hold")
+	job := filepath.Join(q.jobDir, "hold.star")
+	must(t, os.WriteFile(job, []byte(`load("@stdlib//master.star", "master")
+job(name = "e2e-hold", device_type = "qemu", timeout = "10m",
+    params = {"kernel": "images/qemu/vmlinuz", "initrd": "images/qemu/master.cpio.gz"})
+def one(ctx):
+    master.boot(ctx)
+    target.run("echo the job was here")
+    fail("broken on purpose")
+stage("one", one)
+cleanup(master.power_off)
+`), 0o644))
+	out := filepath.Join(q.dir, "hold")
+	runCmd := q.ns.Command(ctx, q.bin, "run", job, "--lab", q.labDir, "--device", "qemu01", "--out", out, "--hold-on-failure", "10m")
+	var runErr syncBuf
+	runCmd.Stdout, runCmd.Stderr = &runErr, &runErr
+	must(t, runCmd.Start())
+	runDone := make(chan error, 1)
+	go func() { runDone <- runCmd.Wait() }()
+
+	// The watcher, from the start of the job.
+	sock := filepath.Join(q.dir, "locks", "qemu01.console.sock")
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case err := <-runDone:
+			t.Fatalf("run ended (%v) before serving its console:\n%s", err, runErr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	watch := exec.CommandContext(ctx, q.bin, "console", "qemu01", "--lab", q.labDir)
+	var wOut, wErr syncBuf
+	watchIn, err := watch.StdinPipe()
+	must(t, err)
+	defer watchIn.Close()
+	watch.Stdout, watch.Stderr = &wOut, &wErr
+	must(t, watch.Start())
+
+	for !strings.Contains(runErr.String(), "basalt console qemu01") {
+		select {
+		case err := <-runDone:
+			t.Fatalf("run ended (%v) without holding:\n%s", err, runErr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(wErr.String(), "read-only") {
+		t.Errorf("the watcher attached during the run says %q, want read-only", wErr.String())
+	}
+	for _, sum := range []string{"20+1", "40+2"} {
+		cmd := exec.CommandContext(ctx, q.bin, "console", "qemu01", "--lab", q.labDir)
+		ptmx, err := pty.Start(cmd)
+		must(t, err)
+		ts := &termSide{t: t, ptmx: ptmx}
+		go func() {
+			b := make([]byte, 4096)
+			for {
+				n, err := ptmx.Read(b)
+				ts.mu.Lock()
+				ts.buf.Write(b[:n])
+				ts.mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		ts.waitFor("after its failure")
+		ts.typ("echo e2e-$((" + sum + "))\r")
+		want := map[string]string{"20+1": "e2e-21", "40+2": "e2e-42"}[sum]
+		ts.waitFor(want)
+		ts.typ("~.")
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("basalt console: %v\n%s", err, ts.text())
+		}
+		ptmx.Close()
+	}
+	rel := exec.CommandContext(ctx, q.bin, "release", "qemu01", "--lab", q.labDir)
+	if b, err := rel.CombinedOutput(); err != nil {
+		t.Fatalf("basalt release: %v\n%s", err, b)
+	}
+	if err := <-runDone; err == nil || runCmd.ProcessState.ExitCode() != 2 {
+		t.Errorf("held run: %v, want exit 2 (its fail())\n%s", err, runErr.String())
+	}
+	if err := watch.Wait(); err != nil {
+		t.Errorf("watcher: %v: %s", err, wErr.String())
+	}
+	con, err := os.ReadFile(filepath.Join(out, "console.log"))
+	must(t, err)
+	if wOut.String() != string(con) {
+		t.Errorf("the watcher saw %d bytes, console.log has %d: they differ", len(wOut.String()), len(con))
+	}
+	for _, want := range []string{"the job was here", "e2e-21", "e2e-42"} {
+		if !strings.Contains(string(con), want) {
+			t.Errorf("console.log lacks %q", want)
+		}
+	}
+	evs, _ := os.ReadFile(filepath.Join(out, "events.jsonl"))
+	if !regexp.MustCompile(`"reason":"basalt release".*"type":"hold_end"`).Match(evs) || !regexp.MustCompile(`"builtin":"power.off".*"outcome":"ok"`).Match(evs) {
+		t.Errorf("events lack the hold's end by release or the power off after it:\n%s", tail(evs, 4<<10))
+	}
+}
