@@ -366,7 +366,9 @@ func (a *app) watch(lb *lab.Lab, dev *lab.Device, holder lab.Holder) error {
 			time.Sleep(300 * time.Millisecond) // the device's answer to the last line
 		}
 	case <-done:
-		fmt.Fprintf(a.stderr, "\r\nbasalt: the job holding %s ended\r\n", dev.Name)
+		// The job ended (its cleanup is done), or this watcher fell so
+		// far behind that the job's basalt dropped it rather than wait.
+		fmt.Fprintf(a.stderr, "\r\nbasalt: the console stream of %s ended: the job holding it ended, or this terminal fell behind\r\n", dev.Name)
 		return nil
 	case <-a.ctx.Done():
 	}
