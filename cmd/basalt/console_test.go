@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -295,5 +297,51 @@ func TestConsoleTCPOnTerminal(t *testing.T) {
 	}
 	if h, held := lab.CurrentHolder(os.Getenv("BASALT_LOCK_DIR"), "ser"); held {
 		t.Errorf("after detach the device is still held by %s", h)
+	}
+}
+
+// basalt shell without a terminal (pipes, for scripts), on a lab device
+// whose type names its master image in its facts; --keep leaves the node
+// on: no power off after the session.
+func TestShellKeepFromTypeFacts(t *testing.T) {
+	labDir := simLab(t)
+	os.MkdirAll(filepath.Join(labDir, "device-types"), 0o755)
+	os.WriteFile(filepath.Join(labDir, "device-types", "simk.star"), []byte(
+		"device_type(name = \"simk\", extends = \"sim\", facts = {\"master_kernel\": \"k.img\", \"master_initrd\": \"i.img\"})\n"), 0o644)
+	os.WriteFile(filepath.Join(labDir, "device-types", "k.img"), []byte("the type's master kernel"), 0o644)
+	os.WriteFile(filepath.Join(labDir, "device-types", "i.img"), []byte("the type's master initrd"), 0o644)
+	os.WriteFile(filepath.Join(labDir, "devices", "k1.star"), []byte("device(name = \"k1\", type = \"simk\", mac = \"02:42:00:00:00:07\")\n"), 0o644)
+	out := filepath.Join(t.TempDir(), "b")
+	pr, pw := io.Pipe()
+	var o, e syncBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), context.Background(), []string{"shell", "k1", "--lab", labDir, "--keep", "--out", out}, pr, &o, &e)
+	}()
+	for !strings.Contains(e.String(), "at its master prompt") {
+		select {
+		case c := <-done:
+			t.Fatalf("shell ended (%d) before the prompt:\n%s%s", c, o.String(), e.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	pw.Write([]byte("echo kept-$((3*3))\n~."))
+	if c := <-done; c != 0 {
+		t.Fatalf("shell exit %d:\n%s%s", c, o.String(), e.String())
+	}
+	if !strings.Contains(o.String(), "kept-9") {
+		t.Errorf("the session's output is not on stdout:\n%s", o.String())
+	}
+	evs := readFile(t, filepath.Join(out, "events.jsonl"))
+	if strings.Contains(evs, `"builtin":"power.off"`) {
+		t.Errorf("--keep powered the node off")
+	}
+	// The kernel served is the type's: result.json records its digest.
+	sum := sha256.Sum256([]byte("the type's master kernel"))
+	if res := readFile(t, filepath.Join(out, "result.json")); !strings.Contains(res, hex.EncodeToString(sum[:])) {
+		t.Errorf("result.json lacks the digest of the type's master kernel:\n%s", res)
+	}
+	if want := "Loading "; !strings.Contains(readFile(t, filepath.Join(out, "console.log")), want) {
+		t.Errorf("console.log lacks the PXE load")
 	}
 }
