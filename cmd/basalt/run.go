@@ -170,7 +170,6 @@ func (a *app) runJob(file string, f *runFlags) error {
 	var watchers *hub
 	if dev != nil && dev.File != "" {
 		watchers = newHub()
-		defer watchers.close()
 		if follow != nil {
 			follow = io.MultiWriter(follow, watchers)
 		} else {
@@ -214,6 +213,8 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return fail(err, builtins.ClassInfra)
 		}
 		defer held.Release()
+		// Before the release: the next holder's socket has the same path.
+		defer watchers.close()
 		b.Emit("device_locked", map[string]any{"device": dev.Name})
 		st, err := lab.ReadState(filepath.Dir(held.Path), dev.Name)
 		if err == nil {
