@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -231,5 +232,39 @@ func TestBootdevAndPowerThroughBMC(t *testing.T) {
 	}
 	if !bmc.PowerState() {
 		t.Errorf("power off on a held device turned it off")
+	}
+}
+
+// basalt console over a connection command (console_command: a local
+// shell here, as conmux or `ipmitool sol activate` would be): a line
+// piped in runs there and its output comes back.
+func TestConsoleCommandTransport(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	labDir := simLab(t)
+	os.WriteFile(filepath.Join(labDir, "devices", "cmd1.star"), []byte(fmt.Sprintf(
+		"device(name = \"cmd1\", type = \"highbank\", mac = \"02:42:00:00:00:08\", console_command = %q, power_command = {\"on\": \"true\"})\n", sh+" -i")), 0o644)
+	pr, pw := io.Pipe()
+	var o, e syncBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), context.Background(), []string{"console", "cmd1", "--lab", labDir}, pr, &o, &e)
+	}()
+	for !strings.Contains(e.String(), "~. detaches") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	pw.Write([]byte("echo cmd-$((2+3))\n"))
+	for !strings.Contains(o.String(), "cmd-5") {
+		select {
+		case c := <-done:
+			t.Fatalf("console ended (%d): %s%s", c, o.String(), e.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	pw.Write([]byte("~."))
+	if c := <-done; c != 0 {
+		t.Errorf("console exit %d: %s", c, e.String())
 	}
 }
