@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/power"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/basalt-lab/basalt/runtime/pipeline"
@@ -385,6 +386,7 @@ type hub struct {
 	backlog  []byte
 	watchers map[chan []byte]struct{}
 	con      *sol.Console  // set once the console exists
+	power    power.Backend // likewise, for `basalt power` during a hold
 	held     chan struct{} // non-nil while a failed job is held
 	release  chan struct{}
 	writer   bool // a read-write session is attached
@@ -465,7 +467,12 @@ func (h *hub) handle(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	switch strings.TrimSpace(req) {
+	req = strings.TrimSpace(req)
+	if what, ok := strings.CutPrefix(req, "power "); ok {
+		c.Write([]byte(h.powerRequest(what) + "\n"))
+		return
+	}
+	switch req {
 	case "release":
 		h.mu.Lock()
 		held := h.held != nil
@@ -548,6 +555,39 @@ func (h *hub) handle(c net.Conn) {
 	default:
 		fmt.Fprintf(c, "unknown request %q\n", req)
 	}
+}
+
+// powerRequest serves `basalt power DEVICE ACTION` while a failed job is
+// held: the person debugging it may reset the board, through the job's
+// own power backend (which starts a console epoch as in the job). A
+// running job's power is never touched.
+func (h *hub) powerRequest(what string) string {
+	h.mu.Lock()
+	held, b := h.held != nil, h.power
+	h.mu.Unlock()
+	if !held || b == nil {
+		return "not held"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if what == "status" {
+		on, err := b.Status(ctx)
+		if err != nil {
+			return "error: power status: " + err.Error()
+		}
+		if on {
+			return "ok on"
+		}
+		return "ok off"
+	}
+	act, err := power.ParseAction(what)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if err := b.Power(ctx, act); err != nil {
+		return fmt.Sprintf("error: power %s: %v", act, err)
+	}
+	return "ok"
 }
 
 // hold keeps a failed job's device as it is until d has passed, ctx is

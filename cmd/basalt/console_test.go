@@ -214,6 +214,11 @@ func TestHoldOnFailureConsole(t *testing.T) {
 	if strings.Contains(readFile(t, filepath.Join(out, "console.log")), "from-the-watcher") {
 		t.Errorf("a read-only watcher's keys reached the console")
 	}
+	// The held board is still on, and basalt power reaches it through
+	// the holding job.
+	if c, o, e := runCLI("power", "sim01", "status", "--lab", labDir); c != 0 || o != "on\n" {
+		t.Errorf("power status during the hold = %d %q %q, want on", c, o, e)
+	}
 	var o, e bytes.Buffer
 	if c := run(context.Background(), context.Background(), []string{"release", "sim01", "--lab", labDir}, nil, &o, &e); c != 0 {
 		t.Fatalf("release exit %d: %s", c, e.String())

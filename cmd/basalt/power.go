@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/power"
+	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/spf13/cobra"
 )
 
@@ -20,7 +23,8 @@ func (a *app) powerCmd() *cobra.Command {
 		Long: `power acts on a lab device through the backend a job's power module uses: its
 power commands (power_command in its file, e.g. a PDU's pduclient) if it has them,
 else its BMC; status comes from the BMC if it has one, else from its status command.
-The device is locked for the duration, like a job's (--wait to wait for it).`,
+The device is locked for the duration, like a job's (--wait to wait for it). A device
+held after a failure (run --hold-on-failure) is powered through the holding job.`,
 		Example: `  basalt power highbank01 status
   basalt power foo reset --lab ./lab`,
 		Args: cobra.ExactArgs(2),
@@ -47,16 +51,33 @@ func (a *app) power(labFlag, name, what string, timeout, wait time.Duration) err
 		return &exitError{code: exitCodeOf(err), err: err}
 	}
 	fail := func(err error) error { return &exitError{code: exitCodeOf(err), err: err} }
-	if dev.IPMI.Host == "" && len(dev.PowerCommand) == 0 {
-		return fail(builtins.Infra(fmt.Errorf("device %s: no BMC address and no power_command: basalt starts its BMC only for a job (basalt run)", dev.Name)))
-	}
 	ctx, cancel := context.WithTimeout(a.ctx, timeout)
 	defer cancel()
 	held, err := lockDevice(ctx, lb, dev, "basalt power "+what, wait)
+	var busy *lab.BusyError
+	if errors.As(err, &busy) {
+		// A failed job held for debugging lends its power, as its console.
+		if conn, derr := dialConsole(lb, dev); derr == nil {
+			reply, rerr := request(conn, "power "+what)
+			conn.Close()
+			switch {
+			case rerr == nil && strings.HasPrefix(reply, "ok"):
+				if what == "status" {
+					fmt.Fprintln(a.stdout, strings.TrimPrefix(reply, "ok "))
+				}
+				return nil
+			case rerr == nil && strings.HasPrefix(reply, "error: "):
+				return fail(builtins.Infra(fmt.Errorf("device %s, held by %s: %s", dev.Name, busy.Holder, strings.TrimPrefix(reply, "error: "))))
+			}
+		}
+	}
 	if err != nil {
 		return fail(err)
 	}
 	defer held.Release()
+	if dev.IPMI.Host == "" && len(dev.PowerCommand) == 0 {
+		return fail(builtins.Infra(fmt.Errorf("device %s: no BMC address and no power_command: basalt starts its BMC only for a job (basalt run)", dev.Name)))
+	}
 	var ctl ipmi.Controller
 	if dev.IPMI.Host != "" {
 		c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{})

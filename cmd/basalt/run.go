@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/power"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/interp"
@@ -252,6 +253,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if watchers != nil {
 		watchers.mu.Lock()
 		watchers.con = con
+		watchers.power, _ = env.Backends["power"].(power.Backend)
 		watchers.mu.Unlock()
 	}
 	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread}

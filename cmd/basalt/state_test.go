@@ -62,6 +62,10 @@ cleanup(master.power_off)
 		time.Sleep(10 * time.Millisecond)
 	}
 	pw.Write([]byte("echo typed-by-the-watcher\n"))
+	// A running job's power is never lent.
+	if c, _, e := runCLI("power", "sim01", "off", "--lab", labDir); c != 3 || !strings.Contains(e, "busy") {
+		t.Errorf("power off during a running job = %d %q, want 3 busy", c, e)
+	}
 	<-code
 	if c := <-wc; c != 0 {
 		t.Fatalf("watcher exit %d: %s", c, we.String())
