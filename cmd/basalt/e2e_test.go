@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/basalt-lab/basalt/runtime/qemu"
+	"github.com/creack/pty"
 )
 
 // diskOSInit is /init of the "installed OS" the qemu e2e job deploys: it
@@ -45,11 +47,15 @@ LABEL disk-os
   APPEND console=ttyS0,115200 quiet
 `
 
-// TestE2EQemuMaster is `make e2e`: jobs/qemu-master.star on a qemu VM that
-// basalt starts behind its own BMC, PXE-booted by the VM's iPXE firmware
-// through basalt's proxy DHCP and HTTP inside a network namespace this test
-// creates, with dnsmasq as the site DHCP server.
-func TestE2EQemuMaster(t *testing.T) {
+// qemuLab is the e2e lab: basalt built, a Debian kernel, the master initrd
+// and a disk image in jobDir/images/qemu, a network namespace with dnsmasq,
+// (in namespace netns) and lab qemu01, a VM basalt starts. It skips without the tools.
+type qemuLab struct {
+	dir, bin, jobDir, images, labDir string
+	ns                               *qemu.NetNS
+}
+
+func newQemuLab(t *testing.T, ctx context.Context, netns string) *qemuLab {
 	if os.Getenv("BASALT_E2E") == "" {
 		t.Skip("set BASALT_E2E=1 (make e2e) to boot a real kernel under qemu")
 	}
@@ -64,8 +70,6 @@ func TestE2EQemuMaster(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/ipxe/qemu/efi-e1000.rom"); err != nil {
 		t.Skip("no iPXE ROM for e1000 (apt-get install ipxe-qemu)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
 	dir := t.TempDir()
 
 	bin := filepath.Join(dir, "basalt")
@@ -99,11 +103,11 @@ func TestE2EQemuMaster(t *testing.T) {
 	buildDiskImage(t, ctx, bin, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
 
 	// The lab's network: a namespace with a bridge and the VM's tap.
-	ns, err := qemu.NewNetNS("basalt-e2e")
+	ns, err := qemu.NewNetNS(netns)
 	if err != nil {
 		t.Fatalf("network namespace: %v", err)
 	}
-	defer ns.Close()
+	t.Cleanup(func() { ns.Close() })
 	a := ns.Addr.Addr().As4()
 	subnet := fmt.Sprintf("%d.%d.%d", a[0], a[1], a[2])
 	dnsmasq := ns.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
@@ -115,10 +119,10 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, err)
 	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
 	must(t, dnsmasq.Start())
-	defer func() {
+	t.Cleanup(func() {
 		dnsmasq.Process.Kill() // by PID: the process this test started
 		dnsmasq.Wait()
-	}()
+	})
 
 	labDir := filepath.Join(dir, "lab")
 	must(t, os.MkdirAll(filepath.Join(labDir, "devices"), 0o755))
@@ -135,6 +139,18 @@ func TestE2EQemuMaster(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(labDir, "devices", "qemu01.star"), []byte(fmt.Sprintf(
 		"device(name = \"qemu01\", type = \"qemu\", mac = \"52:54:00:be:e2:01\", vm_tap = %q, vm_disk_mb = 64)\n", ns.Tap)), 0o644))
 
+	return &qemuLab{dir: dir, bin: bin, jobDir: jobDir, images: images, labDir: labDir, ns: ns}
+}
+
+// TestE2EQemuMaster is `make e2e`: jobs/qemu-master.star on a qemu VM that
+// basalt starts behind its own BMC, PXE-booted by the VM's iPXE firmware
+// through basalt's proxy DHCP and HTTP inside a network namespace this test
+// creates, with dnsmasq as the site DHCP server.
+func TestE2EQemuMaster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx, "basalt-e2e")
+	dir, bin, jobDir, labDir, ns := q.dir, q.bin, q.jobDir, q.labDir, q.ns
 	out := filepath.Join(dir, "out")
 	run := ns.Command(ctx, bin, "run", filepath.Join(jobDir, "qemu-master.star"), "--lab", labDir, "--device", "qemu01", "--out", out)
 	t0 := time.Now()
@@ -249,4 +265,156 @@ func buildDiskImage(t *testing.T, ctx context.Context, bin, dir, vmlinuz, out st
 	_, err = io.Copy(zw, in)
 	must(t, err)
 	must(t, zw.Close())
+}
+
+// TestE2EQemuShell is basalt shell on the qemu lab, driven through a real
+// pseudo-terminal as a person types: the master image PXE-boots, a typed
+// command runs, ~. detaches, and the cleanup powers the VM off.
+func TestE2EQemuShell(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx, "basalt-e2e-shell")
+	cmd := q.ns.Command(ctx, q.bin, "shell", "qemu01", "--lab", q.labDir,
+		"--kernel", filepath.Join(q.images, "vmlinuz"), "--initrd", filepath.Join(q.images, "master.cpio.gz"),
+		"--out", filepath.Join(q.dir, "shell"))
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatalf("start basalt shell on a pty: %v", err)
+	}
+	defer ptmx.Close()
+	ts := &termSide{t: t, ptmx: ptmx}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			ts.mu.Lock()
+			ts.buf.Write(b[:n])
+			ts.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ts.waitFor("at its master prompt")
+	ts.typ("echo e2e-$((6*7))\r")
+	ts.waitFor("e2e-42")
+	ts.typ("\r~.")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("basalt shell: %v\n%s", err, ts.text())
+	}
+	evs, _ := os.ReadFile(filepath.Join(q.dir, "shell", "events.jsonl"))
+	if !regexp.MustCompile(`"builtin":"power.off".*"outcome":"ok"`).Match(evs) {
+		t.Errorf("the cleanup did not power the VM off; events:\n%s", tail(evs, 4<<10))
+	}
+}
+
+// TestE2EQemuHoldConsole: a job that fails on the qemu lab is held with
+// --hold-on-failure; basalt console on a pty types a command into the VM's
+// master shell and sees its output, detaches with ~., and attaches again to
+// a board still on; a read-only watcher attached since the start saw exactly
+// the bytes of console.log; basalt release runs the skipped power off.
+func TestE2EQemuHoldConsole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx, "basalt-e2e-hold")
+	job := filepath.Join(q.jobDir, "hold.star")
+	must(t, os.WriteFile(job, []byte(`load("@stdlib//master.star", "master")
+job(name = "e2e-hold", device_type = "qemu", timeout = "10m",
+    params = {"kernel": "images/qemu/vmlinuz", "initrd": "images/qemu/master.cpio.gz"})
+def one(ctx):
+    master.boot(ctx)
+    target.run("echo the job was here")
+    fail("broken on purpose")
+stage("one", one)
+cleanup(master.power_off)
+`), 0o644))
+	out := filepath.Join(q.dir, "hold")
+	runCmd := q.ns.Command(ctx, q.bin, "run", job, "--lab", q.labDir, "--device", "qemu01", "--out", out, "--hold-on-failure", "10m")
+	var runErr syncBuf
+	runCmd.Stdout, runCmd.Stderr = &runErr, &runErr
+	must(t, runCmd.Start())
+	runDone := make(chan error, 1)
+	go func() { runDone <- runCmd.Wait() }()
+
+	// The watcher, from the start of the job.
+	sock := filepath.Join(q.dir, "locks", "qemu01.console.sock")
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case err := <-runDone:
+			t.Fatalf("run ended (%v) before serving its console:\n%s", err, runErr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	watch := exec.CommandContext(ctx, q.bin, "console", "qemu01", "--lab", q.labDir)
+	var wOut, wErr syncBuf
+	watchIn, err := watch.StdinPipe()
+	must(t, err)
+	defer watchIn.Close()
+	watch.Stdout, watch.Stderr = &wOut, &wErr
+	must(t, watch.Start())
+
+	for !strings.Contains(runErr.String(), "basalt console qemu01") {
+		select {
+		case err := <-runDone:
+			t.Fatalf("run ended (%v) without holding:\n%s", err, runErr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(wErr.String(), "read-only") {
+		t.Errorf("the watcher attached during the run says %q, want read-only", wErr.String())
+	}
+	for _, sum := range []string{"20+1", "40+2"} {
+		cmd := exec.CommandContext(ctx, q.bin, "console", "qemu01", "--lab", q.labDir)
+		ptmx, err := pty.Start(cmd)
+		must(t, err)
+		ts := &termSide{t: t, ptmx: ptmx}
+		go func() {
+			b := make([]byte, 4096)
+			for {
+				n, err := ptmx.Read(b)
+				ts.mu.Lock()
+				ts.buf.Write(b[:n])
+				ts.mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		ts.waitFor("after its failure")
+		ts.typ("echo e2e-$((" + sum + "))\r")
+		want := map[string]string{"20+1": "e2e-21", "40+2": "e2e-42"}[sum]
+		ts.waitFor(want)
+		ts.typ("~.")
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("basalt console: %v\n%s", err, ts.text())
+		}
+		ptmx.Close()
+	}
+	rel := exec.CommandContext(ctx, q.bin, "release", "qemu01", "--lab", q.labDir)
+	if b, err := rel.CombinedOutput(); err != nil {
+		t.Fatalf("basalt release: %v\n%s", err, b)
+	}
+	if err := <-runDone; err == nil || runCmd.ProcessState.ExitCode() != 2 {
+		t.Errorf("held run: %v, want exit 2 (its fail())\n%s", err, runErr.String())
+	}
+	if err := watch.Wait(); err != nil {
+		t.Errorf("watcher: %v: %s", err, wErr.String())
+	}
+	con, err := os.ReadFile(filepath.Join(out, "console.log"))
+	must(t, err)
+	if wOut.String() != string(con) {
+		t.Errorf("the watcher saw %d bytes, console.log has %d: they differ", len(wOut.String()), len(con))
+	}
+	for _, want := range []string{"the job was here", "e2e-21", "e2e-42"} {
+		if !strings.Contains(string(con), want) {
+			t.Errorf("console.log lacks %q", want)
+		}
+	}
+	evs, _ := os.ReadFile(filepath.Join(out, "events.jsonl"))
+	if !regexp.MustCompile(`"reason":"basalt release".*"type":"hold_end"`).Match(evs) || !regexp.MustCompile(`"builtin":"power.off".*"outcome":"ok"`).Match(evs) {
+		t.Errorf("events lack the hold's end by release or the power off after it:\n%s", tail(evs, 4<<10))
+	}
 }

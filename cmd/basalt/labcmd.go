@@ -91,7 +91,7 @@ powers the device through that port of its PDU: power_command runs pdudaemon's
 			return lab.FormatDevice(a.stdout, d)
 		},
 	}
-	dev.AddCommand(add, list, show)
+	dev.AddCommand(add, list, show, a.deviceStateCmd(&labFlag, true), a.deviceStateCmd(&labFlag, false))
 	return dev
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/artifact"
+	"github.com/basalt-lab/basalt/builtins/power"
+	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/interp"
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -31,6 +33,11 @@ type runFlags struct {
 	verbose bool
 	// maxMemoryMiB bounds the job's heap (0: no limit).
 	maxMemoryMiB uint64
+	// hold keeps a failed job's device as it is for this long
+	// (--hold-on-failure); session, when set, runs after the stages
+	// instead (basalt shell).
+	hold    time.Duration
+	session func(o pipeline.Outcome, con *sol.Console)
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -60,6 +67,7 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
 	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
+	c.Flags().DurationVar(&f.hold, "hold-on-failure", 0, "when the job fails, keep the device, its console and servers as they are for this long before the cleanup (basalt console DEVICE attaches, basalt release DEVICE ends it)")
 	return c
 }
 
@@ -70,6 +78,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	if f.wait < 0 {
 		return usagef("--wait must not be negative")
+	}
+	if f.hold < 0 {
+		return usagef("--hold-on-failure must not be negative")
 	}
 	level := slog.LevelWarn
 	if f.verbose {
@@ -102,6 +113,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return err
 		}
 		labErr = err
+	}
+	if f.hold > 0 && dev != nil && dev.File == "" {
+		return usagef("--hold-on-failure needs a lab device, which basalt console can name (basalt device add sim NAME makes a sim one)")
 	}
 	a.learnSecrets(lb, dev)
 	if lb == nil {
@@ -166,6 +180,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.follow {
 		follow = out.follower()
 	}
+	// A lab device's console is served to `basalt console` on a socket
+	// beside its lock, the bytes of console.log.
+	var watchers *hub
+	if dev != nil && dev.File != "" {
+		watchers = newHub()
+		if follow != nil {
+			follow = io.MultiWriter(follow, watchers)
+		} else {
+			follow = watchers
+		}
+	}
 	b, err := bundle.Create(dir, res, bundle.Options{Redactor: a.redact, Follow: follow, Print: out.printer(), OnLimit: limitExceeded})
 	if errors.Is(err, bundle.ErrExists) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EROFS) {
 		// --out (or the default results/) names a place no bundle can
@@ -207,7 +232,19 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return fail(err, builtins.ClassInfra)
 		}
 		defer held.Release()
+		// Before the release: the next holder's socket has the same path.
+		defer watchers.close()
 		b.Emit("device_locked", map[string]any{"device": dev.Name})
+		st, err := lab.ReadState(filepath.Dir(held.Path), dev.Name)
+		if err == nil {
+			err = st.Admit(dev.Name, plan.Job.HealthCheck)
+		}
+		if err != nil {
+			return fail(err, builtins.ClassDevice)
+		}
+		if err := watchers.serve(consoleSocket(lb, dev)); err != nil {
+			logger.Warn("no console for basalt console", "device", dev.Name, "error", err)
+		}
 	}
 
 	env := &builtins.Env{
@@ -232,11 +269,53 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 		return fail(err, builtins.ClassOf(err))
 	}
+	con, _ := env.Backends["sol"].(*sol.Console)
+	if watchers != nil {
+		watchers.mu.Lock()
+		watchers.con = con
+		watchers.power, _ = env.Backends["power"].(power.Backend)
+		watchers.mu.Unlock()
+	}
 	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread,
 		Start: jobStart}
+	switch {
+	case f.session != nil:
+		r.Hold = func(o pipeline.Outcome) { f.session(o, con) }
+	case f.hold > 0:
+		r.Hold = func(o pipeline.Outcome) {
+			if o.Status == pipeline.StatusPass || o.Status == pipeline.StatusCanceled {
+				return
+			}
+			why := watchers.hold(a.ctx, f.hold, func() {
+				fmt.Fprintf(a.stderr, "basalt: job %s: %s; holding %s for %s before its cleanup:\n  basalt console %s   attaches to its console (~. detaches)\n  basalt release %s   ends the hold (or Ctrl-C here)\n",
+					plan.Job.Name, o.Status, dev.Name, f.hold, dev.Name, dev.Name)
+				b.Emit("hold_start", map[string]any{"device": dev.Name, "timeout_ms": f.hold.Milliseconds()})
+			})
+			b.Emit("hold_end", map[string]any{"device": dev.Name, "reason": why})
+			fmt.Fprintf(a.stderr, "basalt: released %s (%s): running the cleanup\n", dev.Name, why)
+		}
+	}
 	outcome := r.Run(ctx)
 	if closeBackends != nil {
 		closeBackends()
+	}
+	if plan.Job.HealthCheck && dev != nil && dev.File != "" && outcome.Status != pipeline.StatusCanceled {
+		// LAVA's health semantics: a health check that passes makes the
+		// device good; one that fails or is incomplete makes it bad.
+		health := lab.HealthBad
+		if outcome.Status == pipeline.StatusPass {
+			health = lab.HealthGood
+		}
+		stateDir := lab.DefaultLockDir()
+		if lb != nil && lb.LockDir != "" {
+			stateDir = lb.LockDir
+		}
+		if _, err := lab.UpdateState(stateDir, dev.Name, func(s *lab.State) {
+			s.Health, s.HealthJob, s.HealthAt, s.HealthBundle = health, plan.Job.Name, time.Now().UTC().Truncate(time.Second), dir
+		}); err != nil {
+			fmt.Fprintf(a.stderr, "basalt: %v\n", err)
+		}
+		b.Emit("device_health", map[string]any{"device": dev.Name, "health": health})
 	}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {

@@ -20,11 +20,13 @@ naming the function. Leaving it out (or None) means the deadline that applies an
 stage's remaining time, for a stage the job's, for job and cleanup their defaults. A builtin's timeout=
 can only shorten the stage's deadline, never extend it.`,
 		Members: []builtins.Builtin{
-			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description=""`,
+			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description="", health_check=False`,
 				Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
 					"`--param k=v` overrides them and stage functions read them as ctx.params.NAME. artifacts lists the params " +
 					"that name files (default: kernel, initrd, dtb, image, rootfs when declared); `basalt check` verifies they " +
-					"exist under the job directory or are http(s) URLs, and result.json records their sha256.",
+					"exist under the job directory or are http(s) URLs, and result.json records their sha256. health_check=True makes " +
+					"it a health check (LAVA's): when it fails its device is in bad health, refused to every other job until a " +
+					"health check passes.",
 				Fn: st.job},
 			{Name: "stage", Params: `name, fn, timeout=None, retries=0`,
 				Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +

@@ -94,6 +94,9 @@ type Job struct {
 	// Artifacts names the params whose values are files the job needs.
 	Artifacts []string
 	Pos       string
+	// HealthCheck marks a health-check job (LAVA's): its result sets the
+	// device's health; a device in bad health runs only health checks.
+	HealthCheck bool
 }
 
 // Param is a declared parameter and its value after overrides.
@@ -342,8 +345,9 @@ func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tu
 		artifacts     *starlark.List
 	)
 	var name string
+	var healthCheck bool
 	if err := starlark.UnpackArgs(fname, args, kwargs, "name", &name, "device_type?", &devType,
-		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc); err != nil {
+		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc, "health_check?", &healthCheck); err != nil {
 		return nil, err
 	}
 	if st.jobSeen {
@@ -352,7 +356,7 @@ func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tu
 	if strings.TrimSpace(name) == "" || strings.ContainsAny(name, "/\\\x00") {
 		return nil, fmt.Errorf("job: name %q must be non-empty and hold no slash", name)
 	}
-	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.Or(DefaultJobTimeout), Pos: builtins.Caller(thread)}
+	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.Or(DefaultJobTimeout), Pos: builtins.Caller(thread), HealthCheck: healthCheck}
 	for _, item := range params.Items() {
 		k, ok := item[0].(starlark.String)
 		if !ok {

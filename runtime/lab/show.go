@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // FormatDevice writes d for `basalt device show`: one "key: value" line per
@@ -137,6 +138,10 @@ type DeviceSummary struct {
 	// Problem says why the device cannot run jobs (its file is broken);
 	// "" when it can. Secrets are not read here.
 	Problem string `json:"problem,omitempty"`
+	// State is the device's state in the lab's state directory, and
+	// Holder who holds its lock now ("" when free).
+	State  State  `json:"state"`
+	Holder string `json:"holder,omitempty"`
 }
 
 // List summarises the lab's devices, sorted by name.
@@ -156,6 +161,14 @@ func List(l *Lab) []DeviceSummary {
 		if d.Err != nil {
 			s.Problem = d.Err.Error()
 		}
+		if st, err := ReadState(l.LockDir, d.Name); err != nil {
+			s.Problem = strings.TrimPrefix(s.Problem+"; "+err.Error(), "; ")
+		} else {
+			s.State = st
+		}
+		if h, ok := CurrentHolder(l.LockDir, d.Name); ok {
+			s.Holder = h.String()
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -165,7 +178,7 @@ func List(l *Lab) []DeviceSummary {
 // WriteList writes summaries as the table `basalt device list` prints.
 func WriteList(w io.Writer, rows []DeviceSummary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tCONSOLE\tIPMI\tMAC\tFILE\tPROBLEM")
+	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tHEALTH\tHOLDER\tCONSOLE\tIPMI\tMAC\tFILE\tPROBLEM")
 	dash := func(s string) string {
 		if s == "" {
 			return "-"
@@ -173,7 +186,18 @@ func WriteList(w io.Writer, rows []DeviceSummary) error {
 		return s
 	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Type), dash(r.Console), dash(r.IPMIHost), dash(r.MAC), r.File, dash(r.Problem))
+		state := r.State.Word()
+		if r.State.Offline && r.State.Reason != "" {
+			state += fmt.Sprintf(" (%s)", r.State.Reason)
+		}
+		health := r.State.Health
+		if health == HealthUnknown {
+			health = "unknown"
+		}
+		if !r.State.HealthAt.IsZero() {
+			health += " " + r.State.HealthAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Type), state, health, dash(r.Holder), dash(r.Console), dash(r.IPMIHost), dash(r.MAC), r.File, dash(r.Problem))
 	}
 	return tw.Flush()
 }

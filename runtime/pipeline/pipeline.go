@@ -86,6 +86,10 @@ type Runner struct {
 	// OnThread, if set, is called with each new stage or cleanup thread
 	// before it runs (tests attach starlarktest's reporter this way).
 	OnThread func(*starlark.Thread)
+	// Hold, if set, is called after the stages and before the cleanup
+	// with the stages' outcome (Status set); the cleanup starts when it
+	// returns (basalt run --hold-on-failure keeps a failed board as it is).
+	Hold func(o Outcome)
 }
 
 // ProgressEvent describes a stage starting or ending.
@@ -165,6 +169,20 @@ func (r *Runner) Run(ctx context.Context) Outcome {
 			}
 		}
 		r.Bundle.Update(func(res *bundle.Result) { res.Stages = stages })
+	}
+
+	if r.Hold != nil {
+		held := out
+		held.Status = StatusPass
+		switch {
+		case out.Err != nil && out.Class == builtins.ClassCanceled:
+			held.Status = StatusCanceled
+		case out.Err != nil:
+			held.Status = StatusError
+		case testsFailed(bundle.Standing(r.Bundle.Result())):
+			held.Status = StatusFail
+		}
+		r.Hold(held)
 	}
 
 	// Cleanup always runs, under a context the signal does not cancel.
