@@ -75,6 +75,11 @@ func (s *Server) emitTFTP(client, file string, n, size int64, start time.Time, o
 			f["blksize"] = b
 		}
 	}
+	if v, ok := opts["windowsize"]; ok {
+		if w, err := strconv.Atoi(v); err == nil {
+			f["windowsize"] = w // RFC 7440, as acknowledged
+		}
+	}
 	if v, ok := opts["tsize"]; ok {
 		if t, err := strconv.ParseInt(v, 10, 64); err == nil {
 			f["tsize"] = t
