@@ -27,7 +27,7 @@ type windowClient struct {
 	oack            map[string]string
 }
 
-func (c *windowClient) get(t *testing.T, server, name string) []byte {
+func (c *windowClient) get(t testing.TB, server, name string) []byte {
 	t.Helper()
 	raddr, err := net.ResolveUDPAddr("udp", server)
 	if err != nil {
