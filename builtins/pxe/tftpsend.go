@@ -97,7 +97,7 @@ func parseRRQ(b []byte) (rrq, error) {
 // tftp.OutgoingTransfer that Server.tftpRead expects of pin/tftp.
 type rrqSender struct {
 	s      *Server
-	conn   *net.UDPConn // connected to the client's TID
+	conn   *tidConn
 	remote *net.UDPAddr
 	req    rrq
 	size   int64 // -1 until SetSize
@@ -120,23 +120,20 @@ func (s *Server) serveRRQ(local net.Addr, remote *net.UDPAddr, b []byte) {
 	if la != nil && !la.IP.IsUnspecified() {
 		lip = la.IP
 	}
-	// A new socket is the transfer's TID (RFC 1350 §4); connected, so the
-	// kernel drops datagrams from any other port and a read needs no
-	// address.
-	conn, err := net.DialUDP("udp", &net.UDPAddr{IP: lip}, remote)
+	conn, err := dialTID(lip, remote)
 	if err != nil {
 		s.log.Warn("pxe tftp cannot open transfer socket", "client", remote.String(), "err", err)
 		return
 	}
-	defer conn.Close()
+	defer conn.close()
 	req, err := parseRRQ(b)
 	if err != nil {
-		sendError(conn, errCodeIllegalOp, "malformed request")
+		conn.sendError(errCodeIllegalOp, "malformed request")
 		s.log.Debug("pxe tftp bad request", "client", remote.String(), "err", err)
 		return
 	}
 	if req.mode != "octet" && req.mode != "netascii" {
-		sendError(conn, errCodeIllegalOp, "unsupported mode "+strconv.Quote(req.mode))
+		conn.sendError(errCodeIllegalOp, "unsupported mode "+strconv.Quote(req.mode))
 		s.refused("tftp", remote.String(), req.filename, fmt.Errorf("unsupported mode %q", req.mode))
 		return
 	}
@@ -148,7 +145,7 @@ func (s *Server) serveRRQ(local net.Addr, remote *net.UDPAddr, b []byte) {
 	if err := s.tftpRead(req.filename, snd); err != nil {
 		if !snd.stats {
 			// Not found or refused: the ERROR a client waits for.
-			sendError(conn, errCodeFileNotFound(err), err.Error())
+			conn.sendError(errCodeFileNotFound(err), err.Error())
 		}
 	}
 }
@@ -160,14 +157,6 @@ func errCodeFileNotFound(err error) uint16 {
 	return errCodeUndefined
 }
 
-func sendError(conn *net.UDPConn, code uint16, msg string) {
-	p := make([]byte, 4, 5+len(msg))
-	binary.BigEndian.PutUint16(p, opERROR)
-	binary.BigEndian.PutUint16(p[2:], code)
-	p = append(append(p, msg...), 0)
-	conn.Write(p)
-}
-
 func (t *rrqSender) RemoteAddr() net.UDPAddr { return *t.remote }
 func (t *rrqSender) SetSize(n int64)         { t.size = n }
 
@@ -176,8 +165,7 @@ func (t *rrqSender) SetSize(n int64)         { t.size = n }
 // IPv4 header, 8 of UDP and 4 of TFTP (RFC 2348 §1 warns against
 // fragmentation); 1468 (Ethernet) when the interface is unknown.
 func (t *rrqSender) maxBlksize() int {
-	la, _ := t.conn.LocalAddr().(*net.UDPAddr)
-	if la != nil {
+	if la := t.conn.local; la != nil {
 		ifs, _ := net.Interfaces()
 		for _, ifc := range ifs {
 			addrs, _ := ifc.Addrs()
@@ -269,7 +257,7 @@ func (t *rrqSender) finish(err error) {
 	}
 	t.s.putOpts(tftp.TransferStats{RemoteAddr: t.remote.IP, Tid: t.remote.Port, Opts: opts, DatagramsSent: t.sent})
 	if err != nil && !errors.Is(err, errPeer) {
-		sendError(t.conn, errCodeUndefined, err.Error())
+		t.conn.sendError(errCodeUndefined, err.Error())
 	}
 }
 
@@ -286,7 +274,7 @@ func (t *rrqSender) sendOACK() error {
 	// RFC 2347 §2: the client answers the OACK with ACK 0, or with ERROR
 	// 8 when it refuses an option.
 	for try := 0; ; try++ {
-		if _, err := t.conn.Write(p); err != nil {
+		if err := t.conn.write(p); err != nil {
 			return fmt.Errorf("send oack: %w", err)
 		}
 		t.sent++
@@ -303,19 +291,13 @@ func (t *rrqSender) sendOACK() error {
 	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+func isTimeout(err error) bool { return errors.Is(err, errTimeout) }
 
 // waitAck reads until an ACK arrives and returns its block number; an
 // ERROR from the client ends the transfer (errPeer).
 func (t *rrqSender) waitAck(deadline time.Time) (uint16, error) {
-	if err := t.conn.SetReadDeadline(deadline); err != nil {
-		return 0, err
-	}
 	for {
-		n, err := t.conn.Read(t.rbuf)
+		n, err := t.conn.read(t.rbuf, deadline, t.timeout)
 		if err != nil {
 			return 0, err
 		}
@@ -361,7 +343,7 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 					return off, fmt.Errorf("read file at %d: %w", off, err)
 				}
 			}
-			if _, err := t.conn.Write(p[:4+l]); err != nil {
+			if err := t.conn.write(p[:4+l]); err != nil {
 				return off, fmt.Errorf("send block %d: %w", b, err)
 			}
 			t.sent++
