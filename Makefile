@@ -17,6 +17,7 @@ build: ## Build the static binary bin/basalt
 
 test: ## go vet, then every test with the race detector
 	$(GO) vet $(PKGS)
+	cd builtins/sol/goexpectbench && $(GO) vet .
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint: ## go vet and staticcheck (pinned as a go tool)
