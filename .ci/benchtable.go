@@ -22,6 +22,7 @@ import (
 )
 
 type line struct {
+	pkg   string // the "pkg:" line go test printed before it
 	name  string
 	units []string
 	vals  map[string]float64
@@ -34,12 +35,17 @@ func main() {
 	byName := map[string]*line{}
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	pkg := ""
 	for sc.Scan() {
+		if p, ok := strings.CutPrefix(sc.Text(), "pkg: "); ok {
+			pkg = p
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
 			continue
 		}
-		l := &line{name: procs.ReplaceAllString(f[0], ""), vals: map[string]float64{}}
+		l := &line{pkg: pkg, name: procs.ReplaceAllString(f[0], ""), vals: map[string]float64{}}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
@@ -69,6 +75,14 @@ func main() {
 					continue
 				}
 				row(l.name+" "+suf, l.vals[u], other, l.vals[a], suf)
+				// The spread, where the benchmark reports it.
+				lo, okl := l.vals["basalt-min-"+suf]
+				hi, okh := l.vals["basalt-max-"+suf]
+				alo, aokl := l.vals[other+"-min-"+suf]
+				ahi, aokh := l.vals[other+"-max-"+suf]
+				if okl && okh && aokl && aokh {
+					fmt.Printf("%-58s | %14s | %-28s |\n", "  min–max", fmt.Sprintf("%.3g–%.3g", lo, hi), fmt.Sprintf("%s %.3g–%.3g", other, alo, ahi))
+				}
 				paired = true
 			}
 		}
@@ -80,11 +94,15 @@ func main() {
 			}
 			for _, m := range lines {
 				me := strings.Split(m.name, "/")
-				if m == l || len(me) != len(el) || me[i] == "basalt" ||
+				if m == l || m.pkg != l.pkg || len(me) != len(el) || strings.HasPrefix(me[i], "basalt") ||
 					strings.Join(me[:i], "/") != strings.Join(el[:i], "/") || strings.Join(me[i+1:], "/") != strings.Join(el[i+1:], "/") {
 					continue
 				}
+				_, hasMS := l.vals["ms/op"]
 				for _, u := range l.units {
+					if u == "ns/op" && hasMS {
+						continue
+					}
 					if _, ok := m.vals[u]; ok && (u == "ms/op" || u == "ns/op" || u == "MB/s" || u == "peak-heap-MiB" || u == "cpu-s/op") {
 						row(l.name+" "+u, l.vals[u], me[i], m.vals[u], u)
 					}
@@ -93,10 +111,15 @@ func main() {
 				paired = true
 			}
 		}
-		if !paired && !used[l.name] && !strings.Contains(l.name, "/basalt") {
-			u := l.units[0]
-			if len(l.units) > 2 {
-				u = l.units[len(l.units)-1]
+		if !paired && !used[l.name] {
+			// Its own figure: the first metric it reports itself, else
+			// the time per op.
+			u := "ns/op"
+			for _, x := range l.units {
+				if x != "ns/op" && x != "B/op" && x != "allocs/op" {
+					u = x
+					break
+				}
 			}
 			fmt.Printf("%-58s | %14.4g | %-28s | %s\n", l.name+" "+u, l.vals[u], "—", "—")
 		}
@@ -110,7 +133,7 @@ func row(figure string, v float64, anchor string, a float64, unit string) {
 	}
 	ratio := "—"
 	if a != 0 {
-		ratio = fmt.Sprintf("%.2f× (%s)", v/a, better)
+		ratio = fmt.Sprintf("%.3g× (%s)", v/a, better)
 	}
 	fmt.Printf("%-58s | %14.4g | %-28s | %s\n", figure, v, fmt.Sprintf("%s %.4g", anchor, a), ratio)
 }
