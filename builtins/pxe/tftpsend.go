@@ -328,6 +328,7 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 	last := size/blk + 1 // the last block is short, possibly empty
 	stride := 4 + t.blksize
 	t.buf = make([]byte, t.window*stride)
+	ahead := &readAhead{r: ra, size: size, buf: make([]byte, max(readAheadSize, t.window*t.blksize))}
 	next := int64(1) // first unacknowledged block
 	tries := 0
 	for next <= last {
@@ -339,8 +340,8 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 			off := (b - 1) * blk
 			l := int(min(blk, size-off))
 			if l > 0 {
-				if _, err := ra.ReadAt(p[4:4+l], off); err != nil && !(err == io.EOF && off+int64(l) == size) {
-					return off, fmt.Errorf("read file at %d: %w", off, err)
+				if err := ahead.copy(p[4:4+l], off); err != nil {
+					return off, err
 				}
 			}
 			if err := t.conn.write(p[:4+l]); err != nil {
@@ -377,4 +378,36 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 		}
 	}
 	return size, nil
+}
+
+// readAheadSize is how much of the file one pread fetches: 128 blocks of
+// 512 bytes, so a lock-step block costs its send and its ACK's receive
+// and, one time in 128, a read.
+const readAheadSize = 64 << 10
+
+// readAhead serves blocks from a buffer filled by ReadAt, which for a job
+// file is a pread on the file the server keeps open.
+type readAhead struct {
+	r     io.ReaderAt
+	size  int64
+	buf   []byte
+	start int64 // file offset of buf[0]
+	n     int   // valid bytes in buf
+}
+
+func (a *readAhead) copy(p []byte, off int64) error {
+	if off < a.start || off+int64(len(p)) > a.start+int64(a.n) {
+		want := int(min(int64(len(a.buf)), a.size-off))
+		n, err := a.r.ReadAt(a.buf[:want], off)
+		if n < want {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			a.n = 0
+			return fmt.Errorf("read file at %d: %w", off, err)
+		}
+		a.start, a.n = off, n
+	}
+	copy(p, a.buf[off-a.start:])
+	return nil
 }
