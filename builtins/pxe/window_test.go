@@ -14,12 +14,13 @@ import (
 	"github.com/basalt-lab/basalt/builtins/pxe"
 )
 
-// windowClient is a minimal RFC 7440 client written after U-Boot's
-// net/tftp.c: it asks for blksize and windowsize (U-Boot's tftpblocksize
-// and tftpwindowsize variables), ACKs only the last block of each window
-// and, when a block is missing, ACKs the last block it got in order so
-// that the server resends from the next one (RFC 7440 §4). drop names
-// blocks to lose once each, as a lossy link would.
+// windowClient is a minimal RFC 7440 client that behaves as §4 describes
+// and as U-Boot does with tftpwindowsize set (U-Boot's tftpblocksize and
+// tftpwindowsize variables become the blksize and windowsize options): it
+// ACKs only the last block of each window and, when a block is missing,
+// ACKs the last block it got in order so that the server resends from the
+// next one. drop names blocks to lose once each, as a lossy link would.
+// atftp 0.8 (TestAtftpWindowsize) is the real peer that negotiates it.
 type windowClient struct {
 	blksize, window int
 	drop            map[uint16]bool
