@@ -17,14 +17,20 @@ build: ## Build the static binary bin/basalt
 
 test: ## go vet, then every test with the race detector
 	$(GO) vet $(PKGS)
+	cd builtins/sol/goexpectbench && $(GO) vet .
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint: ## go vet and staticcheck (pinned as a go tool)
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-bench: build ## Benchmarks against the named anchors (goexpect, tftpd-hpa, ipmitool, LAVA's figures)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
+BENCHLOG ?= bin/bench.log
+
+# BenchmarkDirectBoot (2-3 minutes under TCG) runs only with BASALT_E2E=1.
+bench: build ## Benchmarks against the named anchors (goexpect, tftpd-hpa, ipmitool, bare qemu), then a table
+	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m $(PKGS) && \
+	  (cd builtins/sol/goexpectbench && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 20m .); } | tee $(BENCHLOG)
+	$(GO) run .ci/benchtable.go < $(BENCHLOG)
 
 fuzz: ## Run each fuzz target for FUZZTIME
 	@for pkg in $$($(GO) list $(PKGS)); do \

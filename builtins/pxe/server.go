@@ -57,7 +57,8 @@ type Config struct {
 	TFTPTimeout time.Duration
 	TFTPRetries int
 	// Anticipate, when > 1, makes the TFTP server send this many blocks
-	// before waiting for an acknowledgement (pin/tftp's SetAnticipate).
+	// before waiting for an acknowledgement to clients that do not ask for
+	// a window themselves (RFC 7440 windowsize, which is always honoured).
 	// Default 0: strict lock-step, which every PXE ROM understands.
 	Anticipate uint
 	// DownloadRetries is go-retryablehttp's RetryMax for URL boot files;
@@ -125,6 +126,7 @@ type Server struct {
 	tftpConn net.PacketConn
 	// tftpFront answers the requests too long for pin/tftp (tftpfront.go).
 	tftpFront *tftpFront
+	xfers     sync.WaitGroup // read requests being served (tftpsend.go)
 	httpLn    net.Listener
 	httpSrv   *http.Server
 	dhcp      *proxyDHCP
@@ -260,7 +262,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.done.Add(3)
 	go func() {
 		defer s.done.Done()
-		ts.Serve(pc)
+		ts.Serve(&rrqConn{PacketConn: pc, s: s})
 	}()
 	go func() {
 		defer s.done.Done()
@@ -530,6 +532,7 @@ func (s *Server) Close() error {
 	s.tftp.Shutdown()
 	s.tftpFront.close()
 	s.done.Wait()
+	s.xfers.Wait() // after Serve has returned: no Add can race the Wait
 	j.close()
 	s.closeLoaders()
 	return errors.Join(errs...)

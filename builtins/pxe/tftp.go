@@ -20,14 +20,6 @@ func (s *Server) tftpRead(filename string, rf io.ReaderFrom) error {
 		a := ot.RemoteAddr()
 		client = a.String()
 	}
-	if _, err := checkMode(rf); err != nil {
-		if ot != nil {
-			a := ot.RemoteAddr()
-			s.refuseRequest(&a, filename, "mode", err)
-		}
-		// pin/tftp answers with ERROR code 1 and this message.
-		return err
-	}
 	name, err := ValidName(filename)
 	if err != nil {
 		s.refused("tftp", client, filename, err)
@@ -81,6 +73,11 @@ func (s *Server) emitTFTP(client, file string, n, size int64, start time.Time, o
 	if v, ok := opts["blksize"]; ok {
 		if b, err := strconv.Atoi(v); err == nil {
 			f["blksize"] = b
+		}
+	}
+	if v, ok := opts["windowsize"]; ok {
+		if w, err := strconv.Atoi(v); err == nil {
+			f["windowsize"] = w // RFC 7440, as acknowledged
 		}
 	}
 	if v, ok := opts["tsize"]; ok {

@@ -6,16 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"reflect"
 	"strings"
 	"time"
 )
 
 // TFTP opcodes and error codes (RFC 1350 section 5, appendix).
 const (
-	opRRQ   = 1
-	opWRQ   = 2
-	opERROR = 5
+	opWRQ = 2 // opRRQ and opERROR are in tftpsend.go
 
 	errCodeAccess  uint16 = 2 // access violation
 	errCodeIllegal uint16 = 4 // illegal TFTP operation
@@ -141,34 +138,6 @@ func (s *Server) refuseRequest(client *net.UDPAddr, name, reason string, err err
 	s.log.Warn("pxe tftp refused request", "client", client.String(), "file", clip(name), "reason", reason, "err", err)
 	s.emit("pxe_refused", map[string]any{"proto": "tftp", "client": client.String(), "file": clip(name), "reason": reason, "error": err.Error()})
 	s.emitTFTP(client.String(), name, 0, 0, time.Now(), nil, "refused", "")
-}
-
-// checkMode refuses a transfer mode other than netascii and octet (RFC
-// 1350 section 5; "mail" is obsolete). pin/tftp v3.2.0 serves any mode as
-// octet and hands the read handler only the file name; the mode is in the
-// unexported field "mode" of its transfer, read here with reflect (the
-// version is pinned in go.mod, and TestTFTPBadRequestsAnswered fails if
-// the field moves).
-func checkMode(rf any) (string, error) {
-	v := reflect.ValueOf(rf)
-	if v.Kind() == reflect.Pointer {
-		v = v.Elem()
-	}
-	if v.Kind() != reflect.Struct {
-		return "", nil
-	}
-	m := v.FieldByName("mode")
-	if !m.IsValid() || m.Kind() != reflect.String {
-		return "", nil
-	}
-	mode := m.String()
-	switch strings.ToLower(mode) {
-	case "octet", "netascii":
-		return mode, nil
-	case "mail":
-		return mode, errors.New(`transfer mode "mail" is not supported`)
-	}
-	return mode, fmt.Errorf("unknown transfer mode %q (RFC 1350: netascii or octet)", clip(mode))
 }
 
 // errorPacket is an ERROR packet (RFC 1350 section 5: opcode 5, error code,

@@ -40,9 +40,10 @@ func TestTFTPBadRequestsAnswered(t *testing.T) {
 		code byte
 		want string
 	}{
-		// pin/tftp answers what it parses; its ERROR code is always 1.
-		{"mode bogus", rrq("pxelinux.0", "bogus"), 1, `unknown transfer mode "bogus"`},
-		{"mode mail", rrq("pxelinux.0", "mail"), 1, `transfer mode "mail" is not supported`},
+		// basalt's read-request path (tftpsend.go) refuses other modes
+		// with code 4, illegal TFTP operation.
+		{"mode bogus", rrq("pxelinux.0", "bogus"), 4, `unsupported transfer mode "bogus"`},
+		{"mode mail", rrq("pxelinux.0", "mail"), 4, `unsupported transfer mode "mail"`},
 		// The front answers what is too long for pin/tftp's 516-byte read.
 		{"600-byte name", rrq(strings.Repeat("a", 600), "octet"), 4, "file name of 600 bytes is longer than 255"},
 		{"600-byte name, no NUL", append([]byte{0, 1}, strings.Repeat("b", 600)...), 4, "file name of 600 bytes or more is longer than 255"},
