@@ -47,6 +47,14 @@ type SOL struct {
 	log  *slog.Logger
 
 	skipAcks atomic.Int32 // tests: BMC packets left unacknowledged on purpose
+	// lastSeq is the sequence number of the last keystroke packet of our
+	// latest console. OpenIPMI's ipmi_sim keeps the last sequence number it
+	// acknowledged across activations (lanserv/sol.c: ipmi_sol_activate
+	// resets neither it nor its own) and takes a new console's first packet
+	// bearing that number for a retransmission: acknowledged, its data
+	// dropped. Each console of ours therefore goes on from where the one
+	// before stopped.
+	lastSeq atomic.Uint32
 }
 
 // NewSOL returns the SOL transport of device name's BMC.
@@ -167,7 +175,9 @@ func (s *SOL) start(ic *client.Client, mux *udpMux, owner uint32, maxChars int, 
 		kick:     make(chan struct{}, 1),
 		maxChars: maxChars,
 		rto:      clampRTO(4 * rtt),
+		owner:    owner,
 	}
+	c.lastRecv.Store(time.Now().UnixNano())
 	c.cond = sync.NewCond(&c.mu)
 	mux.setSOL(func(b []byte) {
 		var res types.SOLPayloadResponse
@@ -218,9 +228,9 @@ const (
 	// data and acknowledge nothing new); polling stops and output relies
 	// on the BMC's pushes and retransmissions.
 	pollProbe = 10
-	// deadAfter is how long a polled BMC may stay silent before the console
-	// asks whether the payload is still ours (its "deactivating" packet
-	// may have been lost).
+	// deadAfter is how long a BMC may stay silent on SOL before the console
+	// asks whether the payload is still ours: a polled BMC's "deactivating"
+	// packet may have been lost, and ipmi_sim sends none (see keepAlive).
 	deadAfter = 2 * time.Second
 )
 
@@ -249,14 +259,29 @@ func isDeactivation(err error) bool {
 // activated the payload (0 if unknown): a payload now owned by another
 // session was taken over.
 func (s *SOL) deactivated(ctx context.Context, ic *client.Client, owner uint32) bool {
+	gone, err := s.payloadGone(ctx, ic, owner)
+	return err == nil && gone
+}
+
+// payloadGone asks the BMC whether SOL instance 1 is no longer ours: owned
+// by another session (Get Payload Instance Info, IPMI v2.0 §24.5; 0 once
+// deactivated) or, when the owner is unknown, inactive (Get Payload
+// Activation Status, §24.4). err is the request's failure.
+func (s *SOL) payloadGone(ctx context.Context, ic *client.Client, owner uint32) (bool, error) {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout*time.Duration(s.cfg.Retries+1))
 	defer cancel()
 	if owner != 0 {
 		info, err := ic.GetPayloadInstanceInfo(pctx, types.PayloadTypeSOL, 1)
-		return err == nil && info.SessionID != owner
+		if err != nil {
+			return false, err
+		}
+		return info.SessionID != owner, nil
 	}
 	st, err := ic.GetPayloadActivationStatus(pctx, types.PayloadTypeSOL)
-	return err == nil && !st.Instance01Activated
+	if err != nil {
+		return false, err
+	}
+	return !st.Instance01Activated, nil
 }
 
 // solConn is one activated SOL session. Its engine goroutine owns the
@@ -273,6 +298,8 @@ type solConn struct {
 	maxChars int           // characters per packet the BMC accepts
 	rto      time.Duration // retransmission timeout (engine only)
 	lastRecv atomic.Int64  // when the last SOL packet came, UnixNano
+	owner    uint32        // BMC session owning the payload (0: unknown)
+	answers  atomic.Bool   // the BMC answers polls (the engine then checks the payload)
 
 	mu     sync.Mutex
 	cond   *sync.Cond // signalled when rx grows or the stream ends
@@ -315,9 +342,9 @@ func (c *solConn) send(ctx context.Context, p types.SOLPayloadPacket) error {
 // them; output the BMC gave up on is counted as a gap.
 func (c *solConn) engine(ctx context.Context) error {
 	var (
-		inSeq    uint8 // last BMC packet taken (0: none yet)
-		inCount  uint8 // characters taken from it
-		outSeq   uint8 // our last data packet's sequence number
+		inSeq    uint8                         // last BMC packet taken (0: none yet)
+		inCount  uint8                         // characters taken from it
+		outSeq   = uint8(c.sol.lastSeq.Load()) // our last data packet's sequence number
 		pending  []byte
 		sentAt   time.Time
 		firstAt  time.Time // first transmission of pending, for the RTT
@@ -357,6 +384,7 @@ func (c *solConn) engine(ctx context.Context) error {
 		c.tx = c.tx[n:]
 		c.mu.Unlock()
 		outSeq = nextSeq(outSeq)
+		c.sol.lastSeq.Store(uint32(outSeq))
 		retries = 0
 		firstAt = time.Now()
 		lastAct = firstAt
@@ -393,6 +421,7 @@ func (c *solConn) engine(ctx context.Context) error {
 				// data packet answers an acknowledgement-only packet of
 				// ours: this BMC answers polls.
 				answers = true
+				c.answers.Store(true)
 			}
 			if p.ControlByte&0x10 != 0 {
 				// Table 15-2 status bit 4: SOL deactivating.
@@ -577,10 +606,18 @@ func (c *solConn) finish(ctx context.Context, err error) {
 }
 
 // keepAlive sends Get Device ID while the stream runs, as ipmitool does
-// (its SOL_KEEPALIVE_TIMEOUT, 15 s).
+// (its SOL_KEEPALIVE_TIMEOUT, 15 s). On a BMC that does not answer polls
+// it also watches the payload: OpenIPMI's ipmi_sim, when another session
+// deactivates SOL (lanserv/sol.c, ipmi_sol_deactivate), sends the old
+// console no "deactivating" packet (Table 15-2, status bit 4) and keeps its
+// session open: it only stops sending SOL packets and ignores ours. So
+// after deadAfter without a SOL packet the console asks whether the
+// payload is still its own, at most once per deadAfter; never while
+// packets flow, when extra requests would only crowd the BMC's queue.
 func (c *solConn) keepAlive(ctx context.Context) {
-	t := time.NewTicker(c.sol.opts.KeepAlive)
+	t := time.NewTicker(min(c.sol.opts.KeepAlive, deadAfter/2))
 	defer t.Stop()
+	var lastCheck, lastKeep time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -592,10 +629,28 @@ func (c *solConn) keepAlive(ctx context.Context) {
 		// fall outside the BMC's session sequence window (IPMI v2.0
 		// §6.12.13, 16 behind) when retried, so it is only sent when the
 		// BMC has been quiet.
-		since := time.Since(time.Unix(0, c.lastRecv.Load()))
-		if since < c.sol.opts.KeepAlive {
+		now := time.Now()
+		since := now.Sub(time.Unix(0, c.lastRecv.Load()))
+		if since >= deadAfter && !c.answers.Load() && now.Sub(lastCheck) >= deadAfter {
+			lastCheck = now
+			gone, err := c.sol.payloadGone(ctx, c.ic, c.owner)
+			if err == nil && gone {
+				c.mu.Lock()
+				if c.err == nil {
+					c.err = fmt.Errorf("sol: %s: %w", c.sol, ErrSOLClosedByBMC)
+				}
+				c.mu.Unlock()
+				c.cancel()
+				return
+			}
+			if err == nil {
+				lastKeep = now // an answered request in the session keeps it alive too
+			}
+		}
+		if since < c.sol.opts.KeepAlive || now.Sub(lastKeep) < c.sol.opts.KeepAlive {
 			continue
 		}
+		lastKeep = now
 		start := time.Now()
 		kctx, cancel := context.WithTimeout(ctx, c.sol.cfg.Timeout*time.Duration(c.sol.cfg.Retries+1))
 		_, err := c.ic.GetDeviceID(kctx)
