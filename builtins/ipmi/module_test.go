@@ -13,6 +13,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/starlarktest"
+	"go.starlark.net/syntax"
 )
 
 // newThread returns a thread running a job stage whose ipmi backend is ctl.
@@ -52,7 +53,7 @@ func TestModuleStar(t *testing.T) {
 	}}
 	predeclared := starlark.StringDict{"ipmi": ipmi.Table.Module(), "sim": sim}
 	thread := newThread(t, ctx, c)
-	if _, err := starlark.ExecFile(thread, "testdata/ipmi.star", nil, predeclared); err != nil {
+	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "testdata/ipmi.star", nil, predeclared); err != nil {
 		var ee *starlark.EvalError
 		if errors.As(err, &ee) {
 			t.Fatal(ee.Backtrace())

@@ -13,6 +13,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins/power"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarktest"
+	"go.starlark.net/syntax"
 )
 
 // newThread returns a thread running a job stage whose power backend is b.
@@ -33,14 +34,14 @@ func newThread[B power.Backend](t *testing.T, ctx context.Context, b B) *starlar
 
 func run(t *testing.T, thread *starlark.Thread, src string) error {
 	t.Helper()
-	_, err := starlark.ExecFile(thread, "job.star", src, starlark.StringDict{"power": power.Table.Module()})
+	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "job.star", src, starlark.StringDict{"power": power.Table.Module()})
 	return err
 }
 
 func TestModuleStar(t *testing.T) {
 	f := &power.Fake{}
 	thread := newThread(t, ctxT(t), f)
-	if _, err := starlark.ExecFile(thread, "testdata/power.star", nil, starlark.StringDict{"power": power.Table.Module()}); err != nil {
+	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "testdata/power.star", nil, starlark.StringDict{"power": power.Table.Module()}); err != nil {
 		var ee *starlark.EvalError
 		if errors.As(err, &ee) {
 			t.Fatal(ee.Backtrace())

@@ -10,6 +10,7 @@ import (
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarktest"
+	"go.starlark.net/syntax"
 )
 
 func TestStarlarkModule(t *testing.T) {
@@ -45,7 +46,7 @@ func TestStarlarkModule(t *testing.T) {
 	predeclared := starlark.StringDict{
 		"pxe": pxe.Table.Module(), "assert": assert["assert"], "tftp_get": tftpGet, "MAC": starlark.String(testMAC),
 	}
-	if _, err := starlark.ExecFile(thread, "testdata/pxe.star", nil, predeclared); err != nil {
+	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "testdata/pxe.star", nil, predeclared); err != nil {
 		if ee, ok := err.(*starlark.EvalError); ok {
 			t.Fatal(ee.Backtrace())
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 type recorder struct{ cases []builtins.TestCase }
@@ -29,7 +30,7 @@ func TestCaseAttemptTimeMessage(t *testing.T) {
 test.case("link", "fail", message = "no carrier on eth0")
 test.case("disk", True)
 `
-	if _, err := starlark.ExecFile(thread, "t.star", src, starlark.StringDict{"test": Table.Module()}); err != nil {
+	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star", src, starlark.StringDict{"test": Table.Module()}); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.cases) != 2 {
@@ -45,7 +46,7 @@ test.case("disk", True)
 	if disk.DurationMS >= 90_000 {
 		t.Errorf("disk duration_ms = %d, want the time since the previous case, not since the attempt began", disk.DurationMS)
 	}
-	_, err := starlark.ExecFile(thread, "t.star", `test.case("x", "fail", message = 3)`, starlark.StringDict{"test": Table.Module()})
+	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star", `test.case("x", "fail", message = 3)`, starlark.StringDict{"test": Table.Module()})
 	if err == nil || builtins.ClassOf(err) != builtins.ClassJob {
 		t.Errorf("test.case(message=3) = %v, want a job error", err)
 	}
