@@ -33,7 +33,7 @@ func waitCaptured(t *testing.T, capture *syncBuffer, s string) {
 func TestMarkStartsEpoch(t *testing.T) {
 	var capture syncBuffer
 	rec := &recorder{}
-	line, _, c := simConsole(t, serialsim.Options{}, Options{
+	line, _, c := simConsole(t, serialsim.Config{}, Options{
 		Capture:       &capture,
 		Emit:          rec.emit,
 		ErrorPatterns: []string{"No bootable device found"},
@@ -73,7 +73,7 @@ func TestMarkStartsEpoch(t *testing.T) {
 
 func TestStarlarkMarkAndErrorPatterns(t *testing.T) {
 	var capture syncBuffer
-	line, _, c := simConsole(t, serialsim.Options{}, Options{Capture: &capture, ErrorPatterns: []string{"Kernel panic"}})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{Capture: &capture, ErrorPatterns: []string{"Kernel panic"}})
 	dev := line.Device()
 	rec := &fakeRec{}
 	thread := &starlark.Thread{Name: "test"}

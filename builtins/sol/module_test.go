@@ -25,7 +25,7 @@ func (r *fakeRec) Console() io.Writer                                 { return i
 func (r *fakeRec) Artifact(string, io.Reader, string) (string, error) { return "", nil }
 
 func TestStarlarkModule(t *testing.T) {
-	line, _, c := simConsole(t, serialsim.Options{}, Options{})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{})
 	// The device answers each line with "echo: <line>".
 	go func() {
 		dev := line.Device()
