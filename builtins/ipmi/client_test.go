@@ -227,17 +227,6 @@ func TestClientLossyNetwork(t *testing.T) {
 	}
 }
 
-// opens counts the sessions opened among events.
-func opens(cmds []string) int {
-	n := 0
-	for _, c := range cmds {
-		if strings.HasPrefix(c, "open session=") {
-			n++
-		}
-	}
-	return n
-}
-
 // TestClientKeepsIdleSessionAlive: a BMC that forgets sessions silent for
 // 4 s (ipmi_sim does after 30 s) keeps the Client's session through 9 s of
 // idleness, because the Client keeps it alive.

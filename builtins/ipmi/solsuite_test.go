@@ -16,7 +16,7 @@ import (
 // against the sim BMC whose serial port is a simulated line.
 func TestSOLTransportSuite(t *testing.T) {
 	soltest.TestTransport(t, func(t *testing.T) (sol.Transport, soltest.Peer) {
-		line := serialsim.New(serialsim.Options{})
+		line := serialsim.New(serialsim.Config{})
 		t.Cleanup(func() { line.Close() })
 		b := startBMC(t, bmcsim.Config{Serial: line.Host()})
 		tr := ipmi.NewSOL("sim", b.IPMI(), ipmi.SOLOptions{})

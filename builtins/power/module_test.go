@@ -13,6 +13,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/builtins/power"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // newThread returns a thread running a job stage whose power backend is b.
@@ -22,7 +23,7 @@ func newThread[B power.Backend](t *testing.T, ctx context.Context, b B) *starlar
 
 func run(t *testing.T, thread *starlark.Thread, src string) error {
 	t.Helper()
-	_, err := starlark.ExecFile(thread, "job.star", src, starlark.StringDict{"power": power.Table.Module()})
+	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "job.star", src, starlark.StringDict{"power": power.Table.Module()})
 	return err
 }
 

@@ -40,7 +40,7 @@ func start(t *testing.T, tr Transport, o Options) *Console {
 	return c
 }
 
-func simConsole(t *testing.T, lo serialsim.Options, o Options) (*serialsim.Line, *serialsim.Port, *Console) {
+func simConsole(t *testing.T, lo serialsim.Config, o Options) (*serialsim.Line, *serialsim.Port, *Console) {
 	line := serialsim.New(lo)
 	t.Cleanup(func() { line.Close() })
 	port := serialsim.Transport(line)
@@ -54,7 +54,7 @@ func TestReconnectTenDropsLosesNothing(t *testing.T) {
 	const lines, every, drops = 6000, 40, 10
 	var capture builtinstest.SyncBuffer
 	rec := &builtinstest.Recorder{}
-	line, port, c := simConsole(t, serialsim.Options{}, Options{Capture: &capture, Emit: rec.Emit, Window: 64 << 10})
+	line, port, c := simConsole(t, serialsim.Config{}, Options{Capture: &capture, Emit: rec.Emit, Window: 64 << 10})
 	ctx := testContext(t)
 
 	var want strings.Builder
@@ -144,7 +144,7 @@ func drain(t *testing.T, l *serialsim.Line) string {
 func TestTypingDelayKeepsCharacters(t *testing.T) {
 	const interval = 4 * time.Millisecond
 	const cmd = "setenv bootargs console=ttyAMA0,115200\n"
-	line, _, c := simConsole(t, serialsim.Options{TypeInterval: interval}, Options{BootloaderDelay: interval})
+	line, _, c := simConsole(t, serialsim.Config{TypeInterval: interval}, Options{BootloaderDelay: interval})
 	ctx := testContext(t)
 	line.SetDropFast(true)
 
@@ -211,7 +211,7 @@ func editor(t *testing.T, l *serialsim.Line, dropAt int, lines chan<- string) {
 
 func TestVerifyEchoRetypes(t *testing.T) {
 	rec := &builtinstest.Recorder{}
-	line, _, c := simConsole(t, serialsim.Options{}, Options{Emit: rec.Emit, EchoTimeout: 100 * time.Millisecond})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{Emit: rec.Emit, EchoTimeout: 100 * time.Millisecond})
 	lines := make(chan string, 10)
 	editor(t, line, 3, lines)
 	ctx := testContext(t)
@@ -232,7 +232,7 @@ func TestVerifyEchoRetypes(t *testing.T) {
 }
 
 func TestVerifyEchoGivesUp(t *testing.T) {
-	line, _, c := simConsole(t, serialsim.Options{}, Options{EchoTimeout: 20 * time.Millisecond, EchoRetries: 2})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{EchoTimeout: 20 * time.Millisecond, EchoRetries: 2})
 	// A device that echoes nothing.
 	go io.Copy(io.Discard, line.Device())
 	err := c.SendLine(testContext(t), "boot", SendOptions{VerifyEcho: true})
@@ -248,7 +248,7 @@ var lavaErrors = []string{
 
 func TestDeviceErrorWatch(t *testing.T) {
 	rec := &builtinstest.Recorder{}
-	line, _, c := simConsole(t, serialsim.Options{}, Options{ErrorPatterns: lavaErrors, Emit: rec.Emit})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{ErrorPatterns: lavaErrors, Emit: rec.Emit})
 	ctx := testContext(t)
 	const panicLine = "[    2.000000] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
 	fmt.Fprintf(line.Device(), "[    1.000000] Booting Linux\n%s\r\n[    2.1] ---[ end Kernel panic ]---\nlogin: ", panicLine)
@@ -277,7 +277,7 @@ func TestDeviceErrorWatch(t *testing.T) {
 func TestTimeoutCarriesRedactedTail(t *testing.T) {
 	const secret = "hunter2-very-secret"
 	var added []string
-	line, _, c := simConsole(t, serialsim.Options{}, Options{
+	line, _, c := simConsole(t, serialsim.Config{}, Options{
 		TailSize:  64,
 		AddSecret: func(s string) { added = append(added, s) },
 	})
@@ -317,7 +317,7 @@ func TestTimeoutCarriesRedactedTail(t *testing.T) {
 }
 
 func TestCancelEndsExpect(t *testing.T) {
-	_, _, c := simConsole(t, serialsim.Options{}, Options{})
+	_, _, c := simConsole(t, serialsim.Config{}, Options{})
 	ctx, cancel := context.WithCancel(testContext(t))
 	go func() {
 		time.Sleep(20 * time.Millisecond)
@@ -330,7 +330,7 @@ func TestCancelEndsExpect(t *testing.T) {
 }
 
 func TestLostPastDeadlineIsInfra(t *testing.T) {
-	line, port, c := simConsole(t, serialsim.Options{}, Options{})
+	line, port, c := simConsole(t, serialsim.Config{}, Options{})
 	ctx := testContext(t)
 	port.FailOpens(1 << 30)
 	port.DropNow()
@@ -411,7 +411,7 @@ func TestTCPReset(t *testing.T) {
 // where only its last bytes show.
 func TestTimeoutTailCutsKnownSecret(t *testing.T) {
 	const secret = `p"a\ss<w>&'rd-of-the-bmc`
-	line, _, c := simConsole(t, serialsim.Options{}, Options{TailSize: 32, Secrets: []string{secret}})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{TailSize: 32, Secrets: []string{secret}})
 	ctx := testContext(t)
 	// 20 bytes follow the secret: the 32-byte tail starts 12 bytes before
 	// its end.

@@ -34,7 +34,7 @@ func waitCaptured(t *testing.T, capture *builtinstest.SyncBuffer, s string) {
 func TestMarkStartsEpoch(t *testing.T) {
 	var capture builtinstest.SyncBuffer
 	rec := &builtinstest.Recorder{}
-	line, _, c := simConsole(t, serialsim.Options{}, Options{
+	line, _, c := simConsole(t, serialsim.Config{}, Options{
 		Capture:       &capture,
 		Emit:          rec.Emit,
 		ErrorPatterns: []string{"No bootable device found"},
@@ -74,7 +74,7 @@ func TestMarkStartsEpoch(t *testing.T) {
 
 func TestStarlarkMarkAndErrorPatterns(t *testing.T) {
 	var capture builtinstest.SyncBuffer
-	line, _, c := simConsole(t, serialsim.Options{}, Options{Capture: &capture, ErrorPatterns: []string{"Kernel panic"}})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{Capture: &capture, ErrorPatterns: []string{"Kernel panic"}})
 	dev := line.Device()
 	rec := &builtinstest.Recorder{}
 	thread := &starlark.Thread{Name: "test"}

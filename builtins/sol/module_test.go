@@ -15,7 +15,7 @@ import (
 )
 
 func TestStarlarkModule(t *testing.T) {
-	line, _, c := simConsole(t, serialsim.Options{}, Options{})
+	line, _, c := simConsole(t, serialsim.Config{}, Options{})
 	// The device answers each line with "echo: <line>".
 	go func() {
 		dev := line.Device()

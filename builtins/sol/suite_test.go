@@ -33,7 +33,7 @@ func TestTransportSuite(t *testing.T) {
 	})
 	t.Run("serialsim", func(t *testing.T) {
 		soltest.TestTransport(t, func(t *testing.T) (sol.Transport, soltest.Peer) {
-			line := serialsim.New(serialsim.Options{})
+			line := serialsim.New(serialsim.Config{})
 			t.Cleanup(func() { line.Close() })
 			port := serialsim.Transport(line)
 			return port, soltest.LinePeer(t, line, port.DropNow)

@@ -77,7 +77,7 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	r := &rig{
 		t:       t,
 		ctx:     ctx,
-		line:    serialsim.New(serialsim.Options{}),
+		line:    serialsim.New(serialsim.Config{}),
 		jobDir:  filepath.Join(dir, "job"),
 		disk:    filepath.Join(dir, "sda.disk"),
 		ip:      "127.0.0.2",

@@ -8,6 +8,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // A case records its attempt and message; its time runs from the attempt's
@@ -21,7 +22,7 @@ func TestCaseAttemptTimeMessage(t *testing.T) {
 test.case("link", "fail", message = "no carrier on eth0")
 test.case("disk", True)
 `
-	if _, err := starlark.ExecFile(thread, "t.star", src, starlark.StringDict{"test": Table.Module()}); err != nil {
+	if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star", src, starlark.StringDict{"test": Table.Module()}); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.Cases()) != 2 {
@@ -37,7 +38,7 @@ test.case("disk", True)
 	if disk.DurationMS >= 90_000 {
 		t.Errorf("disk duration_ms = %d, want the time since the previous case, not since the attempt began", disk.DurationMS)
 	}
-	_, err := starlark.ExecFile(thread, "t.star", `test.case("x", "fail", message = 3)`, starlark.StringDict{"test": Table.Module()})
+	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star", `test.case("x", "fail", message = 3)`, starlark.StringDict{"test": Table.Module()})
 	if err == nil || builtins.ClassOf(err) != builtins.ClassJob {
 		t.Errorf("test.case(message=3) = %v, want a job error", err)
 	}

@@ -113,7 +113,6 @@ type Bundle struct {
 	seq     int64
 	console *os.File
 	conW    *StreamWriter
-	conTee  io.Writer
 	jobLog  *os.File
 	printTo io.Writer
 	closed  bool

@@ -906,6 +906,11 @@ var simKeys = []simKey{
 		f.ConsoleDrops, err = simInt("console_drops", v)
 		return err
 	}},
+	{"console_drop_interval_ms", "how long an SOL session lives before each console drop; default 400", func(f *SimFaults, v starlark.Value) error {
+		ms, err := simInt("console_drop_interval_ms", v)
+		f.ConsoleDropInterval = time.Duration(ms) * time.Millisecond
+		return err
+	}},
 	{"udp_loss", "fraction of BMC datagrams dropped, 0..1", func(f *SimFaults, v starlark.Value) error {
 		x, ok := starlark.AsFloat(v)
 		if !ok || x < 0 || x > 1 {

@@ -167,9 +167,12 @@ type Console struct {
 
 // SimFaults are the faults a sim device can be told to inject.
 type SimFaults struct {
-	ConsoleDrops int     // close the SOL session this many times during the job
-	UDPLoss      float64 // fraction of BMC datagrams dropped, 0..1
-	SOLLoss      float64 // fraction of SOL datagrams dropped, 0..1, on top of UDPLoss
+	ConsoleDrops int // close the SOL session this many times during the job
+	// ConsoleDropInterval (key console_drop_interval_ms): how long an SOL
+	// session lives before the next drop. 0: 400 ms.
+	ConsoleDropInterval time.Duration
+	UDPLoss             float64 // fraction of BMC datagrams dropped, 0..1
+	SOLLoss             float64 // fraction of SOL datagrams dropped, 0..1, on top of UDPLoss
 	// TypeInterval: characters typed to the bootloader faster than this are
 	// dropped, as Highbank's bootloader and iPXE over SOL do. 0 = never drop.
 	TypeInterval time.Duration

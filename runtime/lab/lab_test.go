@@ -160,7 +160,7 @@ device(
     power_command = {"reset": "pduclient --command reboot --port 05"},
 )`,
 		"devices/tcp1.star": `device(type = "qemu", console_address = "localhost:4007", power_command = {"on": "x", "off": "y"})`,
-		"devices/s1.star":   `device(type = "sim", sim = {"console_drops": 2, "udp_loss": 0.25, "sol_loss": 0.5, "type_interval_ms": 50, "boot_failure": True, "bmc_session_timeout_ms": 4000})`,
+		"devices/s1.star":   `device(type = "sim", sim = {"console_drops": 2, "console_drop_interval_ms": 150, "udp_loss": 0.25, "sol_loss": 0.5, "type_interval_ms": 50, "boot_failure": True, "bmc_session_timeout_ms": 4000})`,
 		"devices/.#s1.star": `this is an editor lock file, never loaded`,
 		"devices/README":    `not a device`,
 	})
@@ -192,7 +192,7 @@ device(
 			Name: "s1", File: file("s1"),
 			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			Console: Console{Transport: "sol"},
-			Sim:     SimFaults{ConsoleDrops: 2, UDPLoss: 0.25, SOLLoss: 0.5, TypeInterval: 50 * time.Millisecond, BootFailure: true, SessionTimeout: 4 * time.Second},
+			Sim:     SimFaults{ConsoleDrops: 2, ConsoleDropInterval: 150 * time.Millisecond, UDPLoss: 0.25, SOLLoss: 0.5, TypeInterval: 50 * time.Millisecond, BootFailure: true, SessionTimeout: 4 * time.Second},
 		},
 	}
 	if diff := cmp.Diff(want, l.Devices, deviceCmp); diff != "" {

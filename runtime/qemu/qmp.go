@@ -82,7 +82,7 @@ func DialQMP(ctx context.Context, path string, onEvent func(Event)) (*QMP, error
 	if err != nil {
 		return nil, fmt.Errorf("qmp: dial %s: %w", path, err)
 	}
-	q, err := NewQMP(ctx, conn, onEvent)
+	q, err := StartQMP(ctx, conn, onEvent)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -90,9 +90,9 @@ func DialQMP(ctx context.Context, path string, onEvent func(Event)) (*QMP, error
 	return q, nil
 }
 
-// NewQMP runs the QMP handshake on conn and starts reading it. On error the
+// StartQMP runs the QMP handshake on conn and starts reading it. On error the
 // caller still owns conn.
-func NewQMP(ctx context.Context, conn io.ReadWriteCloser, onEvent func(Event)) (*QMP, error) {
+func StartQMP(ctx context.Context, conn io.ReadWriteCloser, onEvent func(Event)) (*QMP, error) {
 	q := &QMP{
 		conn:    conn,
 		waiting: map[string]chan response{},

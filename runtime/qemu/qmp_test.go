@@ -72,13 +72,13 @@ func TestQMPFake(t *testing.T) {
 	defer cancel()
 	var evMu sync.Mutex
 	var events []string
-	q, err := NewQMP(ctx, client, func(e Event) {
+	q, err := StartQMP(ctx, client, func(e Event) {
 		evMu.Lock()
 		events = append(events, e.Name)
 		evMu.Unlock()
 	})
 	if err != nil {
-		t.Fatalf("NewQMP: %v", err)
+		t.Fatalf("StartQMP: %v", err)
 	}
 	defer q.Close()
 
@@ -138,11 +138,11 @@ func TestQMPBadGreeting(t *testing.T) {
 			server.Close()
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		q, err := NewQMP(ctx, client, nil)
+		q, err := StartQMP(ctx, client, nil)
 		cancel()
 		if err == nil {
 			q.Close()
-			t.Errorf("NewQMP(greeting %q) = nil error, want one", greeting)
+			t.Errorf("StartQMP(greeting %q) = nil error, want one", greeting)
 		}
 		client.Close()
 	}
@@ -153,8 +153,8 @@ func TestQMPGreetingTimeout(t *testing.T) {
 	defer server.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := NewQMP(ctx, client, nil); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("NewQMP(silent server) = %v, want DeadlineExceeded", err)
+	if _, err := StartQMP(ctx, client, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("StartQMP(silent server) = %v, want DeadlineExceeded", err)
 	}
 }
 

@@ -13,6 +13,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		f.Close()
 	}
 	f := cfg.Device.Sim
-	n.line = serialsim.New(serialsim.Options{TypeInterval: f.TypeInterval})
+	n.line = serialsim.New(serialsim.Config{TypeInterval: f.TypeInterval})
 	n.tty = newTTYMux(n.line.Device())
 	// A sim device file may set the BMC's user and password; by default
 	// they are admin and a random one.
@@ -110,7 +111,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("sim: start BMC: %w", err)
 	}
 	if f.ConsoleDrops > 0 {
-		go n.dropConsole(f.ConsoleDrops)
+		go n.dropConsole(f.ConsoleDrops, cmp.Or(f.ConsoleDropInterval, 400*time.Millisecond))
 	}
 	return n, nil
 }
@@ -124,8 +125,21 @@ func (n *Node) IP() string { return n.ip }
 // qemu e2e lab boots one).
 const masterHTTPD = "mkdir -p /srv && echo 'master image web root' > /srv/index.html && httpd -p 80 -h /srv"
 
-// IPMI is how to reach the node's BMC.
-func (n *Node) IPMI() lab.IPMI { return n.bmc.IPMI() }
+// IPMI is how to reach the node's BMC. A device file that sets
+// ipmi_timeout_ms or ipmi_retries away from the lab defaults keeps them
+// (a quiet LAN's BMC answers well inside 2 s); otherwise the sim's own
+// loopback figures apply.
+func (n *Node) IPMI() lab.IPMI {
+	ip := n.bmc.IPMI()
+	d := n.cfg.Device.IPMI
+	if d.Timeout > 0 && d.Timeout != lab.DefaultIPMITimeout {
+		ip.Timeout = d.Timeout
+	}
+	if d.Retries > 0 && d.Retries != lab.DefaultIPMIRetries {
+		ip.Retries = d.Retries
+	}
+	return ip
+}
 
 // BMC returns the node's BMC.
 func (n *Node) BMC() *bmcsim.BMC { return n.bmc }
@@ -206,11 +220,11 @@ func (n *Node) stop() {
 	}
 }
 
-// dropConsole closes the SOL session count times, once a session is up,
-// every 400 ms.
-func (n *Node) dropConsole(count int) {
+// dropConsole closes the SOL session count times: every interval, if a
+// session is up, as a BMC does whose other console keeps taking over.
+func (n *Node) dropConsole(count int, interval time.Duration) {
 	for dropped := 0; dropped < count; {
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(interval)
 		n.mu.Lock()
 		closed := n.closed
 		n.mu.Unlock()

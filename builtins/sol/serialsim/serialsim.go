@@ -20,12 +20,12 @@ import (
 	"time"
 )
 
-// DefaultBuffer is the output a line holds when Options.Buffer is 0.
+// DefaultBuffer is the output a line holds when Config.Buffer is 0.
 const DefaultBuffer = 1 << 20
 
-// Options configure a Line. The zero value never drops keystrokes and
+// Config is what a Line is built from. The zero value never drops keystrokes and
 // holds DefaultBuffer bytes of output.
-type Options struct {
+type Config struct {
 	// TypeInterval: while drop-fast is on, a keystroke arriving less than
 	// this after the previous accepted one is dropped. 0 = never drop.
 	TypeInterval time.Duration
@@ -36,7 +36,7 @@ type Options struct {
 
 // Line is a simulated serial line. Its methods are safe for concurrent use.
 type Line struct {
-	opts Options
+	opts Config
 
 	mu          sync.Mutex
 	cond        *sync.Cond
@@ -53,7 +53,7 @@ type Line struct {
 var ErrClosed = errors.New("serialsim: closed")
 
 // New returns a line.
-func New(o Options) *Line {
+func New(o Config) *Line {
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultBuffer
 	}
@@ -63,7 +63,7 @@ func New(o Options) *Line {
 }
 
 // SetDropFast switches the bootloader input mode on or off: while on,
-// keystrokes closer together than Options.TypeInterval are dropped.
+// keystrokes closer together than Config.TypeInterval are dropped.
 func (l *Line) SetDropFast(on bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

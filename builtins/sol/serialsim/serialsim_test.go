@@ -19,7 +19,7 @@ func read(t *testing.T, r io.Reader) string {
 }
 
 func TestBufferKeepsNewestInOrder(t *testing.T) {
-	l := New(Options{Buffer: 8})
+	l := New(Config{Buffer: 8})
 	defer l.Close()
 	l.Device().Write([]byte("0123"))
 	l.Device().Write([]byte("456789ab"))
@@ -29,7 +29,7 @@ func TestBufferKeepsNewestInOrder(t *testing.T) {
 }
 
 func TestDropFast(t *testing.T) {
-	l := New(Options{TypeInterval: time.Hour})
+	l := New(Config{TypeInterval: time.Hour})
 	defer l.Close()
 	l.Host().Write([]byte("abc"))
 	if got := read(t, l.Device()); got != "abc" {
@@ -43,7 +43,7 @@ func TestDropFast(t *testing.T) {
 }
 
 func TestDropNowLosesNothing(t *testing.T) {
-	l := New(Options{})
+	l := New(Config{})
 	defer l.Close()
 	p := Transport(l)
 	ctx := context.Background()

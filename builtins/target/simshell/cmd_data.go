@@ -17,8 +17,8 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// ddOpts are dd's operands.
-type ddOpts struct {
+// ddOptions are dd's operands.
+type ddOptions struct {
 	in, out                 string
 	ibs, obs                int64
 	count, skip, seek       int64 // -1 when unset (count)
@@ -29,8 +29,8 @@ type ddOpts struct {
 	status                  string
 }
 
-func parseDd(c *call) (*ddOpts, error) {
-	o := &ddOpts{ibs: 512, obs: 512, count: -1}
+func parseDd(c *call) (*ddOptions, error) {
+	o := &ddOptions{ibs: 512, obs: 512, count: -1}
 	for _, a := range c.args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {

@@ -62,7 +62,7 @@ func loopbackClient(headerTimeout time.Duration) *http.Client {
 	}
 }
 
-type wgetOpts struct {
+type wgetOptions struct {
 	out     string
 	quiet   bool
 	resume  bool
@@ -74,8 +74,8 @@ type wgetOpts struct {
 	urls    []string
 }
 
-func parseWget(c *call) (*wgetOpts, error) {
-	o := &wgetOpts{timeout: 900 * time.Second, agent: "Wget"}
+func parseWget(c *call) (*wgetOptions, error) {
+	o := &wgetOptions{timeout: 900 * time.Second, agent: "Wget"}
 	args := c.args
 	next := func(i *int, name string) (string, error) {
 		if *i+1 >= len(args) {
@@ -152,7 +152,7 @@ func parseWget(c *call) (*wgetOpts, error) {
 }
 
 // long sets the long option k ("--timeout") to v.
-func (o *wgetOpts) long(k, v string) error {
+func (o *wgetOptions) long(k, v string) error {
 	switch k {
 	case "--output-document":
 		o.out = v
@@ -193,7 +193,7 @@ func cmdWget(c *call) error {
 	return nil
 }
 
-func (c *call) wget(client *http.Client, o *wgetOpts, raw string) error {
+func (c *call) wget(client *http.Client, o *wgetOptions, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return c.fail("bad address '%s'", raw)
