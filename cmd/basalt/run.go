@@ -28,6 +28,8 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
+	// bisect maps the exit codes for git bisect run (bisectCode).
+	bisect bool
 	// maxMemoryMiB bounds the job's heap (0: no limit).
 	maxMemoryMiB uint64
 }
@@ -50,13 +52,18 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
   basalt run job.star --device sim --follow`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.runJob(args[0], &f)
+			err := a.runJob(args[0], &f)
+			if f.bisect {
+				return bisectCode(err)
+			}
+			return err
 		},
 	}
 	f.register(c)
 	c.Flags().StringVar(&f.out, "out", "", "bundle directory (default results/<job>-<UTC timestamp>)")
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
+	c.Flags().BoolVar(&f.bisect, "bisect", false, "exit for git bisect run: 0 pass, 1 tests failed, 125 (skip) on infrastructure and device errors, 128 (stop the bisect) when canceled or misused")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
 	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
 	return c
@@ -250,6 +257,41 @@ func (a *app) runJob(file string, f *runFlags) error {
 		return nil
 	}
 	return &exitError{code: code}
+}
+
+// Exit codes of `basalt run --bisect` that git-bisect(1) gives a meaning:
+// 125 skips the commit, 128 and above stop the bisect.
+const (
+	exitBisectSkip  = 125
+	exitBisectAbort = 128
+)
+
+// bisectCode maps run's outcome for `git bisect run`: an infrastructure or
+// device error (after the stage retries) says nothing about the commit, so
+// the commit is skipped instead of blamed; a canceled run or a usage mistake
+// stops the bisect, as blaming every commit for them would be worse. Pass
+// (0), failed tests (1) and job errors (2: the job or lab file at this
+// commit is broken) keep their codes, which git reads as good and bad.
+func bisectCode(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return &exitError{code: exitBisectAbort, err: ue.err}
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	why := map[int]string{pipeline.ExitInfra: "an infrastructure error", pipeline.ExitDevice: "a device error", pipeline.ExitCanceled: "canceled"}[ee.code]
+	switch ee.code {
+	case pipeline.ExitInfra, pipeline.ExitDevice:
+		return &exitError{code: exitBisectSkip, err: errors.Join(ee.err, fmt.Errorf("--bisect: %s (exit %d) says nothing about this commit: exit %d, git bisect skips it", why, ee.code, exitBisectSkip))}
+	case pipeline.ExitCanceled:
+		return &exitError{code: exitBisectAbort, err: errors.Join(ee.err, fmt.Errorf("--bisect: canceled: exit %d, git bisect stops", exitBisectAbort))}
+	}
+	return err
 }
 
 // inputs lists the job file, loaded libraries and local artifacts with
