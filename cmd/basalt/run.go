@@ -28,6 +28,9 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
+	// deviceType and deviceTags pick the device from a pool of the lab.
+	deviceType string
+	deviceTags []string
 	// bisect maps the exit codes for git bisect run (bisectCode).
 	bisect bool
 	// maxMemoryMiB bounds the job's heap (0: no limit).
@@ -63,6 +66,8 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
 	c.Flags().StringVar(&f.out, "out", "", "bundle directory (default results/<job>-<UTC timestamp>)")
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
+	c.Flags().StringVar(&f.deviceType, "device-type", "", "run on the first free device of the lab of this type (with --wait, wait for one, first come first served)")
+	c.Flags().StringArrayVar(&f.deviceTags, "device-tag", nil, "with --device-type: only devices whose tags = [...] hold this tag (repeatable: every tag)")
 	c.Flags().BoolVar(&f.bisect, "bisect", false, "exit for git bisect run: 0 pass, 1 tests failed, 125 (skip) on infrastructure and device errors, 128 (stop the bisect) when canceled or misused")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
 	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
@@ -91,6 +96,12 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.out != "" && bundle.Exists(f.out) {
 		return usagef("--out %s already holds a result bundle; give a new directory", f.out)
 	}
+	if f.deviceType != "" && f.device != "" {
+		return usagef("give --device or --device-type, not both")
+	}
+	if len(f.deviceTags) > 0 && f.deviceType == "" {
+		return usagef("--device-tag needs --device-type")
+	}
 	out := newReporter(a.stdout, a.stderr)
 
 	// Resolve the device first: an unknown device is a usage error found
@@ -108,6 +119,43 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return err
 		}
 		labErr = err
+	}
+	// A pool run locks its device now, before the job is declared: which
+	// device it gets decides the rest. A lock that cannot be had is
+	// reported in the bundle (exit 3, or 5 when canceled while waiting).
+	var (
+		poolHeld *lab.Held
+		poolErr  error
+		poolInfo map[string]any
+	)
+	if f.deviceType != "" {
+		l, err := loadLab(f.lab)
+		var names []string
+		if err == nil {
+			a.learnSecrets(l, nil)
+			names, err = poolDevices(l, f.deviceType, f.deviceTags)
+		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		labErr = err
+		if err == nil {
+			lb = l
+			waitStart := time.Now()
+			holderJob := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+			poolHeld, poolErr = lockPool(a.ctx, l, f.deviceType, f.deviceTags, names, holderJob, f.wait)
+			poolInfo = map[string]any{"type": f.deviceType, "tags": f.deviceTags, "devices": names,
+				"waited_ms": time.Since(waitStart).Milliseconds()}
+			if poolErr == nil {
+				defer poolHeld.Release()
+				poolInfo["device"] = poolHeld.Device
+				poolInfo["locked_at"] = time.Now().UTC().Format(time.RFC3339Nano)
+				if dev, err = l.Device(poolHeld.Device); err != nil {
+					labErr, dev = builtins.Job(err), nil
+				}
+			}
+		}
 	}
 	a.learnSecrets(lb, dev)
 	if lb == nil {
@@ -152,7 +200,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 
-	if declErr == nil && f.device == "" && plan.Job.DeviceType != "" {
+	if declErr == nil && f.device == "" && f.deviceType == "" && plan.Job.DeviceType != "" {
 		return usagef("%s: job %s is for device type %q: give --device NAME, a device file or sim", plan.Job.Pos, plan.Job.Name, plan.Job.DeviceType)
 	}
 
@@ -167,6 +215,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	res := bundle.Result{Job: jobName, File: file, Runner: bundle.Runner{Name: "basalt", Version: versionString()}}
 	if dev != nil {
 		res.Device = lab.Facts(dev)
+	}
+	if poolInfo != nil {
+		res.Extra = map[string]any{"pool": poolInfo}
 	}
 	var follow io.Writer
 	if f.follow {
@@ -193,6 +244,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 		out.summary(b.Result(), dir)
 		return &exitError{code: pipeline.ExitCode(status, class)}
 	}
+	if poolErr != nil {
+		return fail(poolErr, builtins.ClassOf(poolErr))
+	}
 	if labErr != nil {
 		return fail(labErr, builtins.ClassJob)
 	}
@@ -203,9 +257,13 @@ func (a *app) runJob(file string, f *runFlags) error {
 		r.Params = plan.ParamStrings()
 		r.Inputs = inputs(plan)
 	})
+	if poolHeld != nil {
+		out.printf("device %s: the first free of pool %s (waited %s)\n", poolHeld.Device, poolName(f.deviceType, f.deviceTags),
+			(time.Duration(poolInfo["waited_ms"].(int64)) * time.Millisecond).String())
+	}
 	out.start(plan, dev, dir)
 
-	if dev != nil && dev.File != "" {
+	if dev != nil && dev.File != "" && poolHeld == nil {
 		// Devices of the lab are locked; each `--device sim` run has a
 		// node of its own and needs no lock.
 		held, err := lockDevice(a.ctx, lb, dev, plan.Job.Name, f.wait)
