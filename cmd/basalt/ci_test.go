@@ -80,8 +80,9 @@ func TestGitLabCI(t *testing.T) {
 		env = append(env, "NODE_OPTIONS=--import="+poly)
 	}
 	gcl := func(args ...string) (string, error) {
+		// gitlab-ci-local sets GITLAB_CI=false, where GitLab sets true.
 		cmd := exec.Command("gitlab-ci-local", append([]string{"--shell-executor-no-image",
-			"--variable", "BASALT_LOCK_DIR=" + filepath.Join(tmp, "locks")}, args...)...)
+			"--variable", "BASALT_LOCK_DIR=" + filepath.Join(tmp, "locks"), "--variable", "GITLAB_CI=true"}, args...)...)
 		cmd.Dir = repo
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
@@ -92,7 +93,10 @@ func TestGitLabCI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gitlab-ci-local: %v\n%s", err, out)
 	}
-	for _, want := range []string{"PASS  check", "PASS  health-sim", "device s1: the first free of pool sim"} {
+	// The stages are collapsible sections: gitlab-ci-local parses GitLab's
+	// section markers and shows each as "NAME_started" ... "NAME took D".
+	for _, want := range []string{"PASS  check", "PASS  health-sim", "device s1: the first free of pool sim",
+		"stage_health_started", "stage_health took ", "cleanup_power_off_started"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("pipeline output lacks %q\n%s", want, out)
 		}

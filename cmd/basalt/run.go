@@ -242,6 +242,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		b.Emit("job_end", map[string]any{"status": status, "class": string(class), "error": err.Error()})
 		b.Close()
 		out.summary(b.Result(), dir)
+		a.ciReport(b.Result(), plan, dir)
 		return &exitError{code: pipeline.ExitCode(status, class)}
 	}
 	if poolErr != nil {
@@ -296,7 +297,11 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 		return fail(err, builtins.ClassOf(err))
 	}
-	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread,
+	progress := out.progress
+	if ciFromEnv().gitlab {
+		progress = gitlabSections(func(s string) { out.printf("%s", s) }, progress)
+	}
+	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: progress, OnThread: a.onThread,
 		Start: jobStart}
 	outcome := r.Run(ctx)
 	if closeBackends != nil {
@@ -310,6 +315,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		fmt.Fprintf(a.stderr, "basalt: %v\n", err)
 	}
 	out.summary(b.Result(), dir)
+	a.ciReport(b.Result(), plan, dir)
 	code := outcome.ExitCode()
 	if code == 0 {
 		return nil
