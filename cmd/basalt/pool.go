@@ -95,7 +95,10 @@ func lockPool(ctx context.Context, lb *lab.Lab, typ string, tags, devices []stri
 		if errors.Is(err, context.Canceled) {
 			return nil, &builtins.Error{Class: builtins.ClassCanceled, Err: err}
 		}
-		return nil, builtins.Infra(err)
+		// The lock directory cannot hold the pool's queue or locks (not a
+		// directory, not writable, read-only): the lab's setup, which a
+		// retry cannot fix — a job error (exit 2) naming where it is set.
+		return nil, builtins.Job(fmt.Errorf("%w (the lock directory %s: lab.star's lock_dir or $BASALT_LOCK_DIR)", err, dir))
 	}
 	return h, nil
 }
