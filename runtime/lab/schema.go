@@ -79,7 +79,6 @@ var deviceFunc = &Func{
 	Keys: append(append([]Key{
 		{Name: "name", Type: "string", Default: "the file name", Doc: "Must equal the file name; [A-Za-z0-9][A-Za-z0-9._-]*, at most 64."},
 		{Name: "type", Type: "string", Doc: "Required: a built-in device type or one in device-types/."},
-		{Name: "tags", Type: "list of string", Doc: `Pools the device is in besides its type's: basalt run --device-type TYPE --device-tag TAG picks the first free device of the type carrying every tag given (["rack2"]).`},
 		{Name: "ipmi_host", Type: "string", Doc: `The BMC. Required unless the type is sim or qemu (basalt brings a BMC), or the console is not "sol" and power goes through power commands.`},
 		{Name: "ipmi_port", Type: "int", Default: "623", Doc: "BMC UDP port."},
 		{Name: "ipmi_user", Type: "string", Doc: "BMC user."},
@@ -105,6 +104,7 @@ var deviceFunc = &Func{
 		Key{Name: "vm_kernel", Type: "path", Doc: "Type qemu: boot this kernel directly."},
 		Key{Name: "vm_initrd", Type: "path", Doc: "Type qemu: initrd of vm_kernel."},
 		Key{Name: "vm_append", Type: "string", Doc: "Type qemu: command line of vm_kernel."},
+		Key{Name: "tags", Type: "list of string", Doc: `Pools the device is in besides its type's: basalt run --device-type TYPE --device-tag TAG picks the first free device of the type carrying every tag given (["rack2"]).`},
 		Key{Name: "facts", Type: "dict", Doc: "Free-form facts, shown to jobs as ctx.device.<key>, over the type's."},
 	)...)...),
 }
