@@ -43,6 +43,7 @@ func TestScripts(t *testing.T) {
 			"signal":    sendSignal,
 			"numbered":  numbered,
 			"exits":     exits,
+			"nooverlap": noOverlap,
 			"nosecret": func(ts *testscript.TestScript, neg bool, args []string) {
 				// nosecret DIR VALUE: no file under DIR holds VALUE, raw or
 				// escaped (secretForms).

@@ -31,6 +31,11 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
+	// deviceType and deviceTags pick the device from a pool of the lab.
+	deviceType string
+	deviceTags []string
+	// bisect maps the exit codes for git bisect run (bisectCode).
+	bisect bool
 	// maxMemoryMiB bounds the job's heap (0: no limit).
 	maxMemoryMiB uint64
 	// hold keeps a failed job's device as it is for this long
@@ -58,13 +63,20 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
   basalt run job.star --device sim --follow`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.runJob(args[0], &f)
+			err := a.runJob(args[0], &f)
+			if f.bisect {
+				return bisectCode(err)
+			}
+			return err
 		},
 	}
 	f.register(c)
 	c.Flags().StringVar(&f.out, "out", "", "bundle directory (default results/<job>-<UTC timestamp>)")
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
+	c.Flags().StringVar(&f.deviceType, "device-type", "", "run on the first free device of the lab of this type (with --wait, wait for one, first come first served)")
+	c.Flags().StringArrayVar(&f.deviceTags, "device-tag", nil, "with --device-type: only devices whose tags = [...] hold this tag (repeatable: every tag)")
+	c.Flags().BoolVar(&f.bisect, "bisect", false, "exit for git bisect run: 0 pass, 1 tests failed, 125 (skip) on infrastructure and device errors, 128 (stop the bisect) when canceled or misused")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
 	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
 	c.Flags().DurationVar(&f.hold, "hold-on-failure", 0, "when the job fails, keep the device, its console and servers as they are for this long before the cleanup (basalt console DEVICE attaches, basalt release DEVICE ends it)")
@@ -96,6 +108,12 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.out != "" && bundle.Exists(f.out) {
 		return usagef("--out %s already holds a result bundle; give a new directory", f.out)
 	}
+	if f.deviceType != "" && f.device != "" {
+		return usagef("give --device or --device-type, not both")
+	}
+	if len(f.deviceTags) > 0 && f.deviceType == "" {
+		return usagef("--device-tag needs --device-type")
+	}
 	out := newReporter(a.stdout, a.stderr)
 
 	// Resolve the device first: an unknown device is a usage error found
@@ -113,6 +131,43 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return err
 		}
 		labErr = err
+	}
+	// A pool run locks its device now, before the job is declared: which
+	// device it gets decides the rest. A lock that cannot be had is
+	// reported in the bundle (exit 3, or 5 when canceled while waiting).
+	var (
+		poolHeld *lab.Held
+		poolErr  error
+		poolInfo map[string]any
+	)
+	if f.deviceType != "" {
+		l, err := loadLab(f.lab)
+		var names []string
+		if err == nil {
+			a.learnSecrets(l, nil)
+			names, err = poolDevices(l, f.deviceType, f.deviceTags)
+		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		labErr = err
+		if err == nil {
+			lb = l
+			waitStart := time.Now()
+			holderJob := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+			poolHeld, poolErr = lockPool(a.ctx, l, f.deviceType, f.deviceTags, names, holderJob, f.wait)
+			poolInfo = map[string]any{"type": f.deviceType, "tags": f.deviceTags, "devices": names,
+				"waited_ms": time.Since(waitStart).Milliseconds()}
+			if poolErr == nil {
+				defer poolHeld.Release()
+				poolInfo["device"] = poolHeld.Device
+				poolInfo["locked_at"] = time.Now().UTC().Format(time.RFC3339Nano)
+				if dev, err = l.Device(poolHeld.Device); err != nil {
+					labErr, dev = builtins.Job(err), nil
+				}
+			}
+		}
 	}
 	if f.hold > 0 && dev != nil && dev.File == "" {
 		return usagef("--hold-on-failure needs a lab device, which basalt console can name (basalt device add sim NAME makes a sim one)")
@@ -160,7 +215,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 
-	if declErr == nil && f.device == "" && plan.Job.DeviceType != "" {
+	if declErr == nil && f.device == "" && f.deviceType == "" && plan.Job.DeviceType != "" {
 		return usagef("%s: job %s is for device type %q: give --device NAME, a device file or sim", plan.Job.Pos, plan.Job.Name, plan.Job.DeviceType)
 	}
 
@@ -175,6 +230,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	res := bundle.Result{Job: jobName, File: file, Runner: bundle.Runner{Name: "basalt", Version: versionString()}}
 	if dev != nil {
 		res.Device = lab.Facts(dev)
+	}
+	if poolInfo != nil {
+		res.Extra = map[string]any{"pool": poolInfo}
 	}
 	var follow io.Writer
 	if f.follow {
@@ -210,7 +268,11 @@ func (a *app) runJob(file string, f *runFlags) error {
 		b.Emit("job_end", map[string]any{"status": status, "class": string(class), "error": err.Error()})
 		b.Close()
 		out.summary(b.Result(), dir)
+		a.ciReport(b.Result(), plan, dir)
 		return &exitError{code: pipeline.ExitCode(status, class)}
+	}
+	if poolErr != nil {
+		return fail(poolErr, builtins.ClassOf(poolErr))
 	}
 	if labErr != nil {
 		return fail(labErr, builtins.ClassJob)
@@ -222,9 +284,16 @@ func (a *app) runJob(file string, f *runFlags) error {
 		r.Params = plan.ParamStrings()
 		r.Inputs = inputs(plan)
 	})
+	if poolHeld != nil {
+		out.printf("device %s: the first free of pool %s (waited %s)\n", poolHeld.Device, poolName(f.deviceType, f.deviceTags),
+			(time.Duration(poolInfo["waited_ms"].(int64)) * time.Millisecond).String())
+	}
 	out.start(plan, dev, dir)
 
-	if dev != nil && dev.File != "" {
+	heldPath := ""
+	if poolHeld != nil {
+		heldPath = poolHeld.Path
+	} else if dev != nil && dev.File != "" {
 		// Devices of the lab are locked; each `--device sim` run has a
 		// node of its own and needs no lock.
 		held, err := lockDevice(a.ctx, lb, dev, plan.Job.Name, f.wait)
@@ -232,10 +301,13 @@ func (a *app) runJob(file string, f *runFlags) error {
 			return fail(err, builtins.ClassInfra)
 		}
 		defer held.Release()
+		heldPath = held.Path
+		b.Emit("device_locked", map[string]any{"device": dev.Name})
+	}
+	if heldPath != "" {
 		// Before the release: the next holder's socket has the same path.
 		defer watchers.close()
-		b.Emit("device_locked", map[string]any{"device": dev.Name})
-		st, err := lab.ReadState(filepath.Dir(held.Path), dev.Name)
+		st, err := lab.ReadState(filepath.Dir(heldPath), dev.Name)
 		if err == nil {
 			err = st.Admit(dev.Name, plan.Job.HealthCheck)
 		}
@@ -276,7 +348,11 @@ func (a *app) runJob(file string, f *runFlags) error {
 		watchers.power, _ = env.Backends["power"].(power.Backend)
 		watchers.mu.Unlock()
 	}
-	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: out.progress, OnThread: a.onThread,
+	progress := out.progress
+	if ciFromEnv().gitlab {
+		progress = gitlabSections(func(s string) { out.printf("%s", s) }, progress)
+	}
+	r := &pipeline.Runner{Plan: plan, Env: env, Bundle: b, Log: logger, Abort: a.abort, Progress: progress, OnThread: a.onThread,
 		Start: jobStart}
 	switch {
 	case f.session != nil:
@@ -325,11 +401,47 @@ func (a *app) runJob(file string, f *runFlags) error {
 		fmt.Fprintf(a.stderr, "basalt: %v\n", err)
 	}
 	out.summary(b.Result(), dir)
+	a.ciReport(b.Result(), plan, dir)
 	code := outcome.ExitCode()
 	if code == 0 {
 		return nil
 	}
 	return &exitError{code: code}
+}
+
+// Exit codes of `basalt run --bisect` that git-bisect(1) gives a meaning:
+// 125 skips the commit, 128 and above stop the bisect.
+const (
+	exitBisectSkip  = 125
+	exitBisectAbort = 128
+)
+
+// bisectCode maps run's outcome for `git bisect run`: an infrastructure or
+// device error (after the stage retries) says nothing about the commit, so
+// the commit is skipped instead of blamed; a canceled run or a usage mistake
+// stops the bisect, as blaming every commit for them would be worse. Pass
+// (0), failed tests (1) and job errors (2: the job or lab file at this
+// commit is broken) keep their codes, which git reads as good and bad.
+func bisectCode(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return &exitError{code: exitBisectAbort, err: ue.err}
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	why := map[int]string{pipeline.ExitInfra: "an infrastructure error", pipeline.ExitDevice: "a device error", pipeline.ExitCanceled: "canceled"}[ee.code]
+	switch ee.code {
+	case pipeline.ExitInfra, pipeline.ExitDevice:
+		return &exitError{code: exitBisectSkip, err: errors.Join(ee.err, fmt.Errorf("--bisect: %s (exit %d) says nothing about this commit: exit %d, git bisect skips it", why, ee.code, exitBisectSkip))}
+	case pipeline.ExitCanceled:
+		return &exitError{code: exitBisectAbort, err: errors.Join(ee.err, fmt.Errorf("--bisect: canceled: exit %d, git bisect stops", exitBisectAbort))}
+	}
+	return err
 }
 
 // inputs lists the job file, loaded libraries and local artifacts with

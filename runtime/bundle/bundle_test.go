@@ -272,3 +272,29 @@ func TestJUnitCIGrade(t *testing.T) {
 		return nil
 	})
 }
+
+// GitLab keys junit cases by suite and name: a case recorded twice in one
+// stage gets a numbered name instead of collapsing into the first.
+func TestJUnitUniqueNames(t *testing.T) {
+	r := Result{Job: "j", Stages: []Stage{{Name: "s", Attempts: 1}, {Name: "t", Attempts: 1}},
+		Tests: []builtins.TestCase{{Name: "a", Result: "pass", Stage: "s", Attempt: 1}, {Name: "a", Result: "fail", Stage: "s", Attempt: 1},
+			{Name: "a", Result: "pass", Stage: "s", Attempt: 1}, {Name: "a", Result: "pass", Stage: "t", Attempt: 1}}}
+	out, err := JUnit(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got junitSuites
+	if err := xml.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range got.Suites {
+		for _, c := range s.Cases {
+			names = append(names, s.Name+"/"+c.Name)
+		}
+	}
+	want := []string{"j.s/a", "j.s/a (2)", "j.s/a (3)", "j.t/a"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("JUnit(a, a, a in s; a in t) names = %q, want %q", names, want)
+	}
+}

@@ -99,9 +99,17 @@ func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 			suites.Skipped++
 		}
 	}
+	// GitLab keys a test by its suite and name: a case recorded twice in a
+	// stage would collapse into one, so repeats are numbered.
+	seen := map[[2]string]int{}
 	for _, tc := range Standing(r) {
 		s := suite(tc.Stage)
-		c := junitCase{Name: tc.Name, Classname: s.Name, Time: secs(tc.DurationMS)}
+		name := tc.Name
+		key := [2]string{s.Name, tc.Name}
+		if seen[key]++; seen[key] > 1 {
+			name = fmt.Sprintf("%s (%d)", tc.Name, seen[key])
+		}
+		c := junitCase{Name: name, Classname: s.Name, Time: secs(tc.DurationMS)}
 		var out []string
 		if tc.Measurement != nil {
 			out = append(out, fmt.Sprintf("measurement: %g %s", *tc.Measurement, tc.Units))

@@ -724,6 +724,17 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 		ip.Keepalive = -1
 	}
 
+	// Tags put the device in pools beside its type: `basalt run
+	// --device-tag TAG` picks among the devices that carry every tag given.
+	if d.Tags, err = a.strList("tags"); err != nil {
+		return nil, err
+	}
+	for i, t := range d.Tags {
+		if checkName(t) != nil {
+			return nil, a.errorf("tags[%d] = %q is not a tag: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64", i, t)
+		}
+	}
+
 	if mac, err := a.str("mac", ""); err != nil {
 		return nil, err
 	} else if mac != "" {

@@ -101,10 +101,12 @@ type DeviceType struct {
 
 // Device is one board in the lab.
 type Device struct {
-	Name    string
-	Type    *DeviceType
-	IPMI    IPMI
-	MAC     string // boot NIC, lower case aa:bb:cc:dd:ee:ff
+	Name string
+	Type *DeviceType
+	IPMI IPMI
+	MAC  string // boot NIC, lower case aa:bb:cc:dd:ee:ff
+	// Tags name the pools the device is in besides its type's (rack2).
+	Tags    []string
 	Console Console
 	// PowerCommand maps on/off/reset/cycle to a command line, for devices
 	// powered by a PDU instead of their BMC (LAVA's hard_reset_command).

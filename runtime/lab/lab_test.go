@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,27 @@ func TestLoadLab(t *testing.T) {
 	want := []string{"rack2", "0.0.0.0:69", "192.168.2.1:8080", "proxy", "eth1", filepath.Join(dir, "loaders"), "/run/locks", dir}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load(lab.star) mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// Tags put a device in pools beside its type's.
+func TestDeviceTags(t *testing.T) {
+	dir := writeLab(t, map[string]string{
+		"devices/s1.star": `device(type = "sim", tags = ["rack2", "sata"])`,
+		"devices/s2.star": `device(type = "sim")`,
+	})
+	l, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{"s1": {"rack2", "sata"}, "s2": nil} {
+		d, err := l.Config(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(d.Tags, want) {
+			t.Errorf("Config(%s).Tags = %q, want %q", name, d.Tags, want)
+		}
 	}
 }
 
@@ -371,6 +393,8 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown fault", dev(`device(type = "sim", sim = {"bogus": 1})`), []string{df + ":1:", "sim: unknown key \"bogus\"", "udp_loss"}, nil},
 		{"typo fault", dev(`device(type = "sim", sim = {"kernel_panik": True})`), []string{df + ":1:", "sim: unknown key \"kernel_panik\" (did you mean kernel_panic?)"}, nil},
 		{"bad udp loss", dev(`device(type = "sim", sim = {"udp_loss": 2})`), []string{df + ":1:", "udp_loss must be a number in 0..1"}, nil},
+		{"tags not a list", dev(`device(type = "sim", tags = "rack2")`), []string{df + ":1:", "tags must be a list, not string"}, nil},
+		{"bad tag", dev(`device(type = "sim", tags = ["rack2", "no spaces"])`), []string{df + ":1:", `tags[1] = "no spaces" is not a tag`}, nil},
 		{"cipher suite", dev(`device(type = "sim", cipher_suites = [17, 99])`), []string{df + ":1:", "cipher_suites[1] = 99"}, nil},
 		{"port range", dev(`device(type = "sim", ipmi_port = 70000)`), []string{df + ":1:", "ipmi_port = 70000 is out of range 1..65535"}, nil},
 		{"port type", dev(`device(type = "sim", ipmi_port = "623")`), []string{df + ":1:", "ipmi_port must be an integer, not string"}, nil},

@@ -104,6 +104,7 @@ var deviceFunc = &Func{
 		Key{Name: "vm_kernel", Type: "path", Doc: "Type qemu: boot this kernel directly."},
 		Key{Name: "vm_initrd", Type: "path", Doc: "Type qemu: initrd of vm_kernel."},
 		Key{Name: "vm_append", Type: "string", Doc: "Type qemu: command line of vm_kernel."},
+		Key{Name: "tags", Type: "list of string", Doc: `Pools the device is in besides its type's: basalt run --device-type TYPE --device-tag TAG picks the first free device of the type carrying every tag given (["rack2"]).`},
 		Key{Name: "facts", Type: "dict", Doc: "Free-form facts, shown to jobs as ctx.device.<key>, over the type's."},
 	)...)...),
 }
