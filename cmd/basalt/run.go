@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
-	"github.com/basalt-lab/basalt/runtime/artifact"
 	"github.com/basalt-lab/basalt/builtins/power"
 	"github.com/basalt-lab/basalt/builtins/sol"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/interp"
 	"github.com/basalt-lab/basalt/runtime/lab"
