@@ -99,7 +99,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		f.Close()
 	}
 	f := cfg.Device.Sim
-	n.line = serialsim.New(serialsim.Config{TypeInterval: f.TypeInterval})
+	n.line = serialsim.New(serialsim.Config{TypeInterval: f.TypeInterval,
+		// Output nobody read (no console attached while the node printed
+		// more than the line and the BMC hold) is gone, as from a real
+		// UART: say so, as a console gap, instead of dropping it silently.
+		// One event at the first drop and one per 64 KiB after it, not one
+		// per write.
+		OnOverflow: func(dropped, total int64) {
+			if reported := total - dropped; reported != 0 && reported/(64<<10) == total/(64<<10) {
+				return
+			}
+			n.emit("console_gap", map[string]any{"source": "sim serial line", "reason": "serial line buffer overrun",
+				"dropped_bytes": dropped, "dropped_total": total})
+		}})
 	n.tty = newTTYMux(n.line.Device())
 	// A sim device file may set the BMC's user and password; by default
 	// they are admin and a random one.

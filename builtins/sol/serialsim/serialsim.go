@@ -30,8 +30,13 @@ type Config struct {
 	// this after the previous accepted one is dropped. 0 = never drop.
 	TypeInterval time.Duration
 	// Buffer is how much unread device output is held; older output is
-	// dropped beyond it. Default DefaultBuffer.
+	// dropped beyond it, as a UART without flow control overruns. Default
+	// DefaultBuffer.
 	Buffer int
+	// OnOverflow, when set, is told of every such drop (the bytes dropped
+	// and the total so far), so that the loss is reported, never silent.
+	// It is called without the line's lock held.
+	OnOverflow func(dropped, total int64)
 }
 
 // Line is a simulated serial line. Its methods are safe for concurrent use.
@@ -112,11 +117,18 @@ func (d deviceEnd) Write(p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	l.out = append(l.out, p...)
-	if over := len(l.out) - l.opts.Buffer; over > 0 {
+	over := len(l.out) - l.opts.Buffer
+	if over > 0 {
 		l.out = append(l.out[:0], l.out[over:]...)
 		l.overflow += int64(over)
 	}
+	total := l.overflow
 	l.cond.Broadcast()
+	if over > 0 && l.opts.OnOverflow != nil {
+		l.mu.Unlock()
+		l.opts.OnOverflow(int64(over), total)
+		l.mu.Lock()
+	}
 	return len(p), nil
 }
 

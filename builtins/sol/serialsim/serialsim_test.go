@@ -79,3 +79,29 @@ func TestDropNowLosesNothing(t *testing.T) {
 		t.Errorf("Opens() = %d, want 2", got)
 	}
 }
+
+// Output dropped for want of a reader is reported, never silent: OnOverflow
+// hears of each drop and the total, and Overflow agrees.
+func TestOverflowReported(t *testing.T) {
+	var dropped, total []int64
+	l := New(Config{Buffer: 8, OnOverflow: func(d, tot int64) {
+		dropped = append(dropped, d)
+		total = append(total, tot)
+	}})
+	dev := l.Device()
+	dev.Write([]byte("0123"))
+	if len(dropped) != 0 {
+		t.Fatalf("OnOverflow called %d times with room left, want 0", len(dropped))
+	}
+	dev.Write([]byte("456789")) // 10 bytes in an 8-byte buffer: 2 dropped
+	dev.Write([]byte("abc"))    // 3 more
+	if want := []int64{2, 3}; len(dropped) != 2 || dropped[0] != want[0] || dropped[1] != want[1] {
+		t.Errorf("OnOverflow dropped = %v, want %v", dropped, want)
+	}
+	if len(total) != 2 || total[1] != 5 || l.Overflow() != 5 {
+		t.Errorf("totals = %v, Overflow() = %d, want 5", total, l.Overflow())
+	}
+	if got := read(t, l.Host()); got != "56789abc" {
+		t.Errorf("host reads %q, want the newest 8 bytes 56789abc", got)
+	}
+}
