@@ -8,7 +8,7 @@ PKGS     := ./...
 BENCHTIME ?= 1x
 FUZZTIME ?= 20s
 
-.PHONY: all build test lint bench fuzz demo e2e help clean
+.PHONY: all build test lint tidy bench fuzz demo e2e help clean
 
 all: build
 
@@ -27,6 +27,10 @@ lint: ## go vet and staticcheck (pinned as a go tool)
 BENCHLOG ?= bin/bench.log
 
 # BenchmarkDirectBoot (2-3 minutes under TCG) runs only with BASALT_E2E=1.
+tidy: ## go mod tidy the module and the nested goexpect benchmark module (it follows the main one)
+	$(GO) mod tidy
+	cd builtins/sol/goexpectbench && $(GO) mod tidy
+
 bench: build ## Benchmarks against the named anchors (goexpect, tftpd-hpa, ipmitool, bare qemu), then a table
 	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 60m $(PKGS) && \
 	  (cd builtins/sol/goexpectbench && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 20m .); } | tee $(BENCHLOG)
