@@ -394,9 +394,14 @@ func (t *Target) expectEnd(ctx context.Context, c Console, f frame) (expect.Matc
 	}
 	gaps := gc.Gaps()
 	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The watcher ends before expectEnd returns: nothing of it outlives
+	// the call (its ticker reads restartWait once, here).
+	watched := make(chan struct{})
+	defer func() { cancel(nil); <-watched }()
+	every := restartWait
 	go func() {
-		tick := time.NewTicker(restartWait)
+		defer close(watched)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
