@@ -275,7 +275,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		return fail(poolErr, builtins.ClassOf(poolErr))
 	}
 	if labErr != nil {
-		return fail(labErr, builtins.ClassJob)
+		return fail(labErr, builtins.ClassOf(labErr)) // lab errors are job errors; a pool with no admissible device is infra
 	}
 	if declErr != nil {
 		return fail(declErr, builtins.ClassOf(declErr))
