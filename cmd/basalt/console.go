@@ -373,6 +373,15 @@ func (a *app) watch(lb *lab.Lab, dev *lab.Device, holder lab.Holder) error {
 		return nil
 	case <-a.ctx.Done():
 	}
+	// Say we are done writing and wait (briefly) for the job's basalt to
+	// close its end: it frees the read-write seat before it closes, so a
+	// console attached right after this one returns gets the seat.
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	}
 	fmt.Fprintf(a.stderr, "\r\nbasalt: detached from %s\r\n", dev.Name)
 	return nil
 }
