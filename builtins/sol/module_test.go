@@ -36,7 +36,7 @@ func TestStarlarkModule(t *testing.T) {
 			calls = append(calls, fmt.Sprint(f["args"]))
 		}
 	}
-	if want := `[["hello"] ["one" delay_ms=1] ["two"] ["<redacted>" secret=True]]`; fmt.Sprint(calls) != want {
+	if want := `[["hello"] ["one" delay_ms=1] ["two"] ["<redacted>" secret=True] ["after"]]`; fmt.Sprint(calls) != want {
 		t.Errorf("sendline call events = %v, want %s", calls, want)
 	}
 	if strings.Contains(rec.String(), "s3cr3t") {
