@@ -46,7 +46,7 @@ output) or when a device error pattern matches, and with an infrastructure error
 is down at the deadline. error_patterns replaces the device type's error patterns for this call: False
 searches none, a list of strings (literals) and sol.regex(...) searches those. Output from before the last
 power action or sol.mark() is never matched. timeout_ok=True returns None when timeout= passes with no
-match (the "call" event still records the timeout); the stage's own deadline is an error all the same.`,
+match (a "call" event with outcome ok); the stage's own deadline is an error all the same.`,
 			Action: true,
 			Fn:     expectBuiltin,
 		},

@@ -39,6 +39,16 @@ var labTable = &builtins.Table{Name: "lab", Doc: "x", Members: []builtins.Builti
 		}
 		return nil, &builtins.Error{Class: builtins.Class(class), Err: errors.New(msg)}
 	},
+}, {
+	Name: "wait", Params: "", Doc: "x", Action: true,
+	// wait blocks until the stage's deadline, then fails as a device
+	// that never answered does.
+	Fn: func(thread *starlark.Thread, _ string, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		ctx, cancel := builtins.CallContext(thread, 0)
+		defer cancel()
+		<-ctx.Done()
+		return nil, builtins.Device(ctx.Err())
+	},
 }}}
 
 func run(t *testing.T, file string, src []byte) (Outcome, bundle.Result) {

@@ -128,6 +128,12 @@ def fix(ctx, e):
     lab.fail("infra", "pdu gone")
 stage("s", s, retries = 3, on_error = fix)
 `, builtins.ClassInfra, "lab.fail: pdu gone"},
+		{"stage deadline not caught", `job(name = "x")
+def s(ctx):
+    r = try_call(lab.wait)
+    fail("try_call returned %s after the stage deadline" % r)
+stage("s", s, timeout = "200ms")
+`, builtins.ClassDevice, "deadline exceeded"},
 		{"state not JSON", `job(name = "x")
 def s(ctx):
     ctx.state["ok"] = 1
