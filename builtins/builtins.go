@@ -18,6 +18,7 @@ package builtins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -117,7 +118,7 @@ func (t *Table) Wrap(b Builtin) *starlark.Builtin {
 		secrets := secretValues(b, names, args, kwargs)
 		if !b.Action {
 			v, err := b.Fn(thread, qname, args, kwargs)
-			return v, envelopeError(qname, err, secrets)
+			return v, located(qname, thread, envelopeError(qname, err, secrets))
 		}
 		env := EnvOf(thread)
 		if env == nil || env.Declaring {
@@ -140,8 +141,25 @@ func (t *Table) Wrap(b Builtin) *starlark.Builtin {
 			fields["outcome"] = "ok"
 		}
 		env.Emit("call", fields)
-		return v, err
+		return v, located(qname, thread, err)
 	})
+}
+
+// located wraps err in a [CallError] naming the builtin and its call
+// site, unless it is a Starlark error from a callback (whose own builtin,
+// if any, is already named inside it).
+func located(qname string, thread *starlark.Thread, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*starlark.EvalError); ok {
+		return err
+	}
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &CallError{Builtin: qname, Pos: Caller(thread), Err: err}
 }
 
 // Redacted stands for a secret value in events and errors.
@@ -272,12 +290,18 @@ func (e *envelope) Error() string { return e.msg }
 func (e *envelope) Unwrap() error { return e.err }
 
 // Caller returns "file:line:col" of the Starlark code that called the current
-// builtin, or "" outside Starlark.
+// builtin, or "" outside Starlark. A builtin called by a builtin
+// (try_call(sol.expect, ...)) is placed at the nearest Starlark caller.
 func Caller(thread *starlark.Thread) string {
-	if thread == nil || thread.CallStackDepth() < 2 {
+	if thread == nil {
 		return ""
 	}
-	return thread.CallFrame(1).Pos.String()
+	for i := 1; i < thread.CallStackDepth(); i++ {
+		if pos := thread.CallFrame(i).Pos; pos.Line > 0 {
+			return pos.String()
+		}
+	}
+	return ""
 }
 
 // Undocumented lists the members of the tables that have no documentation,

@@ -137,24 +137,27 @@ func CheckParams(t *Table) []error {
 				bad("Secret names %s, which Params does not list", p)
 			}
 		}
-		if strings.Contains(b.Params, "*") && !open {
+		starArgs := strings.Contains(strings.ReplaceAll(b.Params, "**", ""), "*")
+		if starArgs && !open {
 			continue // *args: no upper bound to check
 		}
 
-		args := make(starlark.Tuple, len(names)+1)
-		for i := range args {
-			args[i] = probe{}
-		}
-		msg := call(args, nil)
-		m := atMost.FindStringSubmatch(msg)
-		switch {
-		case m == nil && strings.Contains(msg, ": for parameter "):
-			bad("UnpackArgs takes more parameters than the %d Params lists", len(names))
-		case m == nil:
-			bad("%d positional arguments: got error %q, want UnpackArgs's \"want at most %d\"", len(args), msg, len(names))
-		default:
-			if n, _ := strconv.Atoi(m[1]); n != len(names) {
-				bad("UnpackArgs takes %d parameters, Params lists %d", n, len(names))
+		if !starArgs {
+			args := make(starlark.Tuple, len(names)+1)
+			for i := range args {
+				args[i] = probe{}
+			}
+			msg := call(args, nil)
+			m := atMost.FindStringSubmatch(msg)
+			switch {
+			case m == nil && strings.Contains(msg, ": for parameter "):
+				bad("UnpackArgs takes more parameters than the %d Params lists", len(names))
+			case m == nil:
+				bad("%d positional arguments: got error %q, want UnpackArgs's \"want at most %d\"", len(args), msg, len(names))
+			default:
+				if n, _ := strconv.Atoi(m[1]); n != len(names) {
+					bad("UnpackArgs takes %d parameters, Params lists %d", n, len(names))
+				}
 			}
 		}
 
@@ -172,7 +175,7 @@ func CheckParams(t *Table) []error {
 			}
 		}
 
-		msg = call(nil, nil)
+		msg := call(nil, nil)
 		if r := required(b.Params); r != "" {
 			if !strings.Contains(msg, "missing argument for "+r) {
 				bad("no arguments: got error %q, want \"missing argument for %s\"", msg, r)

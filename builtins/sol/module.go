@@ -35,7 +35,7 @@ The device type's error patterns (kernel panic, Oops, ...) end any expect at onc
 	Members: []builtins.Builtin{
 		{
 			Name:   "expect",
-			Params: "pattern_or_list, timeout=None, error_patterns=None",
+			Params: "pattern_or_list, timeout=None, error_patterns=None, timeout_ok=False",
 			Doc: `Wait until a pattern appears on the console; return struct(index, text, groups, before).
 pattern_or_list is a string (literal), a sol.regex(...) or a list of them; index is the position of the
 pattern that matched first (the one complete first in the stream), text the matched text, groups the
@@ -45,7 +45,8 @@ shorten the stage's deadline. Fails with a device error on timeout (the message 
 output) or when a device error pattern matches, and with an infrastructure error if the console transport
 is down at the deadline. error_patterns replaces the device type's error patterns for this call: False
 searches none, a list of strings (literals) and sol.regex(...) searches those. Output from before the last
-power action or sol.mark() is never matched.`,
+power action or sol.mark() is never matched. timeout_ok=True returns None when timeout= passes with no
+match (a "call" event with outcome ok); the stage's own deadline is an error all the same.`,
 			Action: true,
 			Fn:     expectBuiltin,
 		},
@@ -225,7 +226,8 @@ func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	var ps patterns
 	var timeout builtins.Timeout
 	var ep errorPatterns
-	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout, "error_patterns?", &ep); err != nil {
+	var timeoutOK bool
+	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout, "error_patterns?", &ep, "timeout_ok?", &timeoutOK); err != nil {
 		return nil, builtins.Job(err)
 	}
 	be, err := builtins.BackendOf[Backend](thread, "sol")
@@ -235,6 +237,12 @@ func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	ctx, cancel := builtins.CallContext(thread, timeout.D())
 	defer cancel()
 	m, err := be.ExpectWith(ctx, ep.o, ps...)
+	var te *TimeoutError
+	if err != nil && timeoutOK && errors.As(err, &te) && !stageDone(thread) {
+		// The call's own timeout= passed: the job asked to be told, not
+		// to fail. A passed stage deadline still ends the stage.
+		return starlark.None, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -248,6 +256,13 @@ func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 		"groups": groups,
 		"before": starlark.String(m.Before),
 	}), nil
+}
+
+// stageDone reports whether the stage's (or cleanup's) own deadline has
+// passed, beyond any timeout= of a call.
+func stageDone(thread *starlark.Thread) bool {
+	env := builtins.EnvOf(thread)
+	return env != nil && env.Ctx != nil && env.Ctx.Err() != nil
 }
 
 func modeBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/builtinstest"
@@ -36,7 +37,7 @@ func TestStarlarkModule(t *testing.T) {
 			calls = append(calls, fmt.Sprint(f["args"]))
 		}
 	}
-	if want := `[["hello"] ["one" delay_ms=1] ["two"] ["<redacted>" secret=True]]`; fmt.Sprint(calls) != want {
+	if want := `[["hello"] ["one" delay_ms=1] ["two"] ["<redacted>" secret=True] ["after"]]`; fmt.Sprint(calls) != want {
 		t.Errorf("sendline call events = %v, want %s", calls, want)
 	}
 	if strings.Contains(rec.String(), "s3cr3t") {
@@ -62,5 +63,21 @@ func TestStarlarkRefusedAtTopLevel(t *testing.T) {
 func TestDocumented(t *testing.T) {
 	if u := builtins.Undocumented(Table); len(u) > 0 {
 		t.Errorf("undocumented: %v", u)
+	}
+}
+
+// timeout_ok=True forgives the call's own timeout=, never the stage's
+// deadline: past it, expect fails as it would without timeout_ok.
+func TestExpectTimeoutOKStageDeadline(t *testing.T) {
+	_, _, c := simConsole(t, serialsim.Config{}, Options{})
+	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
+	defer cancel()
+	thread := builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Rec: &builtinstest.Recorder{}, Backends: map[string]any{"sol": c}})
+	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star",
+		`def f():
+    return sol.expect("never", timeout_ok = True)
+f()`, starlark.StringDict{"sol": Table.Module()})
+	if err == nil || builtins.ClassOf(err) != builtins.ClassDevice || !strings.Contains(err.Error(), "no match for") {
+		t.Errorf("sol.expect(timeout_ok=True) past the stage deadline = %v, want a device error", err)
 	}
 }

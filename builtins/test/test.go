@@ -1,6 +1,7 @@
 // Package test is the Starlark module "test": it records test cases.
 //
 //	test.case(name, result, measurement=None, units=None, message=None)
+//	test.parse(text, format="tap", prefix="")
 //
 // result is "pass", "fail", "skip" or "unknown", or a bool (True = pass).
 // message says why (junit.xml's failure text). A case's time is the time
@@ -15,7 +16,9 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/test/report"
 	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
 )
 
 // Table is the "test" module.
@@ -32,7 +35,57 @@ var Table = &builtins.Table{
 			"since its previous case. Returns the result string.",
 		Action: true,
 		Fn:     testCase,
+	}, {
+		Name:   "parse",
+		Params: `text, format="tap", prefix=""`,
+		Doc: "Turns a command's output into test cases, each recorded as by test.case. format is \"tap\" (TAP 13 and 14; " +
+			"TAP 14 subtests become suite.case), \"ktap\" (the kernel's KTAP version 1, kselftest and KUnit output; nested " +
+			"tests become suite.case, console timestamps and unknown lines are allowed) or \"lava\" (lava-test-case NAME " +
+			"--result pass|fail|skip|unknown [--measurement M --units U] lines and LAVA_SIGNAL_TESTCASE lines). prefix is " +
+			"put before every case name (\"ltp.\"). Returns struct(cases, problems): cases a list of struct(name, result, " +
+			"message), problems a list of \"line N: why: text\" strings for what did not parse (not TAP, a wrong test number, " +
+			"a plan not met, a bail out); the cases that parsed count all the same. The problems are also a \"test_parse\" " +
+			"event; the output itself stays in console.log as it was.",
+		Action: true,
+		Fn:     parse,
 	}},
+}
+
+var parsers = map[string]func(string) ([]report.Case, []report.Problem){
+	"tap": report.TAP, "ktap": report.KTAP, "lava": report.LAVA,
+}
+
+func parse(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var text, format, prefix string
+	format = "tap"
+	if err := starlark.UnpackArgs(name, args, kwargs, "text", &text, "format?", &format, "prefix?", &prefix); err != nil {
+		return nil, builtins.Job(err)
+	}
+	fn, ok := parsers[format]
+	if !ok {
+		return nil, builtins.Job(fmt.Errorf("%s: unknown format %q, want \"tap\", \"ktap\" or \"lava\"", name, format))
+	}
+	cases, problems := fn(text)
+	list := make([]starlark.Value, 0, len(cases))
+	for _, c := range cases {
+		tc := builtins.TestCase{Name: prefix + c.Name, Result: c.Result, Message: c.Message, Measurement: c.Measurement, Units: c.Units}
+		record(thread, tc)
+		list = append(list, starlarkstruct.FromStringDict(starlark.String("case"), starlark.StringDict{
+			"name": starlark.String(tc.Name), "result": starlark.String(tc.Result), "message": starlark.String(tc.Message),
+		}))
+	}
+	probs := make([]starlark.Value, len(problems))
+	strs := make([]string, len(problems))
+	for i, p := range problems {
+		strs[i] = p.String()
+		probs[i] = starlark.String(strs[i])
+	}
+	if env := builtins.EnvOf(thread); env != nil && env.Rec != nil {
+		env.Rec.Emit("test_parse", map[string]any{"format": format, "cases": len(cases), "problems": strs, "pos": builtins.Caller(thread)})
+	}
+	return starlarkstruct.FromStringDict(starlark.String("parsed"), starlark.StringDict{
+		"cases": starlark.NewList(list), "problems": starlark.NewList(probs),
+	}), nil
 }
 
 const lastCaseKey = "basalt.test.last_case"
@@ -89,6 +142,12 @@ func testCase(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 	default:
 		return nil, builtins.Job(fmt.Errorf("%s: message for %q is a %s, want a string", name, caseName, message.Type()))
 	}
+	record(thread, tc)
+	return starlark.String(res), nil
+}
+
+// record gives tc its time, stage and attempt and hands it to the recorder.
+func record(thread *starlark.Thread, tc builtins.TestCase) {
 	env := builtins.EnvOf(thread)
 	if env != nil {
 		// A case's time: since the attempt began, or since the previous
@@ -108,5 +167,4 @@ func testCase(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 			env.Rec.TestCase(tc)
 		}
 	}
-	return starlark.String(res), nil
 }

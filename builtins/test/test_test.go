@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -41,5 +42,29 @@ test.case("disk", True)
 	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star", `test.case("x", "fail", message = 3)`, starlark.StringDict{"test": Table.Module()})
 	if err == nil || builtins.ClassOf(err) != builtins.ClassJob {
 		t.Errorf("test.case(message=3) = %v, want a job error", err)
+	}
+}
+
+// test.parse records every case it parsed, as test.case would, and an event
+// with its problems.
+func TestParse(t *testing.T) {
+	rec := &builtinstest.Recorder{}
+	thread := builtinstest.NewThread(t, &builtins.Env{Ctx: context.Background(), Stage: "s", Attempt: 1, Rec: rec})
+	builtinstest.ExecFile(t, thread, "testdata/parse.star", nil, starlark.StringDict{"test": Table.Module()})
+	var got []string
+	for _, c := range rec.Cases() {
+		s := c.Name + "=" + c.Result
+		if c.Measurement != nil {
+			s += fmt.Sprintf(" %g %s", *c.Measurement, c.Units)
+		}
+		got = append(got, s)
+	}
+	want := []string{"smoke.boot=pass", "smoke.net=fail", "outer.inner=pass", "rate=pass 12.5 MB/s"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("recorded cases = %q, want %q", got, want)
+	}
+	evs := rec.Events("test_parse")
+	if len(evs) != 3 || fmt.Sprint(evs[0]["problems"]) != `[line 5: not TAP: "noise" line 2: planned 3 tests, got 2: "1..3"]` {
+		t.Errorf("test_parse events = %v, want 3, the first with its 2 problems", evs)
 	}
 }

@@ -52,7 +52,13 @@ type Result struct {
 	Tests         []builtins.TestCase `json:"tests"`
 	Artifacts     []Artifact          `json:"artifacts"`
 	Summary       map[string]int      `json:"summary"`
-	Extra         map[string]any      `json:"extra,omitempty"`
+	// Recoveries are the failures the job recovered from: errors caught
+	// by try_call and stage attempts followed by their on_error function.
+	Recoveries []Recovery `json:"recoveries,omitempty"`
+	// State is ctx.state as JSON, saved at every stage and cleanup
+	// boundary.
+	State json.RawMessage `json:"state,omitempty"`
+	Extra map[string]any  `json:"extra,omitempty"`
 }
 
 // Runner names the program that wrote the bundle.
@@ -80,6 +86,27 @@ type ErrorInfo struct {
 	Stage     string `json:"stage,omitempty"`
 	Pos       string `json:"pos,omitempty"` // file:line:col in the job
 	Backtrace string `json:"backtrace,omitempty"`
+}
+
+// Recovery is a failure the job recovered from (a "recovered" event).
+type Recovery struct {
+	By      string `json:"by"` // try_call | on_error
+	Stage   string `json:"stage"`
+	Attempt int    `json:"attempt,omitempty"`
+	Class   string `json:"class"` // infra | device
+	Message string `json:"message"`
+	Builtin string `json:"builtin,omitempty"` // the builtin that failed
+	Pos     string `json:"pos,omitempty"`     // file:line:col of its call
+	At      string `json:"at,omitempty"`      // file:line:col of the try_call
+	Outcome string `json:"outcome,omitempty"` // on_error: ok | error
+	Error   string `json:"error,omitempty"`   // on_error's own error
+}
+
+func recoveryOf(f map[string]any) Recovery {
+	str := func(k string) string { s, _ := f[k].(string); return s }
+	n, _ := f["attempt"].(int)
+	return Recovery{By: str("by"), Stage: str("stage"), Attempt: n, Class: str("class"), Message: str("message"),
+		Builtin: str("builtin"), Pos: str("pos"), At: str("at"), Outcome: str("outcome"), Error: str("recover_error")}
 }
 
 // Stage is one stage or cleanup function of the job.
@@ -234,6 +261,11 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 	defer b.mu.Unlock()
 	if b.closed {
 		return
+	}
+	if typ == "recovered" {
+		rec := recoveryOf(fields)
+		rec.Message, rec.Error = b.R.String(rec.Message), b.R.String(rec.Error)
+		b.result.Recoveries = append(b.result.Recoveries, rec)
 	}
 	b.seq++
 	ev := make(map[string]any, len(fields)+3)
@@ -397,6 +429,7 @@ func (b *Bundle) Result() Result {
 	r.Stages = append([]Stage(nil), r.Stages...)
 	r.Cleanup = append([]Stage(nil), r.Cleanup...)
 	r.Artifacts = append([]Artifact(nil), r.Artifacts...)
+	r.Recoveries = append([]Recovery(nil), r.Recoveries...)
 	return r
 }
 
@@ -540,4 +573,14 @@ func HashFile(name string) (int64, string, error) {
 		return 0, "", err
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// SetState records ctx.state, JSON, in result.json (secrets redacted) and
+// saves it.
+func (b *Bundle) SetState(data []byte) error {
+	red := json.RawMessage(b.R.String(string(data)))
+	if !json.Valid(red) {
+		red = json.RawMessage(`"<redacted state>"`)
+	}
+	return b.Update(func(r *Result) { r.State = red })
 }

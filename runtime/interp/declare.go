@@ -12,7 +12,7 @@ var Declarations = (&declState{plan: &Plan{}}).table()
 func (st *declState) table() *builtins.Table {
 	return &builtins.Table{
 		Name: "",
-		Doc: `Declarations: the only calls with effect at a job file's top level.
+		Doc: `Declarations: the only calls with effect at a job file's top level; and try_call, to recover from a failed action.
 
 Every timeout= (job, stage, cleanup and every builtin) has one meaning. It takes a duration string ("30s",
 "2m"), a number of seconds or a time.duration, and must be positive: 0 or a negative value is an error
@@ -28,15 +28,19 @@ can only shorten the stage's deadline, never extend it.`,
 					"it a health check (LAVA's): when it fails its device is in bad health, refused to every other job until a " +
 					"health check passes.",
 				Fn: st.job},
-			{Name: "stage", Params: `name, fn, timeout=None, retries=0`,
+			{Name: "stage", Params: `name, fn, timeout=None, retries=0, on_error=None`,
 				Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
 					"ctx.stage, ctx.attempt and ctx.remaining() (time left in this stage). timeout may only be shorter than the " +
-					"job's. retries=N re-runs the stage after an infrastructure or device error, within the job's remaining time.",
+					"job's. retries=N re-runs the stage after an infrastructure or device error, within the job's remaining time. on_error=recover runs recover(ctx, error) " +
+					"after a failed attempt and before its retry (error as try_call's: class, message, builtin, pos), in the " +
+					"stage's deadline; its own failure ends the stage. Each run is a \"recovered\" event and a record in " +
+					"result.json's recoveries.",
 				Fn: st.stage},
 			{Name: "cleanup", Params: `fn, timeout="2m"`,
 				Doc: "Declares a cleanup function fn(ctx). Cleanup functions always run after the stages — on success, failure, " +
 					"timeout, SIGINT and SIGTERM — in declaration order, each within its own budget.",
 				Fn: st.cleanup},
+			{Name: "try_call", Params: `fn, *args, **kwargs`, Doc: builtins.TryCallDoc, Fn: builtins.TryCall},
 		},
 	}
 }

@@ -112,6 +112,9 @@ type Stage struct {
 	Fn      starlark.Callable
 	Timeout time.Duration // 0: the rest of the job's budget
 	Retries int
+	// OnError, if set, runs as OnError(ctx, error) after a failed attempt
+	// and before its retry.
+	OnError starlark.Callable
 	Pos     string
 }
 
@@ -407,8 +410,9 @@ func (st *declState) stage(thread *starlark.Thread, fname string, args starlark.
 		fn      starlark.Callable
 		timeout builtins.Timeout
 		retries int
+		onError starlark.Value = starlark.None
 	)
-	if err := starlark.UnpackArgs(fname, args, kwargs, "name", &name, "fn", &fn, "timeout?", &timeout, "retries?", &retries); err != nil {
+	if err := starlark.UnpackArgs(fname, args, kwargs, "name", &name, "fn", &fn, "timeout?", &timeout, "retries?", &retries, "on_error?", &onError); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(name) == "" {
@@ -422,7 +426,15 @@ func (st *declState) stage(thread *starlark.Thread, fname string, args starlark.
 	if retries < 0 || retries > 100 {
 		return nil, fmt.Errorf("stage %q: retries must be between 0 and 100", name)
 	}
-	st.plan.Stages = append(st.plan.Stages, Stage{Name: name, Fn: fn, Timeout: timeout.D(), Retries: retries, Pos: builtins.Caller(thread)})
+	var recover starlark.Callable
+	if onError != starlark.None {
+		c, ok := onError.(starlark.Callable)
+		if !ok {
+			return nil, fmt.Errorf("stage %q: on_error must be a function recover(ctx, error), got %s", name, onError.Type())
+		}
+		recover = c
+	}
+	st.plan.Stages = append(st.plan.Stages, Stage{Name: name, Fn: fn, Timeout: timeout.D(), Retries: retries, OnError: recover, Pos: builtins.Caller(thread)})
 	return starlark.None, nil
 }
 

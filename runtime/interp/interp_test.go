@@ -37,6 +37,7 @@ func TestDeclareErrors(t *testing.T) {
 		{"artifact unknown", "job(name='a', artifacts=['k'])\n", `artifacts names "k"`},
 		{"bad timeout", "job(name='a', timeout='soon')\n", `want a duration like`},
 		{"retries", "job(name='a')\ndef f(ctx):\n    pass\nstage('s', f, retries=-1)\n", "retries must be between"},
+		{"on_error", "job(name='a')\ndef f(ctx):\n    pass\nstage('s', f, on_error=3)\n", "on_error must be a function recover(ctx, error), got int"},
 		{"global reassign", "x = 1\nx = 2\n", "cannot reassign global x"},
 		{"action at top", "job(name='a')\ntest.case('x', 'pass')\n", "job.star:2:10: test.case: action builtins"},
 	} {

@@ -17,11 +17,13 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/interp"
+	"go.starlark.net/lib/json"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 )
@@ -90,6 +92,15 @@ type Runner struct {
 	// with the stages' outcome (Status set); the cleanup starts when it
 	// returns (basalt run --hold-on-failure keeps a failed board as it is).
 	Hold func(o Outcome)
+
+	// state is ctx.state, one dict for all the stage and cleanup threads
+	// of the run. The threads run one at a time; stateMu makes that a
+	// rule rather than a coincidence (a starlark.Dict is not safe for
+	// concurrent use).
+	state   *starlark.Dict
+	stateMu sync.Mutex
+	// outcome is ctx.outcome of cleanup functions: the stages' result.
+	outcome starlark.Value
 }
 
 // ProgressEvent describes a stage starting or ending.
@@ -148,6 +159,9 @@ func (r *Runner) Run(ctx context.Context) Outcome {
 		cleanups[i] = bundle.Stage{Name: c.Name, Status: "pending"}
 	}
 	r.Bundle.Update(func(res *bundle.Result) { res.Stages = stages; res.Cleanup = cleanups })
+	r.state = new(starlark.Dict)
+	r.outcome = starlark.None
+	r.saveState()
 	r.emit("job_start", map[string]any{"job": plan.Job.Name, "timeout_ms": plan.Job.Timeout.Milliseconds(), "stages": len(plan.Stages)})
 
 	var out Outcome
@@ -171,17 +185,18 @@ func (r *Runner) Run(ctx context.Context) Outcome {
 		r.Bundle.Update(func(res *bundle.Result) { res.Stages = stages })
 	}
 
+	held := out
+	held.Status = StatusPass
+	switch {
+	case out.Err != nil && out.Class == builtins.ClassCanceled:
+		held.Status = StatusCanceled
+	case out.Err != nil:
+		held.Status = StatusError
+	case testsFailed(bundle.Standing(r.Bundle.Result())):
+		held.Status = StatusFail
+	}
+	r.outcome = outcomeValue(held)
 	if r.Hold != nil {
-		held := out
-		held.Status = StatusPass
-		switch {
-		case out.Err != nil && out.Class == builtins.ClassCanceled:
-			held.Status = StatusCanceled
-		case out.Err != nil:
-			held.Status = StatusError
-		case testsFailed(bundle.Standing(r.Bundle.Result())):
-			held.Status = StatusFail
-		}
 		r.Hold(held)
 	}
 
@@ -287,6 +302,12 @@ func (r *Runner) runStage(sigCtx, jobCtx context.Context, idx int, st interp.Sta
 		if err == nil || signaled(sigCtx) || jobCtx.Err() != nil || attempt > st.Retries || !builtins.Retryable(err) {
 			break
 		}
+		if st.OnError != nil {
+			if rerr := r.recover(sigCtx, jobCtx, st, attempt, err); rerr != nil {
+				err = rerr
+				break
+			}
+		}
 		r.progress(ProgressEvent{Kind: "retry", Stage: st.Name, Attempt: attempt, Err: err})
 		r.emit("stage_retry", map[string]any{"stage": st.Name, "attempt": attempt + 1, "after": err.Error(),
 			"remaining_ms": remaining(jobCtx, r.now()).Milliseconds()})
@@ -329,6 +350,33 @@ func (r *Runner) attempt(sigCtx, jobCtx context.Context, st interp.Stage, attemp
 	return r.call(sigCtx, ctx, st.Name, st.Fn, attempt, what)
 }
 
+// recover runs the stage's on_error function after attempt failed with
+// failed, under a budget like an attempt's, and records it as a "recovered"
+// event. Its error, if any, ends the stage.
+func (r *Runner) recover(sigCtx, jobCtx context.Context, st interp.Stage, attempt int, failed error) error {
+	ctx, cancel := jobCtx, context.CancelFunc(func() {})
+	what := fmt.Sprintf("job timeout of %s", r.Plan.Job.Timeout)
+	if st.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(jobCtx, st.Timeout)
+		what = fmt.Sprintf("stage timeout of %s", st.Timeout)
+	}
+	defer cancel()
+	f := builtins.Describe(failed)
+	err := r.call(sigCtx, ctx, st.Name, st.OnError, attempt, what, f.Value())
+	fields := f.Fields()
+	fields["by"] = "on_error"
+	fields["stage"] = st.Name
+	fields["attempt"] = attempt
+	fields["outcome"] = "ok"
+	if err != nil {
+		fields["outcome"] = "error"
+		fields["recover_error"] = err.Error()
+		err = fmt.Errorf("stage %q: on_error after attempt %d: %w", st.Name, attempt, err)
+	}
+	r.emit("recovered", fields)
+	return err
+}
+
 func (r *Runner) runCleanup(abort context.Context, idx int, c interp.Cleanup, rec *bundle.Stage) error {
 	started := r.now()
 	rec.Started = &started
@@ -360,7 +408,19 @@ func (r *Runner) runCleanup(abort context.Context, idx int, c interp.Cleanup, re
 
 // call runs fn(ctx) in a new thread under ctx. sigCtx tells a signal from a
 // deadline; what names the deadline in the error.
-func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Callable, attempt int, what string) error {
+//
+// extra are more arguments after ctx (on_error's error). After fn returns,
+// ctx.state is saved in result.json; a value JSON cannot encode fails a
+// call that had not failed otherwise.
+func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Callable, attempt int, what string, extra ...starlark.Value) error {
+	err := r.callFn(sigCtx, ctx, stage, fn, attempt, what, extra)
+	if serr := r.saveState(); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (r *Runner) callFn(sigCtx, ctx context.Context, stage string, fn starlark.Callable, attempt int, what string, extra []starlark.Value) error {
 	env := r.Env.WithContext(ctx, stage)
 	env.Declaring = false
 	env.Started = r.now()
@@ -401,7 +461,9 @@ func (r *Runner) call(sigCtx, ctx context.Context, stage string, fn starlark.Cal
 	}
 
 	arg := r.ctxValue(ctx, stage, attempt)
-	_, err := starlark.Call(thread, fn, starlark.Tuple{arg}, nil)
+	r.stateMu.Lock()
+	_, err := starlark.Call(thread, fn, append(starlark.Tuple{arg}, extra...), nil)
+	r.stateMu.Unlock()
 	if err == nil {
 		return nil
 	}
@@ -451,6 +513,10 @@ func (r *Runner) ctxValue(ctx context.Context, stage string, attempt int) starla
 	for k, v := range r.deviceFacts() {
 		device[k] = v
 	}
+	var outcome starlark.Value = starlark.None
+	if strings.HasPrefix(stage, "cleanup:") && r.outcome != nil {
+		outcome = r.outcome
+	}
 	remainingFn := starlark.NewBuiltin("ctx.remaining", func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
 		return durationValue(remaining(ctx, r.now())), nil
 	})
@@ -461,7 +527,58 @@ func (r *Runner) ctxValue(ctx context.Context, stage string, attempt int) starla
 		"stage":     starlark.String(strings.TrimPrefix(stage, "cleanup:")),
 		"attempt":   starlark.MakeInt(attempt),
 		"remaining": remainingFn,
+		"state":     r.state,
+		"outcome":   outcome,
 	})
+}
+
+// saveState JSON-encodes ctx.state (go.starlark.net/lib/json's rules) into
+// result.json. A value it cannot encode is a job error naming the key.
+func (r *Runner) saveState() error {
+	if r.state == nil {
+		return nil
+	}
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	thread := &starlark.Thread{Name: "ctx.state"}
+	encode := json.Module.Members["encode"]
+	v, err := starlark.Call(thread, encode, starlark.Tuple{r.state}, nil)
+	if err != nil {
+		// Name the first key whose value is the culprit.
+		for _, kv := range r.state.Items() {
+			if _, kerr := starlark.Call(thread, encode, starlark.Tuple{kv[1]}, nil); kerr != nil {
+				return builtins.Job(fmt.Errorf("ctx.state[%s]: save state: %s (values must be JSON-encodable: None, bool, int, float, string, list, tuple, dict with string keys)", kv[0], evalMsg(kerr)))
+			}
+		}
+		return builtins.Job(fmt.Errorf("ctx.state: save state: %s (keys must be strings)", evalMsg(err)))
+	}
+	if err := r.Bundle.SetState([]byte(string(v.(starlark.String)))); err != nil {
+		return fmt.Errorf("ctx.state: save state: %w", err)
+	}
+	return nil
+}
+
+// evalMsg is the message of a Starlark error without its backtrace: the
+// error is the runner's, not the job's code, and must not read as if
+// json.encode had been called by the job.
+func evalMsg(err error) string {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		return ee.Msg
+	}
+	return err.Error()
+}
+
+// outcomeValue is ctx.outcome of cleanup functions: the stages' status,
+// and when one failed its error's class and message and the stage.
+func outcomeValue(o Outcome) starlark.Value {
+	d := starlark.StringDict{"status": starlark.String(o.Status), "error_class": starlark.None, "message": starlark.None, "stage": starlark.None}
+	if o.Info != nil {
+		d["error_class"] = starlark.String(o.Info.Class)
+		d["message"] = starlark.String(o.Info.Message)
+		d["stage"] = starlark.String(o.Info.Stage)
+	}
+	return starlarkstruct.FromStringDict(starlark.String("outcome"), d)
 }
 
 // deviceFacts converts the Env's device facts (ctx.device) to Starlark.

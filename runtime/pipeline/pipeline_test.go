@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,8 +24,32 @@ func modules() starlark.StringDict {
 		"time":   clock.Table.Module(),
 		"json":   json.Module,
 		"struct": starlark.NewBuiltin("struct", starlarkstruct.Make),
+		"lab":    labTable.Module(),
 	}
 }
+
+// labTable is a stand-in device module for .star tests: lab.fail(class,
+// message) fails with an error of that class, as a real builtin would.
+var labTable = &builtins.Table{Name: "lab", Doc: "x", Members: []builtins.Builtin{{
+	Name: "fail", Params: "class, message", Doc: "x", Action: true,
+	Fn: func(_ *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var class, msg string
+		if err := starlark.UnpackArgs(name, args, kwargs, "class", &class, "message", &msg); err != nil {
+			return nil, builtins.Job(err)
+		}
+		return nil, &builtins.Error{Class: builtins.Class(class), Err: errors.New(msg)}
+	},
+}, {
+	Name: "wait", Params: "", Doc: "x", Action: true,
+	// wait blocks until the stage's deadline, then fails as a device
+	// that never answered does.
+	Fn: func(thread *starlark.Thread, _ string, _ starlark.Tuple, _ []starlark.Tuple) (starlark.Value, error) {
+		ctx, cancel := builtins.CallContext(thread, 0)
+		defer cancel()
+		<-ctx.Done()
+		return nil, builtins.Device(ctx.Err())
+	},
+}}}
 
 func run(t *testing.T, file string, src []byte) (Outcome, bundle.Result) {
 	t.Helper()
