@@ -48,7 +48,6 @@ type level struct {
 
 type tapParser struct {
 	ktap     bool
-	cases    []Case
 	problems []Problem
 	stack    []*level
 	yaml     int // indent of an open YAML block, -1 when none
