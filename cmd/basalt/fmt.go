@@ -162,8 +162,13 @@ func starFiles(args []string) ([]string, error) {
 
 // writeFileAtomic replaces name with data through a temporary file in the
 // same directory and a rename, so that an interrupted fmt leaves either the
-// old file or the new one; the file's mode is kept.
+// old file or the new one; the file's mode is kept, and a symlink stays a
+// symlink (its target is rewritten).
 func writeFileAtomic(name string, data []byte) error {
+	name, err := filepath.EvalSymlinks(name)
+	if err != nil {
+		return err
+	}
 	info, err := os.Stat(name)
 	if err != nil {
 		return err
