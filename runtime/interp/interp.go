@@ -582,7 +582,8 @@ const StdlibPrefix = "@stdlib//"
 const LabPrefix = "@lab//"
 
 func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDict, error) {
-	name, data, err := l.read(module)
+	from, _ := thread.Local(loadFromKey).(string)
+	name, data, err := l.read(from, module)
 	if err != nil {
 		return nil, err
 	}
@@ -606,6 +607,7 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 	env := builtins.EnvOf(thread)
 	t := l.newThread(env, l.plan.MaxSteps, l.print)
 	t.Name = "load " + name
+	t.SetLocal(loadFromKey, name)
 	t.Print = thread.Print
 	e.globals, e.err = starlark.ExecFileOptions(FileOptions, t, name, data, l.predeclared)
 	e.loading = false
@@ -615,7 +617,11 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 	return e.globals, e.err
 }
 
-func (l *loader) read(module string) (string, []byte, error) {
+// loadFromKey is the thread-local name of the module a load thread runs.
+const loadFromKey = "basalt.interp.loadfrom"
+
+// read finds module, loaded by the module from ("" for the job file).
+func (l *loader) read(from, module string) (string, []byte, error) {
 	if strings.HasPrefix(module, StdlibPrefix) {
 		p := strings.TrimPrefix(module, StdlibPrefix)
 		if !fs.ValidPath(p) || !strings.HasSuffix(p, ".star") {
@@ -637,6 +643,11 @@ func (l *loader) read(module string) (string, []byte, error) {
 			return "", nil, fmt.Errorf("load(%q): %w", module, err)
 		}
 		return LabPrefix + clean, data, nil
+	}
+	if strings.HasPrefix(from, LabPrefix) && !strings.HasPrefix(module, "@") {
+		// A relative path would name a file beside the job, which differs
+		// from job to job; a lab library names its siblings in full.
+		return "", nil, fmt.Errorf("load(%q): a @lab// library loads lab libraries as @lab//NAME.star, not by a path relative to the job", module)
 	}
 	if strings.HasPrefix(module, "@") {
 		return "", nil, fmt.Errorf("load(%q): only @stdlib//, @lab// and files under the job's directory can be loaded", module)

@@ -22,6 +22,8 @@ func labJob(t *testing.T, module string, withLab bool) (*Plan, error) {
 		"lab/secret.star":         "MTU = 1\n",
 		"jobs/job.star":           "load(" + `"` + module + `"` + ", x = 'MTU')\njob(name = 'j')\ndef f(ctx):\n    pass\nstage('s', f)\n",
 		"lab/lib/wrong_suffix.py": "MTU = 2\n",
+		"lab/lib/relative.star":   "load('net.star', 'MTU')\n",
+		"jobs/net.star":           "MTU = 3\n",
 	}
 	if strings.Contains(module, "disks") {
 		files["jobs/job.star"] = "load(" + `"` + module + `"` + ", x = 'BOTH')\njob(name = 'j')\ndef f(ctx):\n    pass\nstage('s', f)\n"
@@ -61,6 +63,7 @@ func TestLabLoad(t *testing.T) {
 		{module: "@lab//link.star", lab: true, want: "refused"},
 		{module: "@lab//missing.star", lab: true, want: "no such file under the lab's lib/ directory"},
 		{module: "@lab//wrong_suffix.py", lab: true, want: "module names end in .star"},
+		{module: "@lab//relative.star", lab: true, want: `load("net.star"): a @lab// library loads lab libraries as @lab//NAME.star`},
 		{module: "@lab//net.star", lab: false, want: "job.star:1:1: cannot load @lab//net.star"},
 		{module: "@lab//net.star", lab: false, want: "no lab: @lab// needs a lab directory"},
 	} {
