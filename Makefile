@@ -20,9 +20,10 @@ test: ## go vet, then every test with the race detector
 	cd builtins/sol/goexpectbench && $(GO) vet .
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-lint: ## go vet and staticcheck (pinned as a go tool)
+lint: ## go vet, staticcheck (pinned as a go tool) and basalt fmt --check of the .star files
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	$(GO) run ./cmd/basalt fmt --check jobs stdlib
 
 BENCHLOG ?= bin/bench.log
 

@@ -74,12 +74,12 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 					a.learnSecrets(l, d)
 				}
 			}
-			calls, err := lintJob(args[0])
+			calls, err := lintJob(args[0], jobLabDir(f.lab))
 			if err != nil {
 				return &exitError{code: pipeline.ExitJob, err: err}
 			}
 			plan, err := interp.Declare(interp.Options{File: args[0], Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
-				Ctx: a.ctx, Timeout: f.declareTimeout,
+				Ctx: a.ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab),
 				Print: func(msg string) { fmt.Fprintln(a.stderr, msg) }})
 			if err != nil {
 				return &exitError{code: exitCodeOf(err), err: err}

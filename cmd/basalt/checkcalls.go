@@ -20,7 +20,7 @@ import (
 // file:line and a did-you-mean. It runs before the declare phase, so that
 // a misspelled stage(retrys=) gets its did-you-mean too. A file it cannot
 // parse or load is left for Declare to report (nil result, nil error).
-func lintJob(file string) (*lint.Result, error) {
+func lintJob(file, labDir string) (*lint.Result, error) {
 	src, err := os.ReadFile(file)
 	if err != nil || interp.CheckSource(file, src) != nil {
 		return nil, nil // Declare reports it
@@ -34,11 +34,26 @@ func lintJob(file string) (*lint.Result, error) {
 		return nil, nil
 	}
 	defer root.Close()
+	var labRoot *os.Root
+	if labDir != "" {
+		if labRoot, err = os.OpenRoot(filepath.Join(labDir, "lib")); err == nil {
+			defer labRoot.Close()
+		}
+	}
 	source := func(name string) ([]byte, error) {
 		if p, ok := strings.CutPrefix(name, interp.StdlibPrefix); ok {
 			return fs.ReadFile(stdlib.FS, p)
 		}
-		data, err := fs.ReadFile(root.FS(), filepath.ToSlash(filepath.Clean(strings.TrimPrefix(name, "./"))))
+		var data []byte
+		var err error
+		if p, ok := strings.CutPrefix(name, interp.LabPrefix); ok {
+			if labRoot == nil {
+				return nil, fmt.Errorf("no lab lib/ directory for %s", name)
+			}
+			_, data, err = interp.ReadConfined(labRoot, p, "the lab's lib/ directory")
+		} else {
+			_, data, err = interp.ReadConfined(root, name, "the job's directory")
+		}
 		if err == nil {
 			err = interp.CheckSource(name, data)
 		}

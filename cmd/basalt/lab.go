@@ -137,3 +137,13 @@ func sortedStrings(s []string) []string {
 	}
 	return out
 }
+
+// jobLabDir is the lab directory a job's load("@lab//...") reads from: the
+// lab's directory if it exists, else "" (no lab; @lab// is refused).
+func jobLabDir(flag string) string {
+	d := labDir(flag)
+	if info, err := os.Stat(d); err != nil || !info.IsDir() {
+		return ""
+	}
+	return d
+}

@@ -27,6 +27,7 @@
 //	run JOB.star       run a job and write its bundle (run.go)
 //	check JOB.star     validate a job and print its plan, touching nothing (check.go)
 //	doc [MODULE]       the builtins' reference, generated from their tables (doc.go)
+//	fmt, lint FILE|DIR format and check .star files with buildtools (fmt.go)
 //	device, device-type, sim, initrd
 //	                   the lab's devices and types, a standalone sim node,
 //	                   master images (labcmd.go, devicetype.go)

@@ -195,10 +195,10 @@ func (a *app) runJob(file string, f *runFlags) error {
 	// The same static checks as `basalt check` (unknown members and
 	// keywords, builtins the device cannot serve) before anything runs.
 	var plan *interp.Plan
-	calls, declErr := lintJob(file)
+	calls, declErr := lintJob(file, jobLabDir(f.lab))
 	if declErr == nil {
 		plan, declErr = interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
-			Ctx: ctx, Timeout: f.declareTimeout,
+			Ctx: ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab),
 			Print: func(msg string) { out.print(msg) }})
 	}
 	if declErr == nil {

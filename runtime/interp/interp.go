@@ -4,9 +4,9 @@
 //
 // The sandbox: the only predeclared names are job, stage, cleanup and the
 // builtin modules; load() resolves only @stdlib//NAME.star (embedded in the
-// binary) and files under the job file's directory, opened through an
-// os.Root so that "..", absolute paths and symlinks leaving the directory are
-// refused. Starlark itself has no file, network or process access. A step
+// binary), @lab//NAME.star (the lab's lib/ directory) and files under the
+// job file's directory, the last two opened through an os.Root so that "..",
+// absolute paths and symlinks leaving the directory are refused. Starlark itself has no file, network or process access. A step
 // limit stops runaway code.
 //
 // Dialect: while loops are allowed (polling a console or a power state is
@@ -82,6 +82,9 @@ type Options struct {
 	Timeout time.Duration
 	// Print receives print() output during the declare phase.
 	Print func(msg string)
+	// LabDir is the lab directory; load("@lab//NAME.star") reads
+	// LabDir/lib/NAME.star. Empty: there is no lab and @lab// is refused.
+	LabDir string
 }
 
 // Job is what job(...) declared.
@@ -221,9 +224,10 @@ func Declare(o Options) (*Plan, error) {
 	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	ld := &loader{root: root, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan,
+	ld := &loader{root: root, labDir: o.LabDir, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan,
 		ctx: ctx, reason: func() string { return cancelReason(parent, ctx, timeout) }}
 	defer ld.stopAll()
+	defer ld.closeLab()
 
 	env := &builtins.Env{}
 	if o.Env != nil {
@@ -512,7 +516,11 @@ func convertParam(def starlark.Value, s string) (starlark.Value, error) {
 
 // loader implements load() for job files.
 type loader struct {
-	root        *os.Root
+	root *os.Root
+	// labDir is the lab directory; labRoot, opened on the first @lab//
+	// load, is its lib/ directory.
+	labDir      string
+	labRoot     *os.Root
 	predeclared starlark.StringDict
 	cache       map[string]*loadEntry
 	plan        *Plan
@@ -521,6 +529,12 @@ type loader struct {
 	ctx    context.Context
 	reason func() string
 	stops  []func() bool
+}
+
+func (l *loader) closeLab() {
+	if l.labRoot != nil {
+		l.labRoot.Close()
+	}
 }
 
 func (l *loader) stopAll() {
@@ -564,8 +578,12 @@ func (l *loader) newThread(env *builtins.Env, maxSteps uint64, print func(string
 // StdlibPrefix marks modules embedded in the binary.
 const StdlibPrefix = "@stdlib//"
 
+// LabPrefix marks modules in the lab's lib/ directory.
+const LabPrefix = "@lab//"
+
 func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDict, error) {
-	name, data, err := l.read(module)
+	from, _ := thread.Local(loadFromKey).(string)
+	name, data, err := l.read(from, module)
 	if err != nil {
 		return nil, err
 	}
@@ -589,6 +607,7 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 	env := builtins.EnvOf(thread)
 	t := l.newThread(env, l.plan.MaxSteps, l.print)
 	t.Name = "load " + name
+	t.SetLocal(loadFromKey, name)
 	t.Print = thread.Print
 	e.globals, e.err = starlark.ExecFileOptions(FileOptions, t, name, data, l.predeclared)
 	e.loading = false
@@ -598,7 +617,11 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 	return e.globals, e.err
 }
 
-func (l *loader) read(module string) (string, []byte, error) {
+// loadFromKey is the thread-local name of the module a load thread runs.
+const loadFromKey = "basalt.interp.loadfrom"
+
+// read finds module, loaded by the module from ("" for the job file).
+func (l *loader) read(from, module string) (string, []byte, error) {
 	if strings.HasPrefix(module, StdlibPrefix) {
 		p := strings.TrimPrefix(module, StdlibPrefix)
 		if !fs.ValidPath(p) || !strings.HasSuffix(p, ".star") {
@@ -610,30 +633,77 @@ func (l *loader) read(module string) (string, []byte, error) {
 		}
 		return module, data, nil
 	}
+	if p, ok := strings.CutPrefix(module, LabPrefix); ok {
+		root, err := l.labLib()
+		if err != nil {
+			return "", nil, fmt.Errorf("load(%q): %w", module, err)
+		}
+		clean, data, err := ReadConfined(root, p, "the lab's lib/ directory")
+		if err != nil {
+			return "", nil, fmt.Errorf("load(%q): %w", module, err)
+		}
+		return LabPrefix + clean, data, nil
+	}
+	if strings.HasPrefix(from, LabPrefix) && !strings.HasPrefix(module, "@") {
+		// A relative path would name a file beside the job, which differs
+		// from job to job; a lab library names its siblings in full.
+		return "", nil, fmt.Errorf("load(%q): a @lab// library loads lab libraries as @lab//NAME.star, not by a path relative to the job", module)
+	}
 	if strings.HasPrefix(module, "@") {
-		return "", nil, fmt.Errorf("load(%q): only @stdlib// and files under the job's directory can be loaded", module)
+		return "", nil, fmt.Errorf("load(%q): only @stdlib//, @lab// and files under the job's directory can be loaded", module)
 	}
-	if !strings.HasSuffix(module, ".star") {
-		return "", nil, fmt.Errorf("load(%q): module names end in .star", module)
+	clean, data, err := ReadConfined(l.root, module, "the job's directory")
+	if err != nil {
+		return "", nil, fmt.Errorf("load(%q): %w", module, err)
 	}
-	if path.IsAbs(module) || filepath.IsAbs(module) {
-		return "", nil, fmt.Errorf("load(%q): absolute paths are refused; name a file under the job's directory", module)
+	return clean, data, nil
+}
+
+// labLib opens the lab's lib/ directory, once.
+func (l *loader) labLib() (*os.Root, error) {
+	if l.labRoot != nil {
+		return l.labRoot, nil
 	}
-	clean := path.Clean(strings.TrimPrefix(module, "./"))
-	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", nil, fmt.Errorf("load(%q): the path leaves the job's directory", module)
+	if l.labDir == "" {
+		return nil, errors.New("no lab: @lab// needs a lab directory (--lab, $BASALT_LAB or ./lab)")
 	}
-	f, err := l.root.Open(clean)
+	root, err := os.OpenRoot(filepath.Join(l.labDir, "lib"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, fmt.Errorf("load(%q): no such file under the job's directory", module)
+			return nil, fmt.Errorf("lab %s has no lib/ directory", l.labDir)
 		}
-		return "", nil, fmt.Errorf("load(%q): refused: %v", module, rootErr(err))
+		return nil, fmt.Errorf("open lab %s lib/: %v", l.labDir, rootErr(err))
+	}
+	l.labRoot = root
+	return root, nil
+}
+
+// ReadConfined reads the module file name under root: a relative path
+// ending in .star, never "..", an absolute path or a symlink out of root
+// (os.Root refuses those). where names root in errors. It returns the
+// cleaned name, as recorded in the plan's inputs.
+func ReadConfined(root *os.Root, name, where string) (string, []byte, error) {
+	if !strings.HasSuffix(name, ".star") {
+		return "", nil, errors.New("module names end in .star")
+	}
+	if path.IsAbs(name) || filepath.IsAbs(name) {
+		return "", nil, fmt.Errorf("absolute paths are refused; name a file under %s", where)
+	}
+	clean := path.Clean(strings.TrimPrefix(name, "./"))
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", nil, fmt.Errorf("the path leaves %s", where)
+	}
+	f, err := root.Open(clean)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, fmt.Errorf("no such file under %s", where)
+		}
+		return "", nil, fmt.Errorf("refused: %v", rootErr(err))
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxSourceSize+1))
 	if err != nil {
-		return "", nil, fmt.Errorf("load(%q): %v", module, err)
+		return "", nil, err
 	}
 	return clean, data, nil
 }
