@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 	cleanhttp "github.com/hashicorp/go-cleanhttp"
 	retryablehttp "github.com/hashicorp/go-retryablehttp"
 )
@@ -344,7 +345,7 @@ func (t *Target) download(ctx context.Context, u string, w io.Writer) (int64, in
 		body := resp.Body
 		switch {
 		case resp.StatusCode == http.StatusPartialContent && have > 0:
-			from, size, ok := contentRange(resp.Header.Get("Content-Range"))
+			from, size, ok := artifact.ContentRange(resp.Header.Get("Content-Range"))
 			if !ok || from != have {
 				body.Close()
 				return have, resumes, builtins.Infra(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", u, have, resp.Header.Get("Content-Range")))
@@ -403,33 +404,6 @@ func (t *Target) download(ctx context.Context, u string, w io.Writer) (int64, in
 			return have, resumes, err
 		}
 	}
-}
-
-// contentRange parses "bytes FROM-TO/SIZE" (SIZE may be "*": -1).
-func contentRange(s string) (from, size int64, ok bool) {
-	rest, ok := strings.CutPrefix(s, "bytes ")
-	if !ok {
-		return 0, 0, false
-	}
-	rng, sz, ok := strings.Cut(rest, "/")
-	if !ok {
-		return 0, 0, false
-	}
-	f, _, ok := strings.Cut(rng, "-")
-	if !ok {
-		return 0, 0, false
-	}
-	from, err := strconv.ParseInt(f, 10, 64)
-	if err != nil {
-		return 0, 0, false
-	}
-	size = -1
-	if sz != "*" {
-		if size, err = strconv.ParseInt(sz, 10, 64); err != nil {
-			return 0, 0, false
-		}
-	}
-	return from, size, true
 }
 
 // ctxReader stops a copy when ctx ends; it lets a body read be told

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 )
 
 func sha(b []byte) string {
@@ -297,7 +298,7 @@ func TestContentRange(t *testing.T) {
 		{"", 0, 0, false},
 	}
 	for _, tc := range tests {
-		from, size, ok := contentRange(tc.in)
+		from, size, ok := artifact.ContentRange(tc.in)
 		if from != tc.from || size != tc.size || ok != tc.ok {
 			t.Errorf("contentRange(%q) = %d, %d, %v, want %d, %d, %v", tc.in, from, size, ok, tc.from, tc.size, tc.ok)
 		}

@@ -207,7 +207,7 @@ func (c *Cache) get(ctx context.Context, u string, w io.Writer) (int64, error) {
 		body := resp.Body
 		switch {
 		case resp.StatusCode == http.StatusPartialContent && have > 0:
-			from, size, ok := contentRange(resp.Header.Get("Content-Range"))
+			from, size, ok := ContentRange(resp.Header.Get("Content-Range"))
 			if !ok || from != have {
 				body.Close()
 				return have, builtins.Infra(fmt.Errorf("download %s: asked for bytes from %d, got Content-Range %q", shown, have, resp.Header.Get("Content-Range")))
@@ -293,8 +293,9 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// contentRange parses "bytes FROM-TO/SIZE" (SIZE may be "*": -1).
-func contentRange(s string) (from, size int64, ok bool) {
+// ContentRange parses an HTTP Content-Range value, "bytes FROM-TO/SIZE"
+// (RFC 9110 §14.4; SIZE may be "*": -1). Resumed downloads use it.
+func ContentRange(s string) (from, size int64, ok bool) {
 	rest, ok := strings.CutPrefix(s, "bytes ")
 	if !ok {
 		return 0, 0, false
