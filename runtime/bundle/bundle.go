@@ -3,6 +3,7 @@
 //	result.json   status, error class and position, stages, tests, artifacts, inputs
 //	events.jsonl  one JSON object per line, written with one write(2) per line
 //	console.log   every console byte, secrets masked
+//	console.idx   console.log's byte offsets mapped to time and stage
 //	job.log       what the job printed
 //	junit.xml     the test cases, for GitLab and Jenkins
 //	artifacts/    files fetched from the target
@@ -139,6 +140,8 @@ type Bundle struct {
 	events  *os.File
 	seq     int64
 	console *os.File
+	conIdx  *os.File
+	con     *conIndex
 	conW    *StreamWriter
 	jobLog  *os.File
 	printTo io.Writer
@@ -227,14 +230,16 @@ func Create(dir string, res Result, o Options) (*Bundle, error) {
 	}
 	b.events = open("events.jsonl")
 	b.console = open("console.log")
+	b.conIdx = open("console.idx")
 	b.jobLog = open("job.log")
 	if err != nil {
 		b.closeFiles()
 		return nil, fmt.Errorf("create bundle: %w", err)
 	}
-	var cw io.Writer = b.console
+	b.con = &conIndex{w: b.console, idx: b.conIdx, r: b.R}
+	var cw io.Writer = b.con
 	if o.Follow != nil {
-		cw = io.MultiWriter(b.console, o.Follow)
+		cw = io.MultiWriter(b.con, o.Follow)
 	}
 	b.conW = NewStreamWriter(b.R, cw)
 	res.SchemaVersion = SchemaVersion
@@ -267,12 +272,18 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 		rec.Message, rec.Error = b.R.String(rec.Message), b.R.String(rec.Error)
 		b.result.Recoveries = append(b.result.Recoveries, rec)
 	}
+	if stage, ok := stageOf(typ, fields); ok {
+		b.con.setStage(stage)
+	}
 	b.seq++
-	ev := make(map[string]any, len(fields)+3)
+	ev := make(map[string]any, len(fields)+4)
 	for k, v := range fields {
 		ev[k] = v
 	}
 	ev["seq"] = b.seq
+	// Where the console was when it happened: console.log bytes before
+	// this offset were written before the event.
+	ev["console_offset"] = b.con.off.Load()
 	ev["time"] = time.Now().UTC().Format(time.RFC3339Nano)
 	ev["type"] = typ
 	line, err := json.Marshal(ev)
@@ -315,11 +326,7 @@ func (b *Bundle) TestCase(tc builtins.TestCase) {
 	tc.Units = b.R.String(tc.Units)
 	tc.Message = b.R.String(tc.Message)
 	b.mu.Lock()
-	if !b.closed {
-		if fi, err := b.console.Stat(); err == nil {
-			tc.ConsoleOffset = fi.Size()
-		}
-	}
+	tc.ConsoleOffset = b.con.off.Load()
 	b.result.Tests = append(b.result.Tests, tc)
 	b.mu.Unlock()
 	fields := map[string]any{"name": tc.Name, "result": tc.Result, "duration_ms": tc.DurationMS}
@@ -549,7 +556,7 @@ func (b *Bundle) consoleBefore(off int64, max int) []byte {
 
 func (b *Bundle) closeFiles() error {
 	var first error
-	for _, f := range []*os.File{b.events, b.console, b.jobLog} {
+	for _, f := range []*os.File{b.events, b.console, b.conIdx, b.jobLog} {
 		if f == nil {
 			continue
 		}
