@@ -6,6 +6,7 @@
 //	console.idx   console.log's byte offsets mapped to time and stage
 //	job.log       what the job printed
 //	junit.xml     the test cases, for GitLab and Jenkins
+//	report.html   all of it on one self-contained page
 //	artifacts/    files fetched from the target
 //
 // Everything written passes through a Redactor, so secret values never reach
@@ -59,7 +60,22 @@ type Result struct {
 	// State is ctx.state as JSON, saved at every stage and cleanup
 	// boundary.
 	State json.RawMessage `json:"state,omitempty"`
-	Extra map[string]any  `json:"extra,omitempty"`
+	// Triage are the lab's known issues (known-issues.star) that the
+	// run's failure matches.
+	Triage []Triage       `json:"triage,omitempty"`
+	Extra  map[string]any `json:"extra,omitempty"`
+}
+
+// Triage is a known issue that a failed run matches.
+type Triage struct {
+	ID  string `json:"id"`
+	URL string `json:"url,omitempty"`
+	// Title says what the issue is, in the lab's words.
+	Title string `json:"title,omitempty"`
+	// Matched names what of the signature matched, as "key=value".
+	Matched []string `json:"matched"`
+	// Pos is the known_issue() call in known-issues.star.
+	Pos string `json:"pos,omitempty"`
 }
 
 // Runner names the program that wrote the bundle.
@@ -527,6 +543,8 @@ func (b *Bundle) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	errs = append(errs, b.closeFiles())
+	// Last: report.html is made from the files as they now are.
+	errs = append(errs, WriteReport(b.Dir, b.R))
 	for _, e := range errs {
 		if e != nil {
 			return fmt.Errorf("close bundle %s: %w", b.Dir, e)

@@ -89,7 +89,7 @@ func ReadBundle(dir string) (*Read, error) {
 	if rd.Result.Started.IsZero() {
 		problem("result.json: no start time")
 	}
-	for _, name := range []string{"junit.xml", "summary.md", "job.log"} {
+	for _, name := range []string{"junit.xml", "job.log"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			problem("%s: missing", name)
 		}
