@@ -72,6 +72,8 @@ type Triage struct {
 	URL string `json:"url,omitempty"`
 	// Title says what the issue is, in the lab's words.
 	Title string `json:"title,omitempty"`
+	// Failure is what matched: "error" (the job's) or "test NAME".
+	Failure string `json:"failure"`
 	// Matched names what of the signature matched, as "key=value".
 	Matched []string `json:"matched"`
 	// Pos is the known_issue() call in known-issues.star.
@@ -162,6 +164,10 @@ type Bundle struct {
 	jobLog  *os.File
 	printTo io.Writer
 	closed  bool
+
+	// failedCalls names, by stage, the builtin of the stage's last failed
+	// call (triage's builtin=).
+	failedCalls map[string]string
 
 	limits     Limits
 	onLimit    func(error)
@@ -290,6 +296,14 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 	}
 	if stage, ok := stageOf(typ, fields); ok {
 		b.con.setStage(stage)
+	}
+	if typ == "call" && fields["outcome"] == "error" {
+		st, _ := fields["stage"].(string)
+		name, _ := fields["builtin"].(string)
+		if b.failedCalls == nil {
+			b.failedCalls = map[string]string{}
+		}
+		b.failedCalls[st] = name
 	}
 	b.seq++
 	ev := make(map[string]any, len(fields)+4)

@@ -47,6 +47,8 @@ type conIndex struct {
 	r     *Redactor
 	stage string
 	last  time.Time // of the last entry; zero before the first
+	// stretches are the console's stages so far, for triage.
+	stretches []stretch
 }
 
 func (c *conIndex) Write(p []byte) (int, error) {
@@ -72,6 +74,11 @@ func (c *conIndex) setStage(stage string) {
 		return
 	}
 	c.stage = stage
+	off := c.off.Load()
+	if n := len(c.stretches); n > 0 {
+		c.stretches[n-1].end = off
+	}
+	c.stretches = append(c.stretches, stretch{stage: stage, start: off, end: -1})
 	c.entry(time.Now().UTC())
 }
 
