@@ -145,3 +145,52 @@ func TestConsoleIndexTimesAndStages(t *testing.T) {
 		t.Errorf("ReadBundle problems = %q, want console.idx named missing", rd.Problems)
 	}
 }
+
+// ReadBundle names what a damaged bundle lacks, file by file.
+func TestReadBundleDamage(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(dir string)
+		want   string
+	}{
+		{"no console", func(d string) { os.Remove(filepath.Join(d, "console.log")) }, "console.log: missing"},
+		{"console cut", func(d string) { os.Truncate(filepath.Join(d, "console.log"), 5) }, "console.idx: indexes 16 bytes past console.log's 5 (console.log is truncated)"},
+		{"no events", func(d string) { os.Remove(filepath.Join(d, "events.jsonl")) }, "events.jsonl: missing"},
+		{"edited event", func(d string) {
+			data, _ := os.ReadFile(filepath.Join(d, "events.jsonl"))
+			os.WriteFile(filepath.Join(d, "events.jsonl"), bytes.Replace(data, []byte(`{"`), []byte(`{oops "`), 2), 0o644)
+		}, "events.jsonl: line 1 is not a JSON object\nevents.jsonl: 2 lines could not be read in all"},
+		{"index edited", func(d string) {
+			os.WriteFile(filepath.Join(d, "console.idx"), []byte(`{"offset":9,"time":"2026-12-01T00:00:00Z","stage":""}`+"\n"+`{"offset":3,"time":"2026-12-01T00:00:00Z","stage":"s"}`+"\n"), 0o644)
+		}, "console.idx: line 2: offset 3 goes back from 9"},
+		{"killed", func(d string) {
+			data, _ := os.ReadFile(filepath.Join(d, "result.json"))
+			os.WriteFile(filepath.Join(d, "result.json"), bytes.Replace(data, []byte(`"status": "pass"`), []byte(`"status": "running"`), 1), 0o644)
+		}, "result.json: status is still running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b, err := Create(dir, Result{Job: "j"}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Emit("stage_start", map[string]any{"stage": "s"})
+			b.Console().Write([]byte("sixteen bytes..\n"))
+			b.Emit("stage_end", map[string]any{"stage": "s"})
+			b.Emit("job_end", map[string]any{"status": "pass"})
+			b.Update(func(r *Result) { r.Status = "pass" })
+			b.Close()
+			tc.damage(dir)
+			rd, err := ReadBundle(dir)
+			if err != nil {
+				t.Fatalf("ReadBundle(damaged) = %v, want the bundle with problems", err)
+			}
+			if !strings.Contains(strings.Join(rd.Problems, "\n"), tc.want) {
+				t.Errorf("ReadBundle(%s) problems = %q, want %q", tc.name, rd.Problems, tc.want)
+			}
+			if err := WriteReport(dir, nil); err != nil {
+				t.Errorf("WriteReport(%s) = %v, want a report of what is there", tc.name, err)
+			}
+		})
+	}
+}
