@@ -62,8 +62,11 @@ type Result struct {
 	State json.RawMessage `json:"state,omitempty"`
 	// Triage are the lab's known issues (known-issues.star) that the
 	// run's failure matches.
-	Triage []Triage       `json:"triage,omitempty"`
-	Extra  map[string]any `json:"extra,omitempty"`
+	Triage []Triage `json:"triage,omitempty"`
+	// LabContext is what the lab did during the job: console gaps,
+	// retypes, protocol retries.
+	LabContext *LabContext    `json:"lab_context,omitempty"`
+	Extra      map[string]any `json:"extra,omitempty"`
 }
 
 // Triage is a known issue that a failed run matches.
@@ -313,8 +316,11 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 	ev["seq"] = b.seq
 	// Where the console was when it happened: console.log bytes before
 	// this offset were written before the event.
-	ev["console_offset"] = b.con.off.Load()
-	ev["time"] = time.Now().UTC().Format(time.RFC3339Nano)
+	off := b.con.off.Load()
+	ev["console_offset"] = off
+	now := time.Now().UTC()
+	ev["time"] = now.Format(time.RFC3339Nano)
+	b.labContext(typ, fields, now, off)
 	ev["type"] = typ
 	line, err := json.Marshal(ev)
 	if err != nil {
@@ -467,6 +473,16 @@ func (b *Bundle) Result() Result {
 	r.Cleanup = append([]Stage(nil), r.Cleanup...)
 	r.Artifacts = append([]Artifact(nil), r.Artifacts...)
 	r.Recoveries = append([]Recovery(nil), r.Recoveries...)
+	if r.LabContext != nil {
+		lc := *r.LabContext
+		lc.ConsoleGaps = append([]LabContextGap(nil), lc.ConsoleGaps...)
+		lc.Retypes = append([]LabContextGap(nil), lc.Retypes...)
+		lc.Retries = make(map[string]int, len(r.LabContext.Retries))
+		for k, v := range r.LabContext.Retries {
+			lc.Retries[k] = v
+		}
+		r.LabContext = &lc
+	}
 	return r
 }
 

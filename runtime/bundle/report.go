@@ -84,7 +84,16 @@ type report struct {
 	Problems  []string
 	Triage    []Triage
 	Generated string
+
+	rel  func(time.Time) string
+	href func(int64) string
 }
+
+// Rel is t as the report shows times: since the job started.
+func (rp *report) Rel(t time.Time) string { return rp.rel(t) }
+
+// ConHref links to the console line that offset off falls in.
+func (rp *report) ConHref(off int64) string { return rp.href(off) }
 
 type axisTick struct {
 	Style template.CSS
@@ -200,6 +209,7 @@ func (rd *Read) report() *report {
 		}
 		return "console.log"
 	}
+	rp.rel, rp.href = rel, href
 
 	for _, st := range append(append([]Stage(nil), res.Stages...), res.Cleanup...) {
 		if st.Started == nil {

@@ -87,3 +87,51 @@ func TestTriage(t *testing.T) {
 	}
 	b2.Close()
 }
+
+// lab_context counts the console's gaps and retypes, with when, where and
+// why, and the protocol retries; report.html shows them.
+func TestLabContext(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Create(dir, Result{Job: "j"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Emit("console_connect", map[string]any{"attempts": 3})
+	b.Emit("stage_start", map[string]any{"stage": "boot"})
+	b.Console().Write([]byte("booting\n"))
+	b.Emit("ipmi", map[string]any{"command": "chassis control (power on)", "attempts": 2})
+	b.Emit("ipmi", map[string]any{"command": "get device id", "attempts": 1})
+	b.Emit("console_gap", map[string]any{"duration_ms": 1500, "error": "SOL session ended", "attempts": 2})
+	b.Emit("target_retype", map[string]any{"reason": "console connection lost while typing", "retype": 1})
+	b.Emit("send_retry", map[string]any{"length": 5, "attempt": 2})
+	b.Emit("stage_retry", map[string]any{"stage": "boot"})
+	b.Update(func(r *Result) { r.Status = "pass" })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := ReadBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := rd.Result.LabContext
+	if lc == nil {
+		t.Fatal("result.json has no lab_context")
+	}
+	if lc.GapCount != 1 || len(lc.ConsoleGaps) != 1 || lc.ConsoleGaps[0].Stage != "boot" || lc.ConsoleGaps[0].ConsoleOffset != 8 ||
+		lc.ConsoleGaps[0].DurationMS != 1500 || lc.ConsoleGaps[0].Reason != "SOL session ended" {
+		t.Errorf("lab_context console gaps = %d %+v, want one in boot at offset 8, 1500 ms, SOL session ended", lc.GapCount, lc.ConsoleGaps)
+	}
+	if lc.RetypeCount != 1 || lc.Retypes[0].Reason != "console connection lost while typing" {
+		t.Errorf("lab_context retypes = %d %+v, want one", lc.RetypeCount, lc.Retypes)
+	}
+	want := map[string]int{"ipmi": 1, "console_connect": 2, "sol_send": 1, "stage": 1}
+	for k, v := range want {
+		if lc.Retries[k] != v {
+			t.Errorf("lab_context retries[%s] = %d, want %d (all: %v)", k, lc.Retries[k], v, lc.Retries)
+		}
+	}
+	page, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	if !strings.Contains(string(page), `<span class="gaps">1</span> console gaps`) || !strings.Contains(string(page), "SOL session ended") {
+		t.Error("report.html does not show the lab context")
+	}
+}
