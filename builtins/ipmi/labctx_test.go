@@ -1,0 +1,124 @@
+package ipmi_test
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The client reads ipmi_sim's System Event Log: the records ipmitool adds
+// (Add SEL Entry, IPMI v2.0 §31.6) come back with their record ids, time,
+// sensor and event, as ipmitool's own sel list reads them.
+func TestClientSELAgainstIPMISim(t *testing.T) {
+	cfg, _ := ipmiSim(t, false)
+	c := newClient(t, cfg, nil)
+	ctx := ctxT(t, time.Minute)
+	before, err := c.SEL(ctx)
+	if err != nil {
+		t.Fatalf("SEL() = %v", err)
+	}
+	if len(before) != 0 {
+		t.Fatalf("SEL() of a new ipmi_sim = %+v, want none", before)
+	}
+	// A standard record (§32.1): temperature sensor 0x30, threshold event
+	// "upper critical going high" (offset 9), asserted. The BMC stamps it
+	// itself (§31.6); ipmi_sim's clock is not set, so it counts from its
+	// start (§37.1), as ipmitool's "Pre-Init" shows.
+	u := uint32(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Unix())
+	add := []string{"raw", "0x0a", "0x44", "0x00", "0x00", "0x02",
+		hexb(byte(u)), hexb(byte(u >> 8)), hexb(byte(u >> 16)), hexb(byte(u >> 24)),
+		"0x20", "0x00", "0x04", "0x01", "0x30", "0x01", "0x09", "0xff", "0xff"}
+	for i := 0; i < 2; i++ {
+		if out, err := ipmitool(cfg, "3", add...); err != nil {
+			t.Fatalf("ipmitool sel add: %v\n%s", err, out)
+		}
+	}
+	after, err := c.SEL(ctx)
+	if err != nil {
+		t.Fatalf("SEL() = %v", err)
+	}
+	if len(after) != 2 {
+		t.Fatalf("SEL() after two adds = %+v, want 2 records", after)
+	}
+	list, _ := ipmitool(cfg, "3", "sel", "list")
+	for _, e := range after {
+		if e.Type != "standard" || e.SensorType != "Temperature" || e.SensorNumber != 0x30 || e.Time != nil || e.PreInitS == nil {
+			t.Errorf("SEL() record = %+v, want a standard Temperature #0x30 record with a pre-init time", e)
+		}
+		if e.PreInitS != nil && !strings.Contains(list, fmt.Sprintf("|%010d|", *e.PreInitS)) {
+			t.Errorf("SEL() record pre-init time %d, want the one ipmitool lists:\n%s", *e.PreInitS, list)
+		}
+		if !strings.Contains(e.Event, "Upper Critical") || !strings.Contains(e.Event, "going high") || !strings.HasSuffix(e.Event, "Asserted") {
+			t.Errorf("SEL() record event = %q, want upper critical going high, asserted (ipmitool: %s)", e.Event, list)
+		}
+	}
+	if after[0].RecordID == after[1].RecordID {
+		t.Errorf("SEL() record ids = %d, %d, want distinct", after[0].RecordID, after[1].RecordID)
+	}
+	if !strings.Contains(list, "Upper Critical going high") {
+		t.Errorf("ipmitool sel list = %q, want the records (the reference reading)", list)
+	}
+	if _, err := c.Sensors(ctx); err != nil {
+		t.Errorf("Sensors() of an ipmi_sim without SDRs = %v, want none and no error", err)
+	}
+}
+
+func hexb(b byte) string { return fmt.Sprintf("0x%02x", b) }
+
+// fullSDR is a full sensor record (IPMI v2.0 §43.1, Table 43-1) for
+// sensor num named name (8 characters): a threshold temperature sensor in
+// degrees C, linear with M = 1, B = 0, so the raw reading is the
+// temperature.
+func fullSDR(num byte, name string) string {
+	b := []byte{0x00, 0x00, 0x51, 0x01, byte(43 + len(name)), // record id (assigned), SDR version, type 01h, length
+		0x20, 0x00, num, // owner 20h, LUN 0, sensor
+		0x03, 0x01, 0x67, 0x68, 0x01, 0x01, // processor 1, init, capabilities, temperature, threshold
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // event masks
+		0x00, 0x01, 0x00, 0x00, // unsigned, degrees C, no modifier, linear
+		0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // M = 1, B = 0, accuracy, exponents
+		0x00, 0x00, 0x00, 0x00, 0xff, 0x00, // flags, nominal, normal max/min, sensor max/min
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // thresholds, hysteresis
+		0x00, 0x00, 0x00, // reserved, OEM
+		0xc0 | byte(len(name))} // 8-bit ASCII ID string
+	b = append(b, name...)
+	var s []string
+	for _, c := range b {
+		s = append(s, fmt.Sprintf("0x%02x", c))
+	}
+	return strings.Join(s, " ")
+}
+
+// The client reads ipmi_sim's sensors as ipmitool sensor list does: the
+// SDR repository's record, then the sensor's reading, converted.
+func TestClientSensorsAgainstIPMISim(t *testing.T) {
+	// 0x30 scans and reads 42; 0x31 does not scan, so has no reading.
+	s := startIPMISimEmu(t, false, "", "sensor_add 0x20 0 0x30 0x01 0x01\n"+
+		"sensor_set_event_support 0x20 0 0x30 enable scanning per-state 000000000000000 000000000000000 000000000000000 000000000000000\n"+
+		"sensor_set_value 0x20 0 0x30 0x2a 0\nmain_sdr_add 0x20 "+fullSDR(0x30, "CPU Temp")+"\n"+
+		"sensor_add 0x20 0 0x31 0x01 0x01\nsensor_set_value 0x20 0 0x31 0x17 0\nmain_sdr_add 0x20 "+fullSDR(0x31, "Inlet Tp")+"\n")
+	c := newClient(t, s.cfg, nil)
+	ctx := ctxT(t, time.Minute)
+	got, err := c.Sensors(ctx)
+	if err != nil {
+		t.Fatalf("Sensors() = %v", err)
+	}
+	list, _ := ipmitool(s.cfg, "3", "sensor", "list")
+	if len(got) != 2 {
+		t.Fatalf("Sensors() = %+v, want CPU Temp and Inlet Tp (ipmitool sensor list:\n%s)", got, list)
+	}
+	if r := got[1]; r.Name != "Inlet Tp" || r.Value != nil || r.Reading != "na" {
+		t.Errorf("Sensors()[1] = %+v, want Inlet Tp with no reading (it does not scan; ipmitool says na:\n%s)", r, list)
+	}
+	if !regexp.MustCompile(`Inlet Tp\s+\| na `).MatchString(list) {
+		t.Errorf("ipmitool sensor list = %q, want Inlet Tp na (the reference reading)", list)
+	}
+	r := got[0]
+	if r.Name != "CPU Temp" || r.Number != 0x30 || r.Type != "Temperature" || r.Value == nil || *r.Value != 42 || !strings.Contains(r.Units, "C") {
+		t.Errorf("Sensors()[0] = %+v (value %v), want CPU Temp #0x30 Temperature 42 degrees C (ipmitool: %s)", r, r.Value, list)
+	}
+	if !strings.Contains(list, "CPU Temp") || !strings.Contains(list, "42.000") {
+		t.Errorf("ipmitool sensor list = %q, want CPU Temp at 42 (the reference reading)", list)
+	}
+}
