@@ -6,13 +6,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
+	"github.com/basalt-lab/basalt/runtime/lab"
 )
 
-// The client reads ipmi_sim's System Event Log: the records ipmitool adds
-// (Add SEL Entry, IPMI v2.0 §31.6) come back with their record ids, time,
-// sensor and event, as ipmitool's own sel list reads them.
-func TestClientSELAgainstIPMISim(t *testing.T) {
-	cfg, _ := ipmiSim(t, false)
+// selAdd is ipmitool's Add SEL Entry (IPMI v2.0 §31.6) of a standard
+// record (§32.1): temperature sensor 0x30, threshold event "upper critical
+// going high" (offset 9), asserted. The BMC stamps the record itself.
+var selAdd = []string{"raw", "0x0a", "0x44", "0x00", "0x00", "0x02", "0x00", "0x00", "0x00", "0x00",
+	"0x20", "0x00", "0x04", "0x01", "0x30", "0x01", "0x09", "0xff", "0xff"}
+
+// readSEL adds two records to a BMC with ipmitool and reads its log with
+// the client before and after; the records come back as ipmitool's own sel
+// list reads them.
+func readSEL(t *testing.T, cfg lab.IPMI, suite string) []ipmi.SELEntry {
+	t.Helper()
 	c := newClient(t, cfg, nil)
 	ctx := ctxT(t, time.Minute)
 	before, err := c.SEL(ctx)
@@ -20,18 +30,10 @@ func TestClientSELAgainstIPMISim(t *testing.T) {
 		t.Fatalf("SEL() = %v", err)
 	}
 	if len(before) != 0 {
-		t.Fatalf("SEL() of a new ipmi_sim = %+v, want none", before)
+		t.Fatalf("SEL() of a new BMC = %+v, want none", before)
 	}
-	// A standard record (§32.1): temperature sensor 0x30, threshold event
-	// "upper critical going high" (offset 9), asserted. The BMC stamps it
-	// itself (§31.6); ipmi_sim's clock is not set, so it counts from its
-	// start (§37.1), as ipmitool's "Pre-Init" shows.
-	u := uint32(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Unix())
-	add := []string{"raw", "0x0a", "0x44", "0x00", "0x00", "0x02",
-		hexb(byte(u)), hexb(byte(u >> 8)), hexb(byte(u >> 16)), hexb(byte(u >> 24)),
-		"0x20", "0x00", "0x04", "0x01", "0x30", "0x01", "0x09", "0xff", "0xff"}
 	for i := 0; i < 2; i++ {
-		if out, err := ipmitool(cfg, "3", add...); err != nil {
+		if out, err := ipmitool(cfg, suite, selAdd...); err != nil {
 			t.Fatalf("ipmitool sel add: %v\n%s", err, out)
 		}
 	}
@@ -42,26 +44,58 @@ func TestClientSELAgainstIPMISim(t *testing.T) {
 	if len(after) != 2 {
 		t.Fatalf("SEL() after two adds = %+v, want 2 records", after)
 	}
-	list, _ := ipmitool(cfg, "3", "sel", "list")
+	list, err := ipmitool(cfg, suite, "sel", "list")
+	if err != nil || strings.Count(list, "Temperature #0x30 | Upper Critical going high | Asserted") != 2 {
+		t.Errorf("ipmitool sel list = %q (%v), want the two records (the reference reading)", list, err)
+	}
 	for _, e := range after {
-		if e.Type != "standard" || e.SensorType != "Temperature" || e.SensorNumber != 0x30 || e.Time != nil || e.PreInitS == nil {
-			t.Errorf("SEL() record = %+v, want a standard Temperature #0x30 record with a pre-init time", e)
-		}
-		if e.PreInitS != nil && !strings.Contains(list, fmt.Sprintf("|%010d|", *e.PreInitS)) {
-			t.Errorf("SEL() record pre-init time %d, want the one ipmitool lists:\n%s", *e.PreInitS, list)
+		if e.Type != "standard" || e.SensorType != "Temperature" || e.SensorNumber != 0x30 || (e.Time == nil) == (e.PreInitS == nil) {
+			t.Errorf("SEL() record = %+v, want a standard Temperature #0x30 record with one timestamp", e)
 		}
 		if !strings.Contains(e.Event, "Upper Critical") || !strings.Contains(e.Event, "going high") || !strings.HasSuffix(e.Event, "Asserted") {
-			t.Errorf("SEL() record event = %q, want upper critical going high, asserted (ipmitool: %s)", e.Event, list)
+			t.Errorf("SEL() record event = %q, want upper critical going high, asserted", e.Event)
 		}
 	}
 	if after[0].RecordID == after[1].RecordID {
 		t.Errorf("SEL() record ids = %d, %d, want distinct", after[0].RecordID, after[1].RecordID)
 	}
-	if !strings.Contains(list, "Upper Critical going high") {
-		t.Errorf("ipmitool sel list = %q, want the records (the reference reading)", list)
+	return after
+}
+
+// The client reads ipmi_sim's System Event Log. ipmi_sim's clock is not
+// set, so it stamps records with its uptime (§37.1), as ipmitool's
+// "Pre-Init" shows.
+func TestClientSELAgainstIPMISim(t *testing.T) {
+	cfg, _ := ipmiSim(t, false)
+	got := readSEL(t, cfg, "3")
+	list, _ := ipmitool(cfg, "3", "sel", "list")
+	for _, e := range got {
+		if e.PreInitS == nil || !strings.Contains(list, fmt.Sprintf("|%010d|", *e.PreInitS)) {
+			t.Errorf("SEL() record %+v, want the pre-init time ipmitool lists:\n%s", e, list)
+		}
 	}
-	if _, err := c.Sensors(ctx); err != nil {
+	c := newClient(t, cfg, nil)
+	if _, err := c.Sensors(ctxT(t, time.Minute)); err != nil {
 		t.Errorf("Sensors() of an ipmi_sim without SDRs = %v, want none and no error", err)
+	}
+}
+
+// The sim BMC's SEL (bmcsim/sel.go) answers as ipmi_sim's: the same adds
+// read back the same records, but for the timestamp, which the sim BMC
+// takes from its clock (set, as on a real BMC in service).
+func TestSELSimAgainstIPMISim(t *testing.T) {
+	cfg, _ := ipmiSim(t, false)
+	want := readSEL(t, cfg, "3")
+	b := startBMC(t, bmcsim.Config{})
+	got := readSEL(t, b.IPMI(), "17")
+	for i := range got {
+		if got[i].Time == nil || time.Since(*got[i].Time) > time.Minute || time.Since(*got[i].Time) < -time.Minute {
+			t.Errorf("sim BMC record %d time = %v, want now", i, got[i].Time)
+		}
+		got[i].Time, want[i].PreInitS = nil, nil
+		if got[i] != want[i] {
+			t.Errorf("sim BMC record %d = %+v, ipmi_sim's = %+v", i, got[i], want[i])
+		}
 	}
 }
 

@@ -63,6 +63,11 @@ func TestReportCommand(t *testing.T) {
 		t.Errorf("report PASS exit %d, want 0, the pass verdict, no console tail and no warning:\n%s", code, out)
 	}
 
+	// The sim BMC answers the lab context's SEL and SDR reads.
+	if data, _ := os.ReadFile(filepath.Join(pass, "result.json")); !strings.Contains(string(data), `"sel_count_end": 0`) || strings.Contains(string(data), "sel at start") {
+		t.Errorf("pass result.json lab_context.bmc = %s, want the sim BMC's empty SEL and no error", data[strings.Index(string(data), `"lab_context"`):])
+	}
+
 	// --html rewrites a report that is not there (an older bundle's).
 	old := copyBundle(t, fail)
 	os.Remove(filepath.Join(old, "report.html"))

@@ -378,7 +378,10 @@ func (a *app) runJob(file string, f *runFlags) error {
 			fmt.Fprintf(a.stderr, "basalt: released %s (%s): running the cleanup\n", dev.Name, why)
 		}
 	}
+	// The BMC's SEL and sensors before and after: result.json lab_context.
+	labStart := bmcSnapshot(a.abort, env.Device, "start")
 	outcome := r.Run(ctx)
+	recordLabBMC(b, labStart, bmcSnapshot(a.abort, env.Device, "end"))
 	if closeBackends != nil {
 		closeBackends()
 	}

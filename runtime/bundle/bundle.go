@@ -481,6 +481,11 @@ func (b *Bundle) Result() Result {
 		for k, v := range r.LabContext.Retries {
 			lc.Retries[k] = v
 		}
+		if lc.BMC != nil {
+			bmc := *lc.BMC
+			bmc.Errors = append([]string(nil), bmc.Errors...)
+			lc.BMC = &bmc
+		}
 		r.LabContext = &lc
 	}
 	return r

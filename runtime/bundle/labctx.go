@@ -19,6 +19,45 @@ type LabContext struct {
 	// ipmi (datagrams sent again), console_connect, sol_send (text sent
 	// again), stage (a stage run again after an infra or device error).
 	Retries map[string]int `json:"retries"`
+	// BMC is what the device's BMC said at the start and the end of the
+	// job: its SEL records added meanwhile, its sensor readings.
+	BMC *LabBMC `json:"bmc,omitempty"`
+}
+
+// LabBMC is the BMC's part of the lab context. The records and readings
+// are the ipmi package's SELEntry and SensorReading, as JSON.
+type LabBMC struct {
+	SELAdded     json.RawMessage `json:"sel_added,omitempty"`
+	SELCount     int             `json:"sel_count_end"`
+	SensorsStart json.RawMessage `json:"sensors_start,omitempty"`
+	SensorsEnd   json.RawMessage `json:"sensors_end,omitempty"`
+	// Errors are the BMC's refusals and failures, by what was asked
+	// ("sel at start: ..."): they cost the job nothing.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// SetLabBMC records the BMC's part of the lab context, its text redacted.
+func (b *Bundle) SetLabBMC(bmc LabBMC) error {
+	red := func(m json.RawMessage) json.RawMessage {
+		if m == nil {
+			return nil
+		}
+		r := json.RawMessage(b.R.String(string(m)))
+		if !json.Valid(r) {
+			return json.RawMessage(`"<redacted>"`)
+		}
+		return r
+	}
+	bmc.SELAdded, bmc.SensorsStart, bmc.SensorsEnd = red(bmc.SELAdded), red(bmc.SensorsStart), red(bmc.SensorsEnd)
+	for i, e := range bmc.Errors {
+		bmc.Errors[i] = b.R.String(e)
+	}
+	return b.Update(func(r *Result) {
+		if r.LabContext == nil {
+			r.LabContext = &LabContext{Retries: map[string]int{}}
+		}
+		r.LabContext.BMC = &bmc
+	})
 }
 
 // LabContextGap is one console gap or retype.

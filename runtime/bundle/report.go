@@ -87,6 +87,45 @@ type report struct {
 
 	rel  func(time.Time) string
 	href func(int64) string
+
+	// The BMC's part of the lab context, decoded.
+	SELAdded []map[string]any
+	Sensors  []sensorRow
+}
+
+type sensorRow struct{ Name, Start, End string }
+
+// bmcContext decodes lab_context.bmc's SEL records and sensor readings.
+func (rp *report) bmcContext(bmc *LabBMC) {
+	if bmc == nil {
+		return
+	}
+	json.Unmarshal(bmc.SELAdded, &rp.SELAdded)
+	var start, end []map[string]any
+	json.Unmarshal(bmc.SensorsStart, &start)
+	json.Unmarshal(bmc.SensorsEnd, &end)
+	rows := map[string]*sensorRow{}
+	var order []string
+	reading := func(m map[string]any) string { return strings.TrimSpace(fmt.Sprint(m["reading"])) }
+	for i, list := range [][]map[string]any{start, end} {
+		for _, m := range list {
+			name := fmt.Sprint(m["name"])
+			r, ok := rows[name]
+			if !ok {
+				r = &sensorRow{Name: name}
+				rows[name] = r
+				order = append(order, name)
+			}
+			if i == 0 {
+				r.Start = reading(m)
+			} else {
+				r.End = reading(m)
+			}
+		}
+	}
+	for _, n := range order {
+		rp.Sensors = append(rp.Sensors, *rows[n])
+	}
 }
 
 // Rel is t as the report shows times: since the job started.
@@ -210,6 +249,9 @@ func (rd *Read) report() *report {
 		return "console.log"
 	}
 	rp.rel, rp.href = rel, href
+	if res.LabContext != nil {
+		rp.bmcContext(res.LabContext.BMC)
+	}
 
 	for _, st := range append(append([]Stage(nil), res.Stages...), res.Cleanup...) {
 		if st.Started == nil {
