@@ -99,8 +99,6 @@ func TestSELSimAgainstIPMISim(t *testing.T) {
 	}
 }
 
-func hexb(b byte) string { return fmt.Sprintf("0x%02x", b) }
-
 // fullSDR is a full sensor record (IPMI v2.0 §43.1, Table 43-1) for
 // sensor num named name (8 characters): a threshold temperature sensor in
 // degrees C, linear with M = 1, B = 0, so the raw reading is the
