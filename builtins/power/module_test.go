@@ -18,7 +18,9 @@ import (
 
 // newThread returns a thread running a job stage whose power backend is b.
 func newThread[B power.Backend](t *testing.T, ctx context.Context, b B) *starlark.Thread {
-	return builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"power": b}})
+	env := &builtins.Env{Ctx: ctx, Stage: "test"}
+	power.SetBackend(env, b)
+	return builtinstest.NewThread(t, env)
 }
 
 func run(t *testing.T, thread *starlark.Thread, src string) error {
@@ -48,7 +50,7 @@ func TestModuleErrors(t *testing.T) {
 	} {
 		thread := newThread(t, ctxT(t), tc.b)
 		if tc.b == nil {
-			builtins.EnvOf(thread).Backends = map[string]any{}
+			power.SetBackend(builtins.EnvOf(thread), nil)
 		}
 		err := run(t, thread, tc.src+"\n")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
