@@ -78,10 +78,10 @@ type node struct {
 	evs []string
 }
 
-func (n *node) PowerOn(bmcsim.BootDevice) { n.add("on") }
-func (n *node) PowerOff()                 { n.add("off") }
-func (n *node) Reset(bmcsim.BootDevice)   { n.add("reset") }
-func (n *node) add(e string)              { n.mu.Lock(); n.evs = append(n.evs, e); n.mu.Unlock() }
+func (n *node) PowerOn(context.Context, bmcsim.BootDevice) error { n.add("on"); return nil }
+func (n *node) PowerOff(context.Context) error                   { n.add("off"); return nil }
+func (n *node) Reset(context.Context, bmcsim.BootDevice) error   { n.add("reset"); return nil }
+func (n *node) add(e string)                                     { n.mu.Lock(); n.evs = append(n.evs, e); n.mu.Unlock() }
 func (n *node) take() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
