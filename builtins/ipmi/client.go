@@ -61,8 +61,8 @@ type Options struct {
 //     and the next call opens a new one at once;
 //   - sends the first command on a session that has been silent for
 //     longer than one datagram timeout once, and when no answer comes
-//     within a few of the session's round-trip times (the first sign of a
-//     forgotten session) opens a new session beside it: the call goes on
+//     within a few times the BMC's slowest recent exchange (the first sign
+//     of a forgotten session) opens a new session beside it: the call goes on
 //     on whichever answers first, so a forgotten session costs one session
 //     open and one exchange, not a datagram timeout (see suspectLocked).
 //
@@ -80,9 +80,11 @@ type Client struct {
 	closed bool
 	// answered is when the BMC last answered on conn.
 	answered time.Time
-	// srtt is the smoothed duration of an exchange on conn (RFC 6298's
-	// SRTT, gain 1/8): how long a live session takes to answer.
-	srtt time.Duration
+	// slowest is about the longest exchange the BMC took lately (it
+	// follows a longer one at once and decays by 1/16 per shorter one):
+	// how long a live session may take to answer. ipmi_sim runs a script
+	// for chassis commands; real BMCs take tens of milliseconds for some.
+	slowest time.Duration
 	// stopKeepalive ends the keepalive goroutine; nil while none runs.
 	stopKeepalive chan struct{}
 
@@ -500,7 +502,7 @@ func (c *Client) dial(ctx context.Context) (*client.Client, *gate, error) {
 func (c *Client) installLocked(ic *client.Client, g *gate, took time.Duration) {
 	c.conn, c.gate = ic, g
 	c.answered = time.Now()
-	c.srtt = took / 4
+	c.slowest = max(c.slowest, took/4)
 	if c.cfg.Keepalive > 0 && c.stopKeepalive == nil && !c.closed {
 		c.stopKeepalive = make(chan struct{})
 		go c.keepalive(c.stopKeepalive)
@@ -517,20 +519,17 @@ func getDeviceID(ctx context.Context, ic *client.Client) error {
 // answeredAfter records an answer on the session that took d.
 func (c *Client) answeredAfter(d time.Duration) {
 	c.answered = time.Now()
-	if c.srtt <= 0 {
-		c.srtt = d
-	} else {
-		c.srtt += (d - c.srtt) / 8
-	}
+	c.slowest = max(d, c.slowest-c.slowest/16)
 }
 
-// Bounds of the wait for an answer on a silent session before a new one
-// is opened beside it: a few round trips of the session, never less than
-// minSuspectWait (a BMC's scheduling jitter) nor more than a datagram
-// timeout.
+// The wait for an answer on a silent session before a new one is opened
+// beside it: suspectTimes the slowest recent exchange, never less than
+// minSuspectWait (a loaded BMC's or dispatcher's scheduling jitter) nor
+// more than a datagram timeout. A live session's answer then nearly always
+// comes first, and the call runs once.
 const (
-	minSuspectWait = 20 * time.Millisecond
-	suspectRTTs    = 4
+	minSuspectWait = 100 * time.Millisecond
+	suspectTimes   = 4
 )
 
 // suspectLocked runs fn (safe to repeat) once on the current session,
@@ -538,12 +537,12 @@ const (
 // one the BMC has forgotten: BMCs drop idle sessions (§6.12.15) and forget
 // all of them when they restart, and ignore a forgotten session's packets
 // without a word. The gate lets one datagram out. If no answer comes
-// within a few of the session's round trips, a new session is opened
-// beside it; whichever is first wins: an answer on the old session keeps
-// it (the new one is closed), a new session up first replaces the old one,
-// whose exchange is given up (fn then runs again on the new session). So
-// a forgotten session costs one session open and one exchange plus a few
-// round trips, not a datagram timeout. replaced reports that the new
+// within a few times the BMC's slowest recent exchange, a new session is
+// opened beside it; whichever is first wins: an answer on the old session
+// keeps it (the new one is closed), a new session up first replaces the
+// old one, whose exchange is given up (fn then runs again on the new
+// session). So a forgotten session costs that wait, one session open and
+// one exchange, not a datagram timeout. replaced reports that the new
 // session took over; err is fn's result otherwise.
 func (c *Client) suspectLocked(ctx context.Context, command string, fn func(context.Context, *client.Client) error) (replaced bool, err error) {
 	old, g := c.conn, c.gate
@@ -553,7 +552,7 @@ func (c *Client) suspectLocked(ctx context.Context, command string, fn func(cont
 	start := time.Now()
 	res := make(chan error, 1)
 	go func() { res <- fn(fctx, old) }()
-	wait := time.NewTimer(min(max(suspectRTTs*c.srtt, minSuspectWait), c.cfg.Timeout))
+	wait := time.NewTimer(min(max(suspectTimes*c.slowest, minSuspectWait), c.cfg.Timeout))
 	defer wait.Stop()
 	type session struct {
 		ic  *client.Client

@@ -275,8 +275,8 @@ func TestClientIPMISimRestart(t *testing.T) {
 // TestClientIPMISimRestartNoTimeout: the call after ipmi_sim restarted does
 // not wait out a datagram timeout on the forgotten session. With a
 // datagram timeout longer than the call's whole deadline the call still
-// succeeds: it opens a new session beside the silent one a few round
-// trips after its one datagram, and runs there. (It failed before: the
+// succeeds: it opens a new session beside the silent one soon after
+// its one datagram, and runs there. (It failed before: the
 // call waited the full timeout for the forgotten session's answer.)
 func TestClientIPMISimRestartNoTimeout(t *testing.T) {
 	s := startIPMISim(t, true)
