@@ -48,7 +48,7 @@ func BenchmarkRunTrue(b *testing.B) {
 	b.Run("basalt-bmc", func(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		vm, err := Start(ctx, Config{Kernel: k.Vmlinuz, Initrd: img, Append: "console=ttyS0 panic=-1 basalt.netwait=0"})
+		vm, err := Start(ctx, Config{Kernel: k.Vmlinuz, Initrd: img, Append: "console=ttyS0 panic=-1 no_timer_check basalt.netwait=0"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func BenchmarkRunTrue(b *testing.B) {
 		// chardev listens on qemuAddr.
 		s.serialHost, s.serialPort, _ = net.SplitHostPort(qemuAddr)
 		vm, err := Start(ctx, Config{Kernel: k.Vmlinuz, Initrd: img,
-			Append: "console=ttyS1 panic=-1 basalt.netwait=0", ExtraArgs: s.QemuArgs()})
+			Append: "console=ttyS1 panic=-1 no_timer_check basalt.netwait=0", ExtraArgs: s.QemuArgs()})
 		if err != nil {
 			b.Fatal(err)
 		}
