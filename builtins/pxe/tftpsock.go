@@ -22,6 +22,8 @@ type tidConn struct {
 	fd      int
 	local   *net.UDPAddr
 	timeout time.Duration // SO_RCVTIMEO as last set
+	cpu     int           // the CPU the thread is bound to (followCPU), or -1
+	locked  bool          // the goroutine is locked to its thread (followCPU)
 }
 
 var errTimeout = errors.New("timeout waiting for the client")
@@ -53,7 +55,7 @@ func dialTID(local net.IP, remote *net.UDPAddr) (*tidConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open socket: %w", err)
 	}
-	c := &tidConn{fd: fd}
+	c := &tidConn{fd: fd, cpu: -1}
 	if err := unix.Bind(fd, la); err != nil {
 		c.close()
 		return nil, fmt.Errorf("bind socket: %w", err)
