@@ -17,7 +17,9 @@ import (
 // and a blocking recv with SO_RCVTIMEO costs one syscall, where Go's
 // netpoller costs a failed recv, an epoll wait, a goroutine wake-up and a
 // timer reset per block. A transfer holds an OS thread while it waits;
-// there are a handful at a time.
+// there are a handful at a time. Per lock-step block the server makes a
+// write and a read, and every 64 blocks a getsockopt (followCPU, which
+// keeps the thread on the CPU the ACKs arrive on); it allocates nothing.
 type tidConn struct {
 	fd      int
 	local   *net.UDPAddr
