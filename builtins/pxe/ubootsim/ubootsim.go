@@ -133,11 +133,11 @@ type blob struct {
 }
 
 type board struct {
-	cfg  Config
-	keys chan byte
-	rerr chan error // holds the console's read error once it failed
-	out  io.Writer
-	env  map[string]string
+	cfg   Config
+	keys  chan byte
+	rerr  chan error // holds the console's read error once it failed
+	out   io.Writer
+	env   map[string]string
 	mem   []blob
 	boot  *Boot
 	reset bool
