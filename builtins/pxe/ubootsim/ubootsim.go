@@ -318,8 +318,9 @@ func (b *board) shell(ctx context.Context) (*Boot, error) {
 	}
 }
 
-// readLine is common/cli_readline.c's line editor: echo, ^H/DEL erase a
-// character ("\b \b"), ^U the line, ^C discards it (nil), Enter ends it.
+// readLine is common/cli_readline.c's line editor (cread_line): echo,
+// ^H/DEL erase a character, ^U the line, ^C discards it (nil), Enter ends
+// it.
 func (b *board) readLine(ctx context.Context) (*string, error) {
 	var buf []byte
 	for {
@@ -340,7 +341,10 @@ func (b *board) readLine(ctx context.Context) (*string, error) {
 			b.printf("\n")
 			return nil, nil
 		case 0x15:
-			b.printf("%s", strings.Repeat("\b \b", len(buf)))
+			// cread_line (CONFIG_CMDLINE_EDITING) backs over the line,
+			// blanks it and backs over it again.
+			n := len(buf)
+			b.printf("%s%s%s", strings.Repeat("\b", n), strings.Repeat(" ", n), strings.Repeat("\b", n))
 			buf = buf[:0]
 		case 0x17:
 			for len(buf) > 0 && buf[len(buf)-1] == ' ' {
@@ -361,6 +365,29 @@ func (b *board) readLine(ctx context.Context) (*string, error) {
 			b.out.Write([]byte{c})
 		}
 	}
+}
+
+// commandsOf splits a line at the semicolons outside quotes.
+func commandsOf(line string) []string {
+	var out []string
+	start, quote := 0, byte(0)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\\':
+			i++
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ';':
+			out = append(out, line[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, line[start:])
 }
 
 var varRef = regexp.MustCompile(`\$\{([A-Za-z0-9_.]+)\}|\$([A-Za-z0-9_]+)`)
@@ -443,8 +470,14 @@ func (b *board) expand(s string) string {
 // stop the next (only && would). It stops after a successful boot.
 func (b *board) runLine(ctx context.Context, line string) int {
 	rc := 0
-	for _, argv := range b.split(line) {
-		rc = b.run(ctx, argv)
+	// Each command's variables expand when it runs, after the ones before
+	// it ("setenv v 1; echo $v" prints 1).
+	for _, raw := range commandsOf(line) {
+		cmds := b.split(raw)
+		if len(cmds) == 0 {
+			continue
+		}
+		rc = b.run(ctx, cmds[0])
 		if b.boot != nil || b.reset || ctx.Err() != nil {
 			break
 		}

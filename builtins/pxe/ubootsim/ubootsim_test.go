@@ -188,7 +188,7 @@ func TestShell(t *testing.T) {
 
 	// ^U erases the line, as cli_readline does.
 	c.send(t, "garbage\x15")
-	at = c.expect(t, at, `garbage(\x08 \x08){7}`)
+	at = c.expect(t, at, `garbage\x08{7} {7}\x08{7}`)
 	c.send(t, "setenv bootargs console=ttyAMA0 basalt.nonce=abc; saveenv\r")
 	at = c.expect(t, at, `Saving Environment to NVRAM\.\.\. OK\r\n`)
 	c.send(t, "bootz 0x800000 ${ramdisk_addr_r}:1770 ${fdt_addr_r}\r")
