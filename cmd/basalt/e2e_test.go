@@ -449,8 +449,20 @@ func TestE2EQemuIPXEConsole(t *testing.T) {
 	job := filepath.Join(q.jobDir, "qemu-ipxe-console.star")
 	must(t, os.WriteFile(job, src, 0o644))
 
+	// Typed kernel/initrd/boot lines instead of the script: no config is
+	// served at all.
+	lines := filepath.Join(q.dir, "out-ipxe-lines")
+	run := q.ns.Command(ctx, q.bin, "run", job, "--lab", labDir, "--device", "qemu01", "--out", lines, "--param", "script=no")
+	if output, err := run.CombinedOutput(); err != nil {
+		con, _ := os.ReadFile(filepath.Join(lines, "console.log"))
+		t.Fatalf("basalt run --param script=no: %v\n%s\nconsole.log (last 6 KiB):\n%s", err, output, tail(con, 6<<10))
+	}
+	if con, _ := os.ReadFile(filepath.Join(lines, "console.log")); !strings.Contains(string(con), "iPXE> kernel ${basalt_url} ${basalt_args}") || strings.Contains(string(con), "chain http") {
+		t.Errorf("console.log of script=no lacks the typed kernel line (or chains):\n%s", tail(con, 4<<10))
+	}
+
 	out := filepath.Join(q.dir, "out-ipxe")
-	run := q.ns.Command(ctx, q.bin, "run", job, "--lab", labDir, "--device", "qemu01", "--out", out)
+	run = q.ns.Command(ctx, q.bin, "run", job, "--lab", labDir, "--device", "qemu01", "--out", out)
 	t0 := time.Now()
 	output, err := run.CombinedOutput()
 	t.Logf("basalt run took %s:\n%s", time.Since(t0).Round(time.Second), output)
