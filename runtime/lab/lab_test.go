@@ -285,7 +285,7 @@ func TestExampleLab(t *testing.T) {
 	for _, s := range List(l) {
 		names = append(names, s.Name+":"+s.Type)
 	}
-	if diff := cmp.Diff([]string{"highbank01:highbank", "sim01:sim"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"highbank01:highbank", "sim01:sim", "simuboot01:sim"}, names); diff != "" {
 		t.Errorf("List(example lab) mismatch (-want +got):\n%s", diff)
 	}
 	if _, err := l.Device("highbank01"); err == nil || !strings.Contains(err.Error(), "HIGHBANK01_IPMI_PASSWORD is not set") {
