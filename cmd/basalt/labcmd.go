@@ -96,7 +96,7 @@ powers the device through that port of its PDU: power_command runs pdudaemon's
 }
 
 func (a *app) simCmd() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "sim",
 		Short: "Run a simulated node standalone, for external clients such as ipmitool",
 		Long: `sim starts the built-in simulated Highbank node — its BMC (RMCP+ on a free 127.0.0.1
@@ -126,6 +126,8 @@ them. It runs until interrupted.`,
 			return nil
 		},
 	}
+	c.AddCommand(a.simImageCmd())
+	return c
 }
 
 func (a *app) initrdCmd() *cobra.Command {
