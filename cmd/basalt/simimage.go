@@ -96,6 +96,11 @@ The same flags give the same bytes.`,
 				}
 				write = func(w io.Writer) error { return simdisk.WriteDisk(w, d) }
 			}
+			// A dry run into io.Discard, which cannot fail: an error is
+			// the input's (a size too small for the files), a usage error.
+			if err := write(io.Discard); err != nil {
+				return usagef("sim image: %v", err)
+			}
 			if err := writeImage(out, write); err != nil {
 				return &exitError{code: pipeline.ExitInfra, err: fmt.Errorf("sim image: write %s: %w", out, err)}
 			}
