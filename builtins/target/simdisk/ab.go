@@ -103,6 +103,15 @@ func mbr(parts []Partition) []byte {
 // little-endian, over the data after it), then the entries sorted by name,
 // as U-Boot's env export and libubootenv write them.
 func EncodeEnv(vars map[string]string, size int) ([]byte, error) {
+	return EncodeEnvOver(make([]byte, size), vars)
+}
+
+// EncodeEnvOver writes the environment of vars over a copy of old, an
+// environment as read from the disk, and returns it: the entries, a final
+// "\0", and old's bytes after that, as libubootenv's fw_setenv leaves them
+// (the CRC is over all of it).
+func EncodeEnvOver(old []byte, vars map[string]string) ([]byte, error) {
+	size := len(old)
 	names := make([]string, 0, len(vars))
 	for k := range vars {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(vars[k], "\x00") {
@@ -111,7 +120,7 @@ func EncodeEnv(vars map[string]string, size int) ([]byte, error) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	b := make([]byte, size)
+	b := bytes.Clone(old)
 	off := 4
 	for _, k := range names {
 		e := k + "=" + vars[k] + "\x00"
@@ -120,6 +129,7 @@ func EncodeEnv(vars map[string]string, size int) ([]byte, error) {
 		}
 		off += copy(b[off:], e)
 	}
+	b[off] = 0
 	binary.LittleEndian.PutUint32(b[:4], crc32.ChecksumIEEE(b[4:]))
 	return b, nil
 }

@@ -27,10 +27,12 @@ import (
 
 const fwEnvConfig = "/etc/fw_env.config"
 
-// fwEnv is where the environment is: a device, an offset and a size.
+// fwEnv is where the environment is: a device, an offset and a size; and
+// what it held when read.
 type fwEnv struct {
 	dev       string
 	off, size int64
+	raw       []byte
 }
 
 func (c *call) fwConfig() (fwEnv, error) {
@@ -41,7 +43,7 @@ func (c *call) fwConfig() (fwEnv, error) {
 	}
 	data, err := c.readFile(cfg)
 	if err != nil {
-		return fwEnv{}, err
+		return fwEnv{}, errNoConfig
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -62,23 +64,29 @@ func (c *call) fwConfig() (fwEnv, error) {
 	return fwEnv{}, errConfig
 }
 
-var errConfig = errors.New("Configuration file wrong or corrupted")
+// libubootenv says the same for a config it cannot read (exit 247) and one
+// it cannot parse or whose device it cannot open (exit 234).
+var (
+	errConfig   = errors.New("Configuration file wrong or corrupted")
+	errNoConfig = errors.New("Configuration file wrong or corrupted")
+)
 
 // readEnv reads the environment; a bad CRC reads as no environment.
-func (c *call) readEnv(e fwEnv) (map[string]string, error) {
+func (c *call) readEnv(e fwEnv) (map[string]string, []byte, error) {
 	f, err := c.sh.fs.open(e.dev, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	if _, err := f.Seek(e.off, io.SeekStart); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b := make([]byte, e.size)
 	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return simdisk.DecodeEnv(b)
+	vars, err := simdisk.DecodeEnv(b)
+	return vars, b, err
 }
 
 // fwOpen reads the config and the environment, printing what libubootenv
@@ -87,15 +95,23 @@ func (c *call) readEnv(e fwEnv) (map[string]string, error) {
 func (c *call) fwOpen() (fwEnv, map[string]string, error) {
 	e, err := c.fwConfig()
 	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		if err == errNoConfig {
+			return e, nil, exitCode(247)
+		}
+		return e, nil, exitCode(234)
+	}
+	if _, err := c.sh.fs.stat(e.dev, true); err != nil {
 		fmt.Fprintln(c.stderr, errConfig)
 		return e, nil, exitCode(234)
 	}
-	vars, err := c.readEnv(e)
+	vars, raw, err := c.readEnv(e)
 	if err != nil {
 		fmt.Fprintln(c.stderr, "Cannot read environment, using default")
 		fmt.Fprintln(c.stderr, "Cannot read default environment from file")
 		return e, nil, exitCode(243)
 	}
+	e.raw = raw
 	return e, vars, nil
 }
 
@@ -146,7 +162,22 @@ func cmdFwSetenv(c *call) error {
 	} else {
 		vars[args[0]] = args[1]
 	}
-	b, err := simdisk.EncodeEnv(vars, int(e.size))
+	// libubootenv writes the entries over the buffer it read and leaves
+	// the bytes after the terminating "\0\0" as they were (the CRC covers
+	// them): the same bytes, not a cleared tail. It parsed that buffer in
+	// place, cutting each "name=value" at its '=', so those '=' are NULs.
+	raw := bytes.Clone(e.raw)
+	for i := 4; i < len(raw) && raw[i] != 0; {
+		end := bytes.IndexByte(raw[i:], 0)
+		if end < 0 {
+			break
+		}
+		if eq := bytes.IndexByte(raw[i:i+end], '='); eq >= 0 {
+			raw[i+eq] = 0
+		}
+		i += end + 1
+	}
+	b, err := simdisk.EncodeEnvOver(raw, vars)
 	if err != nil {
 		return c.fail("%v", err)
 	}
