@@ -188,6 +188,10 @@ type SimFaults struct {
 	// httpd on port 80 with a document root of its own, as real master
 	// images may; target.fetch must not use it.
 	MasterHTTPD bool
+	// Disk (key "disk"): a raw disk image file that is the node's disk,
+	// kept across jobs (absolute once the device file is read). Empty: a
+	// blank disk of the node's own, removed with it.
+	Disk string
 }
 
 // Secret is a password or token read from the environment or a file. Its

@@ -93,8 +93,22 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.dir, n.ownDir = d, true
 	}
 	n.disk = filepath.Join(n.dir, "sda.img")
-	// A blank disk of DiskSize bytes (sparse): readable, not bootable.
-	if f, err := os.OpenFile(n.disk, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+	if d := cfg.Device.Sim.Disk; d != "" {
+		// The device's own disk file, which outlives the node as a
+		// board's disk outlives a job. Never truncated: a missing one is
+		// a blank disk of DiskSize bytes.
+		n.disk = d
+		f, err := os.OpenFile(d, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			n.removeDir()
+			return nil, fmt.Errorf("sim: disk: %w", err)
+		}
+		if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
+			f.Truncate(DiskSize)
+		}
+		f.Close()
+	} else if f, err := os.OpenFile(n.disk, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		// A blank disk of DiskSize bytes (sparse): readable, not bootable.
 		f.Truncate(DiskSize)
 		f.Close()
 	}
