@@ -65,11 +65,13 @@ func (c *call) fwConfig() (fwEnv, error) {
 }
 
 // libubootenv says the same for a config it cannot read (exit 247) and one
-// it cannot parse or whose device it cannot open (exit 234).
+// it cannot parse or whose device it cannot open (exit 234): msgConfig.
 var (
-	errConfig   = errors.New("Configuration file wrong or corrupted")
-	errNoConfig = errors.New("Configuration file wrong or corrupted")
+	errConfig   = errors.New("bad config")
+	errNoConfig = errors.New("no config")
 )
+
+const msgConfig = "Configuration file wrong or corrupted"
 
 // readEnv reads the environment; a bad CRC reads as no environment.
 func (c *call) readEnv(e fwEnv) (map[string]string, []byte, error) {
@@ -95,14 +97,14 @@ func (c *call) readEnv(e fwEnv) (map[string]string, []byte, error) {
 func (c *call) fwOpen() (fwEnv, map[string]string, error) {
 	e, err := c.fwConfig()
 	if err != nil {
-		fmt.Fprintln(c.stderr, err)
+		fmt.Fprintln(c.stderr, msgConfig)
 		if err == errNoConfig {
 			return e, nil, exitCode(247)
 		}
 		return e, nil, exitCode(234)
 	}
 	if _, err := c.sh.fs.stat(e.dev, true); err != nil {
-		fmt.Fprintln(c.stderr, errConfig)
+		fmt.Fprintln(c.stderr, msgConfig)
 		return e, nil, exitCode(234)
 	}
 	vars, raw, err := c.readEnv(e)
