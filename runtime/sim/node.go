@@ -473,7 +473,12 @@ func (n *Node) bootSlot(disk io.ReaderAt, ab *simdisk.ABDisk, out io.Writer) (*s
 			"fallback": k > 0, "os": img.OS, "kernel": img.Kernel})
 		return img, strings.TrimSpace(img.Cmdline + " root=" + dev), nil
 	}
-	return nil, "", errors.Join(errs...)
+	// One line for the console's "No bootable device found (...)".
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return nil, "", fmt.Errorf("%w: %s", simdisk.ErrNoBootableDevice, strings.Join(msgs, "; "))
 }
 
 func (n *Node) kernelLog(out io.Writer, kernel, cmdline string) error {
