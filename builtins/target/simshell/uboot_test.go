@@ -48,7 +48,7 @@ func TestPartitionDevices(t *testing.T) {
 		{"head -c 14 /dev/sda2", "BASALTSIMDISK1"},
 		// a clone of slot a into slot b, then both read the same
 		{"dd if=/dev/sda2 of=/dev/sda3 bs=4096 2>/dev/null; sha256sum /dev/sda2 /dev/sda3 | cut -d' ' -f1 | uniq | wc -l", "1\n"},
-		{"dd if=/dev/zero of=/dev/sda3 bs=4096 count=17 2>&1 | tail -1; echo rc=$?", "dd: error writing '/dev/sda3': No space left on device\nrc=0\n"},
+		{"dd if=/dev/zero of=/dev/sda3 bs=4096 count=17 2>&1 | head -1; echo rc=$?", "dd: error writing '/dev/sda3': No space left on device\nrc=0\n"},
 	}
 	for _, tt := range tests {
 		if got := c.run(tt.cmd); got != tt.want {
