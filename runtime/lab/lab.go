@@ -192,6 +192,10 @@ type SimFaults struct {
 	// kept across jobs (absolute once the device file is read). Empty: a
 	// blank disk of the node's own, removed with it.
 	Disk string
+	// Bootloader (key "bootloader"): "u-boot" runs the sim's U-Boot
+	// (builtins/pxe/ubootsim) at every power-on; "" boots straight from
+	// the BMC's boot device.
+	Bootloader string
 }
 
 // Secret is a password or token read from the environment or a file. Its
