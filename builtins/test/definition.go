@@ -187,12 +187,18 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	res, err := t.Run(rctx, cmd, false)
 	if err != nil {
 		var te *target.TimeoutError
-		if errors.As(err, &te) && timeout.D() > 0 && timeout.D() <= te.Left+time.Second {
-			te.Timeout = timeout.D()
+		if errors.As(err, &te) {
+			te.Cmd = run // not the script that wraps it
+			if timeout.D() > 0 && timeout.D() <= te.Left+time.Second {
+				te.Timeout = timeout.D()
+			}
 		}
-		return nil, fmt.Errorf("%s: %s: run %s: %w", name, what, run, err)
+		return nil, fmt.Errorf("%s: %s: %w", name, what, err)
 	}
 	cases, problems := parseFn(res.Output)
+	if len(cases) == 0 {
+		problems = append(problems, report.Problem{Reason: fmt.Sprintf("no test results in the output of %s (format %q)", run, format)})
+	}
 	if res.ExitCode != 0 {
 		problems = append(problems, report.Problem{Reason: fmt.Sprintf("%s exited with status %d", run, res.ExitCode)})
 	}

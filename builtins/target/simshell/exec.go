@@ -148,6 +148,12 @@ func (s *Shell) lookPath(pathVar, name string) (p string, denied bool) {
 	return "", denied && commands[name] == nil
 }
 
+// scriptOnPath is the script lookPath finds for name on the call's PATH.
+func (c *call) scriptOnPath(name string) string {
+	p, _ := c.sh.lookPath(c.env.Get("PATH").String(), name)
+	return p
+}
+
 // isScript reports whether the target file p starts with a #! line naming a
 // shell we emulate.
 func (s *Shell) isScript(p string) bool {
@@ -455,6 +461,14 @@ func cmdWhich(c *call) error {
 				fmt.Fprintf(c.stdout, "%s is a shell builtin\n", n)
 			} else {
 				fmt.Fprintln(c.stdout, n)
+			}
+		case !strings.Contains(n, "/") && c.scriptOnPath(n) != "":
+			// A script on PATH before our commands (busybox which
+			// searches PATH for an executable file).
+			if mode == "-type" {
+				fmt.Fprintf(c.stdout, "%s is %s\n", n, c.scriptOnPath(n))
+			} else {
+				fmt.Fprintln(c.stdout, c.scriptOnPath(n))
 			}
 		case commands[n] != nil:
 			if mode == "-type" {
