@@ -449,6 +449,10 @@ func bisectCode(err error) error {
 func inputs(plan *interp.Plan) []bundle.Input {
 	var in []bundle.Input
 	for _, i := range plan.Inputs {
+		if i.Commit != "" { // a libraries.star library
+			in = append(in, bundle.Input{Name: i.Name, URL: i.URL, Commit: i.Commit})
+			continue
+		}
 		in = append(in, bundle.Input{Name: i.Name, Path: i.Name, Size: i.Size, SHA256: i.SHA256})
 	}
 	for _, art := range plan.Artifacts() {

@@ -108,12 +108,16 @@ func Open(ctx context.Context, c *Cache, files *artifact.Cache, jobDir, src, ref
 	if !local {
 		s.URL = Redact(src)
 	}
-	s.open = func(ctx context.Context) (io.ReadCloser, error) {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(r.Archive(ctx, pw)) }()
-		return pr, nil
-	}
+	s.open = func(ctx context.Context) (io.ReadCloser, error) { return r.Tar(ctx), nil }
 	return s, nil
+}
+
+// Tar returns the commit's tree as a tar stream (git archive, running
+// until the stream is read to its end or closed).
+func (r *Repo) Tar(ctx context.Context) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(r.Archive(ctx, pw)) }()
+	return pr
 }
 
 type readCloser struct {
