@@ -7,12 +7,16 @@ import (
 	"context"
 	"io"
 	"os"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 )
 
 // gitRepo makes a repository with the git binary: a commit with files,
@@ -226,10 +230,55 @@ func TestOpenTarball(t *testing.T) {
 	if err != nil || h.Name != "run.sh" {
 		t.Errorf("Open(tarball).Tar first entry = %v, %v; want run.sh", h, err)
 	}
+	// The same tarball by URL: downloaded into the artifact cache, its
+	// URL and sha256 recorded.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(gz.Bytes()) }))
+	defer srv.Close()
+	u, err := Open(context.Background(), &Cache{}, &artifact.Cache{Dir: t.TempDir()}, jobDir, srv.URL+"/suite.tar.gz", "")
+	if err != nil || u.SHA256 != s.SHA256 || u.URL != srv.URL+"/suite.tar.gz" {
+		t.Errorf("Open(tarball URL) = %+v, %v; want sha256 %s and its URL", u, err, s.SHA256)
+	}
 	if _, err := Open(context.Background(), &Cache{}, nil, jobDir, "suite.tar.gz", "main"); builtins.ClassOf(err) != builtins.ClassJob {
 		t.Errorf("Open(tarball, ref=main) = %v, want a job error", err)
 	}
 	if _, err := Open(context.Background(), &Cache{Dir: t.TempDir()}, nil, jobDir, "../elsewhere", ""); builtins.ClassOf(err) != builtins.ClassJob || !strings.Contains(err.Error(), "escapes the job's directory") {
 		t.Errorf("Open(../elsewhere) = %v, want a job error", err)
+	}
+}
+
+// A repository over HTTP from a real smart-HTTP server: git's own
+// http-backend (CGI), as forges and cgit installs serve it.
+func TestResolveHTTP(t *testing.T) {
+	dir, first, second := gitRepo(t)
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Skip("git --exec-path: ", err)
+	}
+	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		t.Skip("git-http-backend not installed: ", err)
+	}
+	h := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1"}, Stderr: io.Discard}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	url := srv.URL + "/" + filepath.Base(dir)
+	c := &Cache{Dir: t.TempDir()}
+	for ref, want := range map[string]string{"": second, "v1": first, first: first} {
+		r, err := c.Resolve(context.Background(), url, ref)
+		if err != nil || r.Commit != want {
+			t.Errorf("Resolve(%s, %q) = %v, %v; want commit %s", url, ref, r, err, want)
+			continue
+		}
+		var tarball bytes.Buffer
+		if err := r.Archive(context.Background(), &tarball); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(tarball.Bytes(), []byte("run.sh")) {
+			t.Errorf("Archive(%s) lacks run.sh", r.Commit)
+		}
+	}
+	_, err = c.Resolve(context.Background(), srv.URL+"/nope.git", "")
+	if builtins.ClassOf(err) != builtins.ClassInfra || !strings.Contains(err.Error(), "fetch "+srv.URL+"/nope.git") {
+		t.Errorf("Resolve(missing repository over HTTP) = %v, want an infrastructure error naming the URL", err)
 	}
 }
