@@ -184,3 +184,36 @@ func (l *loader) closeLibs() {
 		}
 	}
 }
+
+// Libraries reads the @NAME//path.star modules of the libraries that
+// jobDir's libraries.star declares, for static checkers that read a job's
+// loads before Declare runs (basalt check's call check): read returns the
+// module's source and whether name is such a module, fetching the library
+// as Declare does (into cacheDir; "" is lab.DefaultCacheDir()). With no
+// libraries.star, or one that does not evaluate (Declare reports it),
+// read answers false for every name. Call closeFn when done.
+func Libraries(ctx context.Context, jobDir, cacheDir string) (read func(name string) ([]byte, bool, error), closeFn func()) {
+	none := func(string) ([]byte, bool, error) { return nil, false, nil }
+	root, err := os.OpenRoot(jobDir)
+	if err != nil {
+		return none, func() {}
+	}
+	l := &loader{root: root, cacheDir: cacheDir, ctx: ctx, reason: func() string { return "canceled" },
+		plan: &Plan{MaxSteps: DefaultMaxSteps, sources: map[string][]byte{}}}
+	closeFn = func() { l.closeLibs(); root.Close() }
+	if err := l.readLibraries(&starlark.Thread{}); err != nil || l.libs == nil {
+		return none, closeFn
+	}
+	return func(name string) ([]byte, bool, error) {
+		lib, p, ok := l.libraryOf(name)
+		if !ok {
+			return nil, false, nil
+		}
+		lr, err := l.libRoot(lib)
+		if err != nil {
+			return nil, true, err
+		}
+		_, data, err := ReadConfined(lr, p, "library "+lib.Name)
+		return data, true, err
+	}, closeFn
+}
