@@ -33,7 +33,7 @@ func parseLAVADef(file string, data []byte) (*lavaDef, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: not a LAVA test definition: want a mapping with metadata: and run: steps:", file)
+		return nil, fmt.Errorf("%s: not a LAVA test definition: want a mapping with the keys metadata and run (with steps)", file)
 	}
 	top := doc.Content[0]
 	d := &lavaDef{}
