@@ -199,11 +199,21 @@ func (r *Repo) run(ctx context.Context, stdout io.Writer, args ...string) ([]byt
 			msg = strings.TrimSpace(msg[i+1:])
 		}
 		if msg != "" {
-			return nil, fmt.Errorf("git %s: %s", args[0], Redact(msg))
+			return nil, fmt.Errorf("git %s: %s", args[0], r.scrub(msg))
 		}
 		return nil, fmt.Errorf("git %s: %w", args[0], err)
 	}
 	return out.Bytes(), nil
+}
+
+// scrub removes the URL's password from a message of git's.
+func (r *Repo) scrub(msg string) string {
+	if p, err := url.Parse(r.URL); err == nil && p.User != nil {
+		if pw, ok := p.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return msg
 }
 
 func (c *Cache) emit(typ string, fields map[string]any) {
