@@ -135,9 +135,27 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", name, what, err)
 	}
-	perr := repo.Pack(tarball, tr, "tree", func(n string) bool { return n == yamlFile }, func(n string, data []byte) {
+	// What the call names must be in the tree: the directory, and the
+	// script when run starts with one ("./run.sh -v"): a clear job error
+	// here, not "not found" from the target's shell.
+	script0 := ""
+	if f := strings.Fields(run); len(f) > 0 && strings.HasPrefix(f[0], "./") && yamlFile == "" {
+		script0 = path.Join(dir, f[0])
+	}
+	dirSeen, scriptSeen := dir == ".", script0 == ""
+	perr := repo.Pack(tarball, tr, "tree", func(n string) bool {
+		dirSeen = dirSeen || strings.HasPrefix(n, dir+"/")
+		scriptSeen = scriptSeen || n == script0
+		return n == yamlFile
+	}, func(n string, data []byte) {
 		def, defErr = parseLAVADef(n, data)
 	}, func() ([]repo.File, error) {
+		switch {
+		case !dirSeen:
+			return nil, builtins.Job(fmt.Errorf("path %q: no such directory in the tree", dir))
+		case !scriptSeen:
+			return nil, builtins.Job(fmt.Errorf("run %q: no file %s in the tree", run, script0))
+		}
 		script := runScript(tdir, workDir, vars, run)
 		if yamlFile != "" {
 			if defErr != nil {

@@ -172,9 +172,10 @@ type File struct {
 // tar extracts: directories, regular files and symlinks of src under
 // prefix (GNU headers for long names; owners, pax headers and other entry
 // types dropped), then the files extra returns, called once the tree is
-// read. keep, if not nil, is called with each regular file's name
-// (relative to the tree) and content that it wants (want(name) true). An
-// entry naming a path outside the tree is a job error naming it.
+// read. want, if not nil, sees the name (relative to the tree) of every
+// entry it packs; keep is called with the name and content of each regular
+// file want returned true for. An entry naming a path outside the tree is
+// a job error naming it.
 func Pack(w io.Writer, src io.Reader, prefix string, want func(string) bool, keep func(name string, data []byte), extra func() ([]File, error)) error {
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
@@ -208,12 +209,13 @@ func Pack(w io.Writer, src io.Reader, prefix string, want func(string) bool, kee
 		if err := tw.WriteHeader(out); err != nil {
 			return fmt.Errorf("pack %s: %w", name, err)
 		}
+		wanted := want != nil && want(name)
 		if out.Typeflag != tar.TypeReg {
 			continue
 		}
 		var r io.Reader = tr
 		var kept []byte
-		if want != nil && want(name) {
+		if wanted {
 			b, err := io.ReadAll(io.LimitReader(tr, 16<<20))
 			if err != nil {
 				return builtins.Job(fmt.Errorf("read %s: %w", name, err))
