@@ -91,7 +91,7 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 			return nil, builtins.Job(fmt.Errorf("%s: run %q leaves the tree", name, run))
 		}
 	}
-	t, err := builtins.BackendOf[*target.Target](thread, "target")
+	t, err := target.BackendFrom(thread)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
