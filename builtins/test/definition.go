@@ -109,6 +109,10 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	if rec, ok := env.Rec.(inputRecorder); ok {
 		rec.AddInput(bundle.Input{Name: "test.run_definition " + src.Name, URL: src.URL, Path: pathOf(src), Commit: src.Commit, SHA256: src.SHA256, Size: src.Size})
 	}
+	if src.Dirty {
+		env.Logger().Warn("the local repository has uncommitted changes; running its commit, without them",
+			"repo", src.Name, "commit", src.Commit)
+	}
 	what := src.Name
 	if src.Commit != "" {
 		what += " at " + src.Commit[:12]
@@ -197,7 +201,7 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 		return nil, fmt.Errorf("%s: unpack %s on the target: %w", name, what, err)
 	}
 	env.Emit("test_definition", map[string]any{"repo": src.Name, "url": src.URL, "commit": src.Commit, "sha256": src.SHA256,
-		"dir": tdir, "run": run, "tree_sha256": sum, "pos": builtins.Caller(thread)})
+		"dir": tdir, "run": run, "tree_sha256": sum, "dirty": src.Dirty, "pos": builtins.Caller(thread)})
 
 	rctx, rcancel := builtins.CallContext(thread, timeout.D())
 	defer rcancel()

@@ -207,6 +207,21 @@ func TestExtractConfined(t *testing.T) {
 	}
 }
 
+// A local repository runs its commit; uncommitted edits are reported.
+func TestOpenLocalDirty(t *testing.T) {
+	dir, _, second := gitRepo(t)
+	jobDir := filepath.Dir(dir)
+	c := &Cache{Dir: t.TempDir()}
+	s, err := Open(context.Background(), c, nil, jobDir, filepath.Base(dir), "")
+	if err != nil || s.Commit != second || s.Dirty || s.URL != "" {
+		t.Fatalf("Open(clean local repo) = %+v, %v; want commit %s, not dirty, no URL", s, err, second)
+	}
+	os.WriteFile(filepath.Join(dir, "run.sh"), []byte("#!/bin/sh\necho edited\n"), 0o755)
+	if s, err = Open(context.Background(), c, nil, jobDir, filepath.Base(dir), ""); err != nil || !s.Dirty || s.Commit != second {
+		t.Errorf("Open(edited local repo) = %+v, %v; want commit %s, dirty", s, err, second)
+	}
+}
+
 func TestOpenTarball(t *testing.T) {
 	jobDir := t.TempDir()
 	var gz bytes.Buffer

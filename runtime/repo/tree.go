@@ -2,12 +2,14 @@ package repo
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -25,6 +27,9 @@ type Source struct {
 	Commit string // the repository's commit; "" for a tarball
 	SHA256 string // the tarball's sha256; "" for a repository
 	Size   int64  // the tarball's size
+	// Dirty is a local repository whose work tree has changes not in the
+	// commit used (uncommitted edits of tracked files).
+	Dirty bool
 	// open returns the tree as a tar stream.
 	open func(ctx context.Context) (io.ReadCloser, error)
 }
@@ -107,6 +112,8 @@ func Open(ctx context.Context, c *Cache, files *artifact.Cache, jobDir, src, ref
 	s := &Source{Name: Redact(src), Commit: r.Commit}
 	if !local {
 		s.URL = Redact(src)
+	} else {
+		s.Dirty = dirty(ctx, c, u)
 	}
 	s.open = func(ctx context.Context) (io.ReadCloser, error) { return r.Tar(ctx), nil }
 	return s, nil
@@ -118,6 +125,19 @@ func (r *Repo) Tar(ctx context.Context) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(r.Archive(ctx, pw)) }()
 	return pr
+}
+
+// dirty reports whether the work tree at dir has uncommitted changes to
+// tracked files (git status --porcelain); an error says no.
+func dirty(ctx context.Context, c *Cache, dir string) bool {
+	git := c.Git
+	if git == "" {
+		git = "git"
+	}
+	cmd := exec.CommandContext(ctx, git, "-C", dir, "status", "--porcelain", "--untracked-files=no")
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_OPTIONAL_LOCKS=0")
+	out, err := cmd.Output()
+	return err == nil && len(bytes.TrimSpace(out)) > 0
 }
 
 type readCloser struct {
