@@ -45,7 +45,7 @@ func lintJob(file, labDir string) (*lint.Result, error) {
 	// A bounded wait: Declare fetches (and reports) a library this misses.
 	lctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	libs, closeLibs := interp.Libraries(lctx, filepath.Dir(abs), "")
+	libs, closeLibs := interp.Libraries(lctx, filepath.Dir(abs), labCacheDir(labDir))
 	defer closeLibs()
 	source := func(name string) ([]byte, error) {
 		if p, ok := strings.CutPrefix(name, interp.StdlibPrefix); ok {
@@ -80,6 +80,20 @@ func lintJob(file, labDir string) (*lint.Result, error) {
 		return nil, builtins.Job(errors.Join(res.Problems...))
 	}
 	return res, nil
+}
+
+// labCacheDir is the artifact cache of the lab at dir (lab.star's
+// cache_dir, which test.run_definition's repositories use too), "" for
+// the default: libraries.star's libraries are fetched there.
+func labCacheDir(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	l, err := lab.Load(dir)
+	if err != nil {
+		return ""
+	}
+	return l.CacheDir
 }
 
 // checkUses refuses, given a device, what the job reaches and the device

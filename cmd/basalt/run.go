@@ -198,7 +198,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	calls, declErr := lintJob(file, jobLabDir(f.lab))
 	if declErr == nil {
 		plan, declErr = interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
-			Ctx: ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab),
+			Ctx: ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab), CacheDir: labCacheDir(jobLabDir(f.lab)),
 			Print: func(msg string) { out.print(msg) }})
 	}
 	if declErr == nil {
