@@ -74,7 +74,7 @@ var diffLines = []string{
 	// variables, and the lava-test-case helper it installs.
 	`wget -q -O t.tgz {URL}/tree.tar.gz && mkdir -p o && tar -xzf t.tgz -C o; echo $?; cat o/tree/run.sh; test -x o/tree/run.sh && echo exec; cat o/tree/link; cat o/tree/d/*/long; tar -tzf t.tgz; tar xzf t.tgz; echo $?; cat tree/link`,
 	`tar -xzf nope; echo $?; echo hi > n; tar -xzf n; echo $?; tar -xzf n -C nodir; echo $?; tar; echo $?`,
-	`mkdir -p b; printf '#!/bin/sh\necho script "$X" "$1"\n' > b/hi; chmod +x b/hi; PATH="$(pwd)/b:$PATH"; X=1; export X; hi arg; Y=2 sh -c 'echo "$X$Y"'; Z=3; sh -c 'echo "[$Z]"'; chmod 644 b/hi; hi; echo $?`,
+	`mkdir -p b; printf '#!/bin/sh\necho script "$X" "$1"\n' > b/hi; chmod +x b/hi; PATH="$(pwd)/b:$PATH"; X=1; export X; hi arg; Y=2 sh -c 'echo "$X$Y"'; Z=3; sh -c 'echo "[$Z]"'; chmod -x b/hi; hi; echo $?; test -x b/hi || echo notexec; chmod +x b/hi; hi`,
 	`mkdir -p b; wget -q -O b/lava-test-case {URL}/lava-test-case; chmod +x b/lava-test-case; PATH="$(pwd)/b:$PATH"; lava-test-case pwd --result pass; lava-test-case m --result pass --measurement 1.5 --units s; lava-test-case sh --shell false; lava-test-case ok --shell test -d /; lava-test-case bad 2>/dev/null; echo $?; lava-test-case x --result 2>/dev/null; echo $?; which lava-test-case > /dev/null; echo $?; which nope-nope; echo $?`,
 	// The daemon form reports a taken port in its exit status.
 	`busybox httpd -f -p {PORT} -h . & h=$!; sleep 0.2; busybox httpd -p {PORT} -h .; echo $?; kill $h`,
