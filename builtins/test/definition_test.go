@@ -1,14 +1,19 @@
 package test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/test/report"
 	"github.com/google/go-cmp/cmp"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 func TestParseLAVADef(t *testing.T) {
@@ -146,5 +151,28 @@ lava-test-raise "disk gone" || echo "raise: $?"`
 	}
 	if *cases[0].Measurement != 6.2 || cases[0].Units != "s" {
 		t.Errorf("boot measurement = %v %q, want 6.2 s", *cases[0].Measurement, cases[0].Units)
+	}
+}
+
+// Bad arguments are job errors naming the argument, before any repository
+// is fetched or the target reached.
+func TestRunDefinitionArgs(t *testing.T) {
+	for _, tc := range []struct{ call, want string }{
+		{`test.run_definition("r", format = "junit")`, `unknown format "junit"`},
+		{`test.run_definition("r", params = {"bad-name": "x"})`, `params: key "bad-name" is not a shell variable name`},
+		{`test.run_definition("r", params = {"A": [1]})`, "params: A: want a string, number or bool, got list"},
+		{`test.run_definition("r", path = "../up")`, `path "../up": want a directory inside the tree`},
+		{`test.run_definition("r", path = "/abs")`, `path "/abs": want a directory inside the tree`},
+		{`test.run_definition("r", run = " ")`, "empty run"},
+		{`test.run_definition("r", run = "../x.yaml")`, `run "../x.yaml" leaves the tree`},
+		{`test.run_definition("r", timeout = 0)`, "timeout"},
+		{`test.run_definition("r")`, "this run has no device"},
+	} {
+		thread := &starlark.Thread{Name: "t"}
+		builtins.Attach(thread, &builtins.Env{Ctx: context.Background(), Rec: &builtinstest.Recorder{}})
+		_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star", tc.call, starlark.StringDict{"test": Table.Module()})
+		if err == nil || builtins.ClassOf(err) != builtins.ClassJob || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s = %v (class %s), want a job error holding %q", tc.call, err, builtins.ClassOf(err), tc.want)
+		}
 	}
 }
