@@ -113,6 +113,13 @@ func startIPMISim(t testing.TB, withChassis bool) *simProc {
 // lan.conf (ipmi_lan(5)), such as a sol line.
 func startIPMISimWith(t testing.TB, withChassis bool, mcConf string) *simProc {
 	t.Helper()
+	return startIPMISimEmu(t, withChassis, mcConf, "")
+}
+
+// startIPMISimEmu is startIPMISimWith with more emulator commands
+// (ipmi_sim_cmd(5)) after the MC is added, such as sensors and SDRs.
+func startIPMISimEmu(t testing.TB, withChassis bool, mcConf, emuMore string) *simProc {
+	t.Helper()
 	bin, err := exec.LookPath("ipmi_sim")
 	if err != nil {
 		t.Skip("ipmi_sim not installed (Debian package openipmi)")
@@ -143,7 +150,7 @@ set_working_mc 0x20
 		conf += fmt.Sprintf("  chassis_control %q\n", script+" 0x20")
 	}
 	conf += mcConf
-	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
+	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\nsel_enable 0x20 1000 0x0a\n" + emuMore + "mc_enable 0x20\n"
 	for name, body := range map[string]string{"lan.conf": conf, "sim.emu": emu} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)

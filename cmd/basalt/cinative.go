@@ -154,6 +154,21 @@ func summaryMarkdown(res bundle.Result, plan *interp.Plan, dir string, max int) 
 	if s := res.Summary; s != nil {
 		fmt.Fprintf(&b, "%d passed, %d failed, %d skipped · %.1f s · bundle `%s`\n\n", s["pass"], s["fail"], s["skip"], float64(res.DurationMS)/1000, dir)
 	}
+	if len(res.Triage) > 0 {
+		b.WriteString("#### Known issues\n\n")
+		for _, k := range res.Triage {
+			id := "**" + mdEscape(k.ID) + "**"
+			if k.URL != "" {
+				id = "[" + id + "](" + strings.NewReplacer("(", "%28", ")", "%29", " ", "%20").Replace(k.URL) + ")"
+			}
+			title := ""
+			if k.Title != "" {
+				title = " " + mdEscape(k.Title)
+			}
+			fmt.Fprintf(&b, "- known issue %s%s: %s (matched %s)\n", id, title, mdEscape(k.Failure), mdEscape(strings.Join(k.Matched, ", ")))
+		}
+		b.WriteString("\n")
+	}
 	fails := failures(res, plan)
 	if len(fails) > 0 {
 		b.WriteString("#### Failures\n\n")

@@ -181,7 +181,11 @@ func firstLine(err error) string {
 // summary ends the run's output: the test counts, each failed test with
 // its stage, the verdict and the bundle, then (on stderr, where CI looks for
 // why a job did not pass) the error, once, and the console's last lines.
-func (r *reporter) summary(res bundle.Result, dir string) {
+func (r *reporter) summary(res bundle.Result, dir string) { r.summaryTo(res, dir, true) }
+
+// summaryTo is summary; basalt report prints a console tail of its own
+// (with times and stages) instead of this one when tail is false.
+func (r *reporter) summaryTo(res bundle.Result, dir string, tail bool) {
 	tests := bundle.Standing(res)
 	s := map[string]int{}
 	for _, t := range tests {
@@ -235,7 +239,10 @@ func (r *reporter) summary(res bundle.Result, dir string) {
 		}
 		r.eprintf("basalt: %s error%s: %s\n", res.Error.Class, where, res.Error.Message)
 	}
-	if res.Status != pipeline.StatusPass {
+	for _, k := range res.Triage {
+		r.eprintf("%s\n", triageLine(k))
+	}
+	if res.Status != pipeline.StatusPass && tail {
 		if lines := consoleTail(filepath.Join(dir, "console.log")); len(lines) > 0 {
 			r.eprintf("console.log, last %d lines:\n", len(lines))
 			for _, l := range lines {
@@ -261,4 +268,20 @@ func consoleTail(name string) []string {
 	buf := make([]byte, fi.Size()-start)
 	n, _ := f.ReadAt(buf, start)
 	return bundle.TailLines(buf[:n], consoleTailLines, consoleTailWidth, start > 0)
+}
+
+// triageLine names a known issue the run matched, for CI logs: "known
+// issue LAB-12 (URL): title [matched ...]".
+func triageLine(k bundle.Triage) string {
+	s := "known issue " + k.ID
+	if k.URL != "" {
+		s += " (" + k.URL + ")"
+	}
+	if k.Title != "" {
+		s += ": " + k.Title
+	}
+	if len(k.Matched) > 0 {
+		s += " [matched " + strings.Join(k.Matched, ", ") + "]"
+	}
+	return s
 }

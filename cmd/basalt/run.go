@@ -173,6 +173,12 @@ func (a *app) runJob(file string, f *runFlags) error {
 		return usagef("--hold-on-failure needs a lab device, which basalt console can name (basalt device add sim NAME makes a sim one)")
 	}
 	a.learnSecrets(lb, dev)
+	// The lab's known issues, matched against the run's failures at its
+	// end (result.json triage); a broken known-issues.star is a lab error.
+	known, knownErr := lab.LoadKnownIssues(jobLabDir(f.lab))
+	if knownErr != nil && labErr == nil {
+		labErr = builtins.Job(fmt.Errorf("lab %s: %w", jobLabDir(f.lab), knownErr))
+	}
 	if lb == nil {
 		// No device: the lab's secrets are still masked, as check does,
 		// should a --param repeat one.
@@ -266,6 +272,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 		b.Update(func(r *bundle.Result) { r.Status = status; r.Error = info })
 		b.Emit("job_end", map[string]any{"status": status, "class": string(class), "error": err.Error()})
+		b.Triage(known)
 		b.Close()
 		out.summary(b.Result(), dir)
 		a.ciReport(b.Result(), plan, dir)
@@ -370,7 +377,10 @@ func (a *app) runJob(file string, f *runFlags) error {
 			fmt.Fprintf(a.stderr, "basalt: released %s (%s): running the cleanup\n", dev.Name, why)
 		}
 	}
+	// The BMC's SEL and sensors before and after: result.json lab_context.
+	labStart := bmcSnapshot(a.abort, lab.DeviceOf(env), "start")
 	outcome := r.Run(ctx)
+	recordLabBMC(b, labStart, bmcSnapshot(a.abort, lab.DeviceOf(env), "end"))
 	if closeBackends != nil {
 		closeBackends()
 	}
@@ -396,6 +406,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		b.Update(func(r *bundle.Result) { r.Runner.PeakRSSKB = ru.Maxrss })
 	}
+	b.Triage(known)
 	if err := b.Close(); err != nil {
 		fmt.Fprintf(a.stderr, "basalt: %v\n", err)
 	}

@@ -149,8 +149,12 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 		files++
 		return nil
 	})
-	if files < 5 {
-		t.Errorf("bundle holds %d files, want result.json, events.jsonl, console.log, job.log, junit.xml", files)
+	if files < 7 {
+		t.Errorf("bundle holds %d files, want result.json, events.jsonl, console.log, console.idx, job.log, junit.xml, report.html", files)
+	}
+	// report.html shows the console, the events and the error: masked there too.
+	if page, err := os.ReadFile(filepath.Join(out, "report.html")); err != nil || !bytes.Contains(page, []byte("******")) {
+		t.Errorf("report.html (%v) does not show the masked secret the console echoed", err)
 	}
 	for _, f := range []string{"result.json"} {
 		data, _ := os.ReadFile(filepath.Join(out, f))
@@ -170,7 +174,7 @@ func TestSecretNeverLeavesEscaped(t *testing.T) {
 	}
 	assertNoSecret(t, "nodev stdout", stdout.String(), hostilePW)
 	assertNoSecret(t, "nodev stderr", stderr.String(), hostilePW)
-	for _, f := range []string{"result.json", "events.jsonl", "job.log", "junit.xml"} {
+	for _, f := range []string{"result.json", "events.jsonl", "job.log", "junit.xml", "report.html"} {
 		data, _ := os.ReadFile(filepath.Join(nodevOut, f))
 		assertNoSecret(t, "nodev "+f, string(data), hostilePW)
 	}

@@ -3,8 +3,10 @@
 //	result.json   status, error class and position, stages, tests, artifacts, inputs
 //	events.jsonl  one JSON object per line, written with one write(2) per line
 //	console.log   every console byte, secrets masked
+//	console.idx   console.log's byte offsets mapped to time and stage
 //	job.log       what the job printed
 //	junit.xml     the test cases, for GitLab and Jenkins
+//	report.html   all of it on one self-contained page
 //	artifacts/    files fetched from the target
 //
 // Everything written passes through a Redactor, so secret values never reach
@@ -58,7 +60,27 @@ type Result struct {
 	// State is ctx.state as JSON, saved at every stage and cleanup
 	// boundary.
 	State json.RawMessage `json:"state,omitempty"`
-	Extra map[string]any  `json:"extra,omitempty"`
+	// Triage are the lab's known issues (known-issues.star) that the
+	// run's failure matches.
+	Triage []Triage `json:"triage,omitempty"`
+	// LabContext is what the lab did during the job: console gaps,
+	// retypes, protocol retries.
+	LabContext *LabContext    `json:"lab_context,omitempty"`
+	Extra      map[string]any `json:"extra,omitempty"`
+}
+
+// Triage is a known issue that a failed run matches.
+type Triage struct {
+	ID  string `json:"id"`
+	URL string `json:"url,omitempty"`
+	// Title says what the issue is, in the lab's words.
+	Title string `json:"title,omitempty"`
+	// Failure is what matched: "error" (the job's) or "test NAME".
+	Failure string `json:"failure"`
+	// Matched names what of the signature matched, as "key=value".
+	Matched []string `json:"matched"`
+	// Pos is the known_issue() call in known-issues.star.
+	Pos string `json:"pos,omitempty"`
 }
 
 // Runner names the program that wrote the bundle.
@@ -149,10 +171,16 @@ type Bundle struct {
 	events  *os.File
 	seq     int64
 	console *os.File
+	conIdx  *os.File
+	con     *conIndex
 	conW    *StreamWriter
 	jobLog  *os.File
 	printTo io.Writer
 	closed  bool
+
+	// failedCalls names, by stage, the builtin of the stage's last failed
+	// call (triage's builtin=).
+	failedCalls map[string]string
 
 	limits     Limits
 	onLimit    func(error)
@@ -237,14 +265,16 @@ func Create(dir string, res Result, o Options) (*Bundle, error) {
 	}
 	b.events = open("events.jsonl")
 	b.console = open("console.log")
+	b.conIdx = open("console.idx")
 	b.jobLog = open("job.log")
 	if err != nil {
 		b.closeFiles()
 		return nil, fmt.Errorf("create bundle: %w", err)
 	}
-	var cw io.Writer = b.console
+	b.con = &conIndex{w: b.console, idx: b.conIdx, r: b.R}
+	var cw io.Writer = b.con
 	if o.Follow != nil {
-		cw = io.MultiWriter(b.console, o.Follow)
+		cw = io.MultiWriter(b.con, o.Follow)
 	}
 	b.conW = NewStreamWriter(b.R, cw)
 	res.SchemaVersion = SchemaVersion
@@ -277,13 +307,30 @@ func (b *Bundle) Emit(typ string, fields map[string]any) {
 		rec.Message, rec.Error = b.R.String(rec.Message), b.R.String(rec.Error)
 		b.result.Recoveries = append(b.result.Recoveries, rec)
 	}
+	if stage, ok := stageOf(typ, fields); ok {
+		b.con.setStage(stage)
+	}
+	if typ == "call" && fields["outcome"] == "error" {
+		st, _ := fields["stage"].(string)
+		name, _ := fields["builtin"].(string)
+		if b.failedCalls == nil {
+			b.failedCalls = map[string]string{}
+		}
+		b.failedCalls[st] = name
+	}
 	b.seq++
-	ev := make(map[string]any, len(fields)+3)
+	ev := make(map[string]any, len(fields)+4)
 	for k, v := range fields {
 		ev[k] = v
 	}
 	ev["seq"] = b.seq
-	ev["time"] = time.Now().UTC().Format(time.RFC3339Nano)
+	// Where the console was when it happened: console.log bytes before
+	// this offset were written before the event.
+	off := b.con.off.Load()
+	ev["console_offset"] = off
+	now := time.Now().UTC()
+	ev["time"] = now.Format(time.RFC3339Nano)
+	b.labContext(typ, fields, now, off)
 	ev["type"] = typ
 	line, err := json.Marshal(ev)
 	if err != nil {
@@ -325,11 +372,7 @@ func (b *Bundle) TestCase(tc builtins.TestCase) {
 	tc.Units = b.R.String(tc.Units)
 	tc.Message = b.R.String(tc.Message)
 	b.mu.Lock()
-	if !b.closed {
-		if fi, err := b.console.Stat(); err == nil {
-			tc.ConsoleOffset = fi.Size()
-		}
-	}
+	tc.ConsoleOffset = b.con.off.Load()
 	b.result.Tests = append(b.result.Tests, tc)
 	b.mu.Unlock()
 	fields := map[string]any{"name": tc.Name, "result": tc.Result, "duration_ms": tc.DurationMS}
@@ -455,6 +498,21 @@ func (b *Bundle) Result() Result {
 	r.Cleanup = append([]Stage(nil), r.Cleanup...)
 	r.Artifacts = append([]Artifact(nil), r.Artifacts...)
 	r.Recoveries = append([]Recovery(nil), r.Recoveries...)
+	if r.LabContext != nil {
+		lc := *r.LabContext
+		lc.ConsoleGaps = append([]LabContextGap(nil), lc.ConsoleGaps...)
+		lc.Retypes = append([]LabContextGap(nil), lc.Retypes...)
+		lc.Retries = make(map[string]int, len(r.LabContext.Retries))
+		for k, v := range r.LabContext.Retries {
+			lc.Retries[k] = v
+		}
+		if lc.BMC != nil {
+			bmc := *lc.BMC
+			bmc.Errors = append([]string(nil), bmc.Errors...)
+			lc.BMC = &bmc
+		}
+		r.LabContext = &lc
+	}
 	return r
 }
 
@@ -545,6 +603,8 @@ func (b *Bundle) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	errs = append(errs, b.closeFiles())
+	// Last: report.html is made from the files as they now are.
+	errs = append(errs, WriteReport(b.Dir, b.R))
 	for _, e := range errs {
 		if e != nil {
 			return fmt.Errorf("close bundle %s: %w", b.Dir, e)
@@ -574,7 +634,7 @@ func (b *Bundle) consoleBefore(off int64, max int) []byte {
 
 func (b *Bundle) closeFiles() error {
 	var first error
-	for _, f := range []*os.File{b.events, b.console, b.jobLog} {
+	for _, f := range []*os.File{b.events, b.console, b.conIdx, b.jobLog} {
 		if f == nil {
 			continue
 		}

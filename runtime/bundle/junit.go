@@ -99,6 +99,22 @@ func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 			suites.Skipped++
 		}
 	}
+	// A failure that matches known issues says so first, so CI shows
+	// "known issue LAB-12" rather than a bare failure.
+	known := func(failure, msg, text string) (string, string) {
+		var ids, lines []string
+		for _, k := range r.Triage {
+			if k.Failure != failure {
+				continue
+			}
+			ids = append(ids, "known issue "+k.ID)
+			lines = append(lines, strings.TrimSpace(strings.Join([]string{"known issue " + k.ID + ":", k.Title, k.URL}, " ")))
+		}
+		if len(ids) == 0 {
+			return msg, text
+		}
+		return "[" + strings.Join(ids, ", ") + "] " + msg, strings.Join(lines, "\n") + "\n" + text
+	}
 	// GitLab keys a test by its suite and name: a case recorded twice in a
 	// stage would collapse into one, so repeats are numbered.
 	seen := map[[2]string]int{}
@@ -120,7 +136,8 @@ func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 			if msg == "" {
 				msg = tc.Name + " failed"
 			}
-			c.Failure = &junitMessage{Message: msg, Type: "fail", Text: tc.Message}
+			msg, text := known("test "+tc.Name, msg, tc.Message)
+			c.Failure = &junitMessage{Message: msg, Type: "fail", Text: text}
 			s.Failures++
 			suites.Failures++
 			if console != nil {
@@ -157,9 +174,10 @@ func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 	}
 	if r.Error != nil {
 		s := suite(r.Error.Stage)
+		msg, text := known("error", r.Error.Message, r.Error.Pos+"\n"+r.Error.Backtrace)
 		s.Cases = append(s.Cases, junitCase{
 			Name: "job", Classname: s.Name, Time: "0",
-			Error: &junitMessage{Message: r.Error.Message, Type: r.Error.Class, Text: r.Error.Pos + "\n" + r.Error.Backtrace},
+			Error: &junitMessage{Message: msg, Type: r.Error.Class, Text: text},
 		})
 		s.Tests++
 		s.Errors++

@@ -46,6 +46,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/clock"
 	"github.com/bougou/go-ipmi/pkg/hal"
 	"github.com/bougou/go-ipmi/pkg/hal/mock"
+	"github.com/bougou/go-ipmi/pkg/handlers"
 	"github.com/bougou/go-ipmi/pkg/server"
 	"github.com/bougou/go-ipmi/pkg/types"
 )
@@ -136,6 +137,7 @@ const serialBuffer = 64 << 10
 
 // BMC is a simulated BMC. Create it with [New], then [BMC.Start] it.
 type BMC struct {
+	sel  sel // the System Event Log (sel.go)
 	cfg  Config
 	log  *slog.Logger
 	core *bmc.BMC
@@ -249,7 +251,11 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	b.cancel = cancel
-	b.srv = server.NewServer(core, b.conn)
+	// go-ipmi's handlers, and a System Event Log (sel.go).
+	reg := handlers.NewRegistry()
+	handlers.RegisterAllHandlers(reg)
+	b.sel.register(reg)
+	b.srv = server.NewServer(core, b.conn, server.WithHandlerRegistry(reg))
 	b.done = make(chan struct{})
 	go func() {
 		defer close(b.done)

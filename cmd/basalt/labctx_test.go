@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins/ipmi"
+	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
+	"github.com/basalt-lab/basalt/runtime/bundle"
+	"github.com/basalt-lab/basalt/runtime/lab"
+)
+
+// The lab context records the SEL records a BMC added between the job's
+// start and end, not those it had before, and its sensors at both; a BMC
+// that does not answer costs the job nothing but a recorded error.
+func TestLabContextBMC(t *testing.T) {
+	if _, err := exec.LookPath("ipmitool"); err != nil {
+		t.Skip("ipmitool not installed (Debian package ipmitool)")
+	}
+	b := bmcsim.New(bmcsim.Config{User: "admin", Password: "labctx-pw"})
+	if err := b.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	dev := &lab.Device{Name: "node1", IPMI: b.IPMI()}
+	add := func(sensor string) {
+		t.Helper()
+		args := []string{"-I", "lanplus", "-H", "127.0.0.1", "-p", strconv.Itoa(b.Addr().Port), "-U", "admin", "-P", "labctx-pw", "-C", "17",
+			"raw", "0x0a", "0x44", "0x00", "0x00", "0x02", "0x00", "0x00", "0x00", "0x00", "0x20", "0x00", "0x04", "0x01", sensor, "0x01", "0x09", "0xff", "0xff"}
+		if out, err := exec.Command("ipmitool", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ipmitool sel add: %v: %s", err, out)
+		}
+	}
+	add("0x10") // before the job
+	ctx := context.Background()
+	start := bmcSnapshot(ctx, dev, "start")
+	add("0x30") // during the job
+	end := bmcSnapshot(ctx, dev, "end")
+
+	dir := t.TempDir()
+	bd, err := bundle.Create(dir, bundle.Result{Job: "j"}, bundle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recordLabBMC(bd, start, end); err != nil {
+		t.Fatal(err)
+	}
+	bd.Update(func(r *bundle.Result) { r.Status = "pass" })
+	bd.Close()
+	data, _ := os.ReadFile(filepath.Join(dir, "result.json"))
+	var res bundle.Result
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	got := res.LabContext.BMC
+	var added []ipmi.SELEntry
+	json.Unmarshal(got.SELAdded, &added)
+	if len(added) != 1 || added[0].SensorNumber != 0x30 || added[0].SensorType != "Temperature" || got.SELCount != 2 || len(got.Errors) != 0 {
+		t.Errorf("lab_context.bmc = sel_added %+v, sel_count_end %d, errors %q; want the one record added during the job (sensor 0x30) of 2, no errors",
+			added, got.SELCount, got.Errors)
+	}
+
+	page, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	if !strings.Contains(string(page), `<span class="sel-added">1</span> system event log records added`) || !strings.Contains(string(page), "Temperature #48") {
+		t.Error("report.html does not show the SEL record added during the job")
+	}
+
+	// A BMC that does not answer: errors, quickly.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close() // silent: reads nothing, answers nothing
+	mute := &lab.Device{Name: "mute", IPMI: lab.IPMI{Host: "127.0.0.1", Port: pc.LocalAddr().(*net.UDPAddr).Port, User: "admin",
+		Password: lab.NewSecret("X", "pw"), Timeout: 100 * time.Millisecond, Retries: -1}}
+	s := bmcSnapshot(ctx, mute, "start")
+	if len(s.errs) != 2 || !strings.HasPrefix(s.errs[0], "sel at start: ") || !strings.HasPrefix(s.errs[1], "sensors at start: ") {
+		t.Errorf("bmcSnapshot(mute BMC) errors = %q, want the SEL's and the sensors' failures", s.errs)
+	}
+}
