@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -47,11 +48,22 @@ type Config struct {
 	// DHCP is "none" (default; the site DHCP server points at us) or
 	// "proxy" (answer PXE clients of the job's MAC, ports 67 and 4011).
 	DHCP string
-	// DHCPInterface is the interface the proxy DHCP binds to.
+	// DHCPInterface is the interface the proxy or server DHCP binds to.
 	DHCPInterface string
 	// DHCPPort overrides port 67 (tests); the PXE boot-server port 4011 is
-	// DHCPPort+3944 when set, else 4011.
+	// DHCPPort+3944 when set, else 4011; server mode watches DHCPPort+1
+	// for other servers' answers.
 	DHCPPort int
+	// Server mode (DHCP "server"): the addresses leased, the subnet
+	// (default the interface's prefix holding the range), router and DNS
+	// servers handed out, the lease time (default 1h), and the MACs
+	// leased to besides the served job's (the device's boot NIC).
+	DHCPRange  lab.DHCPRange
+	DHCPSubnet netip.Prefix
+	DHCPRouter netip.Addr
+	DHCPDNS    []netip.Addr
+	DHCPLease  time.Duration
+	DHCPMACs   []string
 	// TFTPTimeout is the wait for one TFTP acknowledgement before a resend;
 	// default 1s. TFTPRetries is the number of resends; default 10.
 	TFTPTimeout time.Duration
@@ -130,6 +142,7 @@ type Server struct {
 	httpLn    net.Listener
 	httpSrv   *http.Server
 	dhcp      *proxyDHCP
+	dhcpSrv   *serverDHCP
 	done      sync.WaitGroup
 
 	mu        sync.Mutex
@@ -202,8 +215,15 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.started {
 		return errors.New("pxe: server already started")
 	}
-	if s.cfg.DHCP != "none" && s.cfg.DHCP != "proxy" {
-		return fmt.Errorf("pxe: dhcp mode %q, want none or proxy", s.cfg.DHCP)
+	if s.cfg.DHCP != "none" && s.cfg.DHCP != "proxy" && s.cfg.DHCP != "server" {
+		return fmt.Errorf("pxe: dhcp mode %q, want none, proxy or server", s.cfg.DHCP)
+	}
+	if s.cfg.DHCP != "none" {
+		// Before anything listens: a wrong interface is the lab's
+		// problem, named, before the device is powered on.
+		if _, _, err := dhcpInterface(s.cfg.DHCPInterface); err != nil {
+			return fmt.Errorf("pxe: %s dhcp: %w", s.cfg.DHCP, err)
+		}
 	}
 	for _, d := range filepath.SplitList(s.cfg.LoaderDir) {
 		r, err := os.OpenRoot(d)
@@ -258,6 +278,17 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("pxe: proxy dhcp: %w", err)
 		}
 		s.dhcp = d
+	}
+	if s.cfg.DHCP == "server" {
+		d, err := s.startServerDHCP()
+		if err != nil {
+			pc.Close()
+			front.close()
+			ln.Close()
+			s.closeLoaders()
+			return fmt.Errorf("pxe: dhcp server: %w", err)
+		}
+		s.dhcpSrv = d
 	}
 	s.done.Add(3)
 	go func() {
@@ -528,6 +559,9 @@ func (s *Server) Close() error {
 	if s.dhcp != nil {
 		errs = append(errs, s.dhcp.close())
 	}
+	if s.dhcpSrv != nil {
+		errs = append(errs, s.dhcpSrv.close())
+	}
 	errs = append(errs, s.httpSrv.Close())
 	s.tftp.Shutdown()
 	s.tftpFront.close()
@@ -637,8 +671,19 @@ func LabConfig(l *lab.Lab) Config {
 	if l == nil {
 		return Config{}
 	}
-	return Config{
+	c := Config{
 		TFTPAddr: l.TFTPAddr, HTTPAddr: l.HTTPAddr, DHCP: l.DHCP, DHCPInterface: l.DHCPInterface,
-		LoaderDir: l.LoaderDir, CacheDir: l.CacheDir,
+		LoaderDir: l.LoaderDir, CacheDir: l.CacheDir, DHCPLease: l.DHCPLease,
 	}
+	// Checked when the lab was read; a bad value here stays unset and
+	// Start says so.
+	c.DHCPRange, _ = lab.ParseDHCPRange(l.DHCPRange)
+	c.DHCPSubnet, _ = netip.ParsePrefix(l.DHCPSubnet)
+	c.DHCPRouter, _ = netip.ParseAddr(l.DHCPRouter)
+	for _, a := range l.DHCPDNS {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			c.DHCPDNS = append(c.DHCPDNS, ip)
+		}
+	}
+	return c
 }

@@ -470,14 +470,17 @@ func builtinLab(thread *starlark.Thread, b *starlark.Builtin, positional starlar
 			return nil, a.errorf("%s = %q: %v", f.name, *f.dst, err)
 		}
 	}
-	if l.DHCP, err = a.oneOf("dhcp", DefaultDHCP, "none", "proxy"); err != nil {
+	if l.DHCP, err = a.oneOf("dhcp", DefaultDHCP, "none", "proxy", "server"); err != nil {
 		return nil, err
 	}
 	if l.DHCPInterface, err = a.str("dhcp_interface", ""); err != nil {
 		return nil, err
 	}
-	if l.DHCP == "proxy" && l.DHCPInterface == "" {
-		return nil, a.errorf(`dhcp = "proxy" needs dhcp_interface (the interface the targets boot on)`)
+	if l.DHCP != "none" && l.DHCPInterface == "" {
+		return nil, a.errorf(`dhcp = %q needs dhcp_interface (the interface the targets boot on)`, l.DHCP)
+	}
+	if err := labDHCPServer(a, l); err != nil {
+		return nil, err
 	}
 	for _, f := range []struct {
 		name string
@@ -866,6 +869,9 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 		}
 	}
 
+	if err := deviceSegment(a, d); err != nil {
+		return nil, err
+	}
 	if d.Facts, err = a.facts(); err != nil {
 		return nil, err
 	}
