@@ -64,6 +64,10 @@ type Config struct {
 	DHCPDNS    []netip.Addr
 	DHCPLease  time.Duration
 	DHCPMACs   []string
+	// RouterAdvertisements makes server mode send IPv6 router
+	// advertisements that configure nothing (ra.go), so iPXE does not wait
+	// ~16 s for one. LabConfig sets it for dhcp = "server".
+	RouterAdvertisements bool
 	// TFTPTimeout is the wait for one TFTP acknowledgement before a resend;
 	// default 1s. TFTPRetries is the number of resends; default 10.
 	TFTPTimeout time.Duration
@@ -143,6 +147,7 @@ type Server struct {
 	httpSrv   *http.Server
 	dhcp      *proxyDHCP
 	dhcpSrv   *serverDHCP
+	ra        *routerAdverts
 	done      sync.WaitGroup
 
 	mu        sync.Mutex
@@ -289,6 +294,15 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("pxe: dhcp server: %w", err)
 		}
 		s.dhcpSrv = d
+		if s.cfg.RouterAdvertisements {
+			r, err := s.startRA(s.cfg.DHCPInterface)
+			if err != nil {
+				// iPXE boots regardless, ~16 s later.
+				s.log.Warn("pxe: no router advertisements; iPXE will wait for IPv6", "err", err)
+			} else {
+				s.ra = r
+			}
+		}
 	}
 	s.done.Add(3)
 	go func() {
@@ -562,6 +576,9 @@ func (s *Server) Close() error {
 	if s.dhcpSrv != nil {
 		errs = append(errs, s.dhcpSrv.close())
 	}
+	if s.ra != nil {
+		errs = append(errs, s.ra.close())
+	}
 	errs = append(errs, s.httpSrv.Close())
 	s.tftp.Shutdown()
 	s.tftpFront.close()
@@ -674,6 +691,7 @@ func LabConfig(l *lab.Lab) Config {
 	c := Config{
 		TFTPAddr: l.TFTPAddr, HTTPAddr: l.HTTPAddr, DHCP: l.DHCP, DHCPInterface: l.DHCPInterface,
 		LoaderDir: l.LoaderDir, CacheDir: l.CacheDir, DHCPLease: l.DHCPLease,
+		RouterAdvertisements: l.DHCP == "server",
 	}
 	// Checked when the lab was read; a bad value here stays unset and
 	// Start says so.
