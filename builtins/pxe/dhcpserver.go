@@ -251,6 +251,7 @@ func (d *serverDHCP) handle(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4
 	}
 	d.s.emit("dhcp", fields)
 	if reply.MessageType() == dhcpv4.MessageTypeAck && !reply.YourIPAddr.IsUnspecified() {
+		d.s.addLease(Lease{MAC: m.ClientHWAddr.String(), IP: reply.YourIPAddr.String(), VendorClass: m.ClassIdentifier()})
 		d.s.emit("dhcp_lease", map[string]any{"mac": m.ClientHWAddr.String(), "ip": reply.YourIPAddr.String(),
 			"lease_s": int(d.lease / time.Second), "vendor_class": m.ClassIdentifier()})
 	}

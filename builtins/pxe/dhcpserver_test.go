@@ -209,6 +209,9 @@ func TestDHCPServerUdhcpc(t *testing.T) {
 	if r, out, err := g.udhcpc(t, testMAC, "-r", sub+".105"); err != nil || r["ip"] != got["ip"] {
 		t.Errorf("udhcpc -r %s.105: ip %q, %v, want %s\n%s", sub, r["ip"], err, got["ip"], out)
 	}
+	if l := s.Leases(); len(l) < 2 || l[0] != (pxe.Lease{MAC: testMAC, IP: sub + ".100", VendorClass: "udhcp 1.35.0"}) {
+		t.Errorf("Leases() = %v, want %s for %s first", l, sub+".100", testMAC)
+	}
 	leases := ev.Events("dhcp_lease")
 	if len(leases) < 2 || leases[0]["ip"] != sub+".100" || leases[0]["mac"] != testMAC {
 		t.Errorf("dhcp_lease events = %v, want %s for %s", leases, sub+".100", testMAC)
@@ -348,5 +351,31 @@ func TestDHCPServerBadInterface(t *testing.T) {
 	cfg.DHCPRange, _ = lab.ParseDHCPRange("10.1.2.3-10.1.2.9")
 	if _, _, err := g.startIn(t, cfg); err == nil || !strings.Contains(err.Error(), "dhcp range 10.1.2.3-10.1.2.9 is not inside the subnet "+g.subnet+".0/24") {
 		t.Errorf("Start with a range off the interface's subnet = %v, want it said", err)
+	}
+}
+
+// With SocketsIn the server opens every socket in the namespace, the
+// per-transfer TFTP sockets too: busybox tftp in the client namespace
+// fetches a loader from it.
+func TestServerSocketsInNamespace(t *testing.T) {
+	g := newSegment(t)
+	cfg := g.serverConfig(t)
+	cfg.SocketsIn = func(fn func() error) error { return in(t, g.srvNS, fn) }
+	ev := &events{}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pxelinux.0"), []byte("fake pxelinux.0\n"), 0o644)
+	cfg.LoaderDir, cfg.CacheDir, cfg.Emit = dir, t.TempDir(), ev.Emit
+	s := pxe.NewServer(cfg)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer s.Close()
+	if out, err := exec.Command("ip", "-n", g.cliNS, "addr", "add", g.subnet+".100/24", "dev", g.cli).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	got := filepath.Join(t.TempDir(), "got")
+	out, err := exec.Command("ip", "netns", "exec", g.cliNS, need(t, "busybox"), "tftp", "-g", "-r", "pxelinux.0", "-l", got, g.addr.String()).CombinedOutput()
+	if b, _ := os.ReadFile(got); err != nil || string(b) != "fake pxelinux.0\n" {
+		t.Errorf("busybox tftp from the namespace: %v, %q\n%s\nevents:\n%s", err, b, out, ev)
 	}
 }

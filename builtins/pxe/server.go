@@ -64,6 +64,11 @@ type Config struct {
 	DHCPDNS    []netip.Addr
 	DHCPLease  time.Duration
 	DHCPMACs   []string
+	// SocketsIn, when set, runs fn where the server's sockets belong (a
+	// network namespace's Exec, runtime/qemu.NetNS): Start opens its
+	// listeners there, and the sockets opened later (one per TFTP
+	// transfer) are opened there too.
+	SocketsIn func(fn func() error) error
 	// RouterAdvertisements makes server mode send IPv6 router
 	// advertisements that configure nothing (ra.go), so iPXE does not wait
 	// ~16 s for one. LabConfig sets it for dhcp = "server".
@@ -155,7 +160,14 @@ type Server struct {
 	closed    bool
 	job       *job
 	published map[string]string // HTTP name -> path
-	opts      map[string]map[string]string
+	// Netinstall (publish.go): data published from memory, whether each
+	// went out whole, the HTTP requests seen, the leases given.
+	pubData    map[string][]byte
+	pubFetched map[string]bool
+	requests   []Request
+	leases     []Lease
+	reqChanged chan struct{}
+	opts       map[string]map[string]string
 }
 
 // job is the state of the boot being served.
@@ -215,6 +227,10 @@ func NewServer(cfg Config) *Server {
 // Start opens the TFTP and HTTP listeners (and the proxy DHCP when
 // configured) and serves until Close. ctx bounds only the start-up.
 func (s *Server) Start(ctx context.Context) error {
+	return s.socketsIn(func() error { return s.start(ctx) })
+}
+
+func (s *Server) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
@@ -320,6 +336,14 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	s.log.Info("pxe listening", "tftp", pc.LocalAddr().String(), "http", ln.Addr().String(), "dhcp", s.cfg.DHCP)
 	return nil
+}
+
+// socketsIn runs fn where Config.SocketsIn says, else here.
+func (s *Server) socketsIn(fn func() error) error {
+	if s.cfg.SocketsIn != nil {
+		return s.cfg.SocketsIn(fn)
+	}
+	return fn()
 }
 
 func (s *Server) closeLoaders() {
@@ -493,6 +517,9 @@ func (s *Server) Stop() {
 // ("vmlinuz"), a role ("kernel", "initrd", "dtb") or the kernel/initrd/dtb
 // argument given to Serve.
 func (s *Server) WaitFetch(ctx context.Context, name string) error {
+	if _, ok := s.publishedData(strings.TrimPrefix(name, PublishPrefix)); ok {
+		return s.waitPublished(ctx, strings.TrimPrefix(name, PublishPrefix))
+	}
 	s.mu.Lock()
 	j := s.job
 	s.mu.Unlock()
