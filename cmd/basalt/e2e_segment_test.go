@@ -152,7 +152,7 @@ func TestE2EQemuSegment(t *testing.T) {
 job(name = "seg-fail", device_type = "qemu", timeout = "5m",
     params = {"kernel": "images/qemu/vmlinuz", "initrd": "images/qemu/master.cpio.gz", "boot": "no"})
 def one(ctx):
-    if ctx.params["boot"] == "yes":
+    if ctx.params.boot == "yes":
         master.boot(ctx)
     fail("broken on purpose")
 stage("one", one)

@@ -183,8 +183,10 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		Publisher: srv,
 		Prompt:    target.JoinPrompts(prompts...),
 		CacheDir:  pcfg.CacheDir,
-		Emit:      emit,
-		Log:       log,
+		// On a segment, the device is reachable only from inside it.
+		HTTPClient: segmentHTTPClient(seg),
+		Emit:       emit,
+		Log:        log,
 	})
 	tgt.SetFacts(env.Facts)
 	env.Backends["target"] = tgt

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"net/netip"
+
+	cleanhttp "github.com/hashicorp/go-cleanhttp"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/pxe"
@@ -40,4 +45,28 @@ func jobSegment(dev *lab.Device, pcfg *pxe.Config, emit func(string, map[string]
 		dev = &d
 	}
 	return seg, dev, nil
+}
+
+// segmentHTTPClient is target's HTTP client on a segment: connections to
+// an address of the segment (target.fetch from the device) are dialed from
+// inside it, where it is reachable; every other one (artifact downloads)
+// from here as usual.
+func segmentHTTPClient(seg *segment.Segment) *http.Client {
+	if seg == nil {
+		return nil
+	}
+	tr := cleanhttp.DefaultTransport()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil && seg.Addr.Masked().Contains(ap.Addr()) {
+			var c net.Conn
+			err := seg.Exec(func() (err error) {
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr}
 }
