@@ -11,10 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,15 +87,20 @@ func createVLAN(dev *lab.Device, emit func(string, map[string]any)) (*Segment, e
 		return nil, fmt.Errorf("segment_addr %q: %w", sg.Addr, err)
 	}
 	name := VLANName(sg.Parent, sg.VLAN)
-	if _, err := os.Stat(filepath.Join("/sys/class/net", name)); err == nil {
+	// net.InterfaceByName asks the kernel over netlink, in this thread's
+	// namespace (/sys/class/net shows the namespace sysfs was mounted in).
+	if _, err := net.InterfaceByName(name); err == nil {
 		return nil, fmt.Errorf("create segment: interface %s exists already; basalt removes only what it made (ip link del %s)", name, name)
 	}
-	if _, err := os.Stat(filepath.Join("/sys/class/net", sg.Parent)); err != nil {
+	if _, err := net.InterfaceByName(sg.Parent); err != nil {
 		return nil, fmt.Errorf("create segment: segment_parent %q: no such interface", sg.Parent)
 	}
 	// 802.1Q tagging on the trunk (ip-link(8) "type vlan"); the switch
 	// port of the device is an access port of the same VLAN.
 	if err := ip("link", "add", "link", sg.Parent, "name", name, "type", "vlan", "id", strconv.Itoa(sg.VLAN)); err != nil {
+		if strings.Contains(err.Error(), "Unknown device type") {
+			return nil, fmt.Errorf("create segment: the kernel makes no 802.1Q links (modprobe 8021q): %w", err)
+		}
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
 	s := &Segment{Kind: "vlan", Interface: name, Addr: p, Range: hostRange(p)}
