@@ -59,6 +59,8 @@ func TestE2ENetinstall(t *testing.T) {
 	}
 	q := &qemuLab{dir: dir, bin: bin, jobDir: jobDir}
 	segmentLab(t, q, "qemu01")
+	// d-i's initrd unpacks to ~150 MiB of tmpfs: 512 MiB (the default)
+	// is its low memory mode, which the job's append acknowledges.
 
 	out := filepath.Join(dir, "out")
 	t0 := time.Now()
