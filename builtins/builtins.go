@@ -14,6 +14,11 @@
 // envelope, [Table.Wrap], refuses action builtins at top level, records each
 // call, redacts the entry's Secret parameters and starts every error with the
 // qualified name. [CheckParams] holds each entry's Params to its UnpackArgs.
+//
+// A module reaches its backend through a [Slot] of its own, behind typed
+// accessors it exports (ipmi.SetBackend, ipmi.BackendFrom, ...); the Opt
+// unpackers ([OptStr], [OptInt], ...) take optional keyword arguments in
+// which None means "not given".
 package builtins
 
 import (

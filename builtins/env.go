@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
+	"sync"
 	"time"
 
-	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
 )
 
@@ -71,11 +72,14 @@ type Env struct {
 	JobDir string
 	Rec    Recorder
 	Log    *slog.Logger
-	Device *lab.Device // nil while declaring and in `basalt check`
-	Lab    *lab.Lab
-	// Backends holds each module's backend by module name ("ipmi", "sol",
-	// "pxe", "target"). Only cmd/ wires concrete backends.
-	Backends map[string]any
+	// DeviceName is the name of the device the job runs on: "" while
+	// declaring, in `basalt check` and in a run without a device. The
+	// device itself is runtime/lab's to hand out (lab.SetDevice).
+	DeviceName string
+	// backends holds each module's backend, set and read only through the
+	// module's own typed accessors (see [Slot]). Copies made by
+	// WithContext share it.
+	backends *backends
 	// Params are the job's resolved parameters.
 	Params map[string]string
 	// Facts are what stage functions see as ctx.device (never secrets).
@@ -128,32 +132,85 @@ func (e *Env) Logger() *slog.Logger {
 	return e.Log
 }
 
-// Backend returns the backend registered for module, or an infrastructure
-// error saying the device has none.
-func (e *Env) Backend(module string) (any, error) {
-	if e != nil {
-		if b, ok := e.Backends[module]; ok && b != nil {
-			return b, nil
-		}
-	}
-	if e == nil || e.Device == nil {
-		// A run without --device: the job needs a device it was not given,
-		// which no retry fixes.
-		return nil, Job(fmt.Errorf("%s: this run has no device: run the job with --device NAME, a device file or sim", module))
-	}
-	return nil, Infra(fmt.Errorf("%s: no %s backend is configured for device %q", module, module, e.Device.Name))
+// backends is the per-run table behind every [Slot]: one value per slot,
+// set while the run is wired and read by the builtins of its threads.
+type backends struct {
+	mu sync.RWMutex
+	m  map[any]any
 }
 
-// BackendOf returns the typed backend of module for the thread's job.
-func BackendOf[T any](thread *starlark.Thread, module string) (T, error) {
+// Slot is the place of one module's backend in the job environment, in
+// go.starlark.net's thread-local style (starlark.Thread.SetLocal): a
+// module declares one, unexported, and exports typed accessors over it,
+// so that no one but the module knows its key or asserts its type:
+//
+//	var backend = builtins.NewSlot[Controller]("ipmi")
+//
+//	// SetBackend makes c the ipmi backend of the run of env.
+//	func SetBackend(env *builtins.Env, c Controller) { backend.Set(env, c) }
+//
+//	// BackendFrom returns the ipmi backend of the thread's run.
+//	func BackendFrom(thread *starlark.Thread) (Controller, error) { return backend.From(thread) }
+type Slot[T any] struct{ module string }
+
+// NewSlot returns the backend slot of module ("ipmi"); the name is what
+// the errors of [Slot.From] say.
+func NewSlot[T any](module string) *Slot[T] { return &Slot[T]{module: module} }
+
+// Set makes v the slot's value in the run of env: env and every copy
+// WithContext makes of it afterwards see it. Set the backends before the
+// run's threads start. A nil v clears the slot.
+func (s *Slot[T]) Set(env *Env, v T) {
+	if env.backends == nil {
+		env.backends = &backends{m: map[any]any{}}
+	}
+	b := env.backends
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if isNil(v) {
+		delete(b.m, s)
+		return
+	}
+	b.m[s] = v
+}
+
+// Get returns the slot's value in the run of env, and whether it has one.
+func (s *Slot[T]) Get(env *Env) (T, bool) {
 	var zero T
-	b, err := EnvOf(thread).Backend(module)
-	if err != nil {
-		return zero, err
+	if env == nil || env.backends == nil {
+		return zero, false
 	}
-	t, ok := b.(T)
-	if !ok {
-		return zero, Infra(fmt.Errorf("%s: backend %T does not implement %T", module, b, zero))
+	env.backends.mu.RLock()
+	defer env.backends.mu.RUnlock()
+	v, ok := env.backends.m[s].(T)
+	return v, ok
+}
+
+// From returns the slot's value in the run of the thread, or an error a
+// builtin returns as it is: a job error when the run has no device (it
+// needs --device, which no retry gives it), an infrastructure error when
+// the device has no such backend.
+func (s *Slot[T]) From(thread *starlark.Thread) (T, error) {
+	env := EnvOf(thread)
+	if v, ok := s.Get(env); ok {
+		return v, nil
 	}
-	return t, nil
+	var zero T
+	if env == nil || env.DeviceName == "" {
+		return zero, Job(fmt.Errorf("%s: this run has no device: run the job with --device NAME, a device file or sim", s.module))
+	}
+	return zero, Infra(fmt.Errorf("%s: no %s backend is configured for device %q", s.module, s.module, env.DeviceName))
+}
+
+// isNil reports whether v is nil: a nil interface, pointer, map, slice,
+// channel or function.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface:
+		return r.IsNil()
+	}
+	return false
 }

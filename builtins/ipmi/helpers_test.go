@@ -19,15 +19,25 @@ import (
 	"github.com/basalt-lab/basalt/runtime/lab"
 )
 
-// node records what the BMC asks of the simulated machine.
+// node records what the BMC asks of the simulated machine; with refuseOn
+// set it refuses every power on with that error.
 type node struct {
-	mu     sync.Mutex
-	events []string
+	mu       sync.Mutex
+	events   []string
+	refuseOn error
 }
 
-func (n *node) PowerOn(boot bmcsim.BootDevice) { n.add("on:" + boot.String()) }
-func (n *node) PowerOff()                      { n.add("off") }
-func (n *node) Reset(boot bmcsim.BootDevice)   { n.add("reset:" + boot.String()) }
+func (n *node) PowerOn(_ context.Context, boot bmcsim.BootDevice) error {
+	n.add("on:" + boot.String())
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.refuseOn
+}
+func (n *node) PowerOff(context.Context) error { n.add("off"); return nil }
+func (n *node) Reset(_ context.Context, boot bmcsim.BootDevice) error {
+	n.add("reset:" + boot.String())
+	return nil
+}
 
 func (n *node) add(s string) {
 	n.mu.Lock()

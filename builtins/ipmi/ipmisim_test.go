@@ -39,7 +39,10 @@ set)
 	while [ $# -gt 0 ]; do
 		p=$1; v=$2; shift 2
 		case $p in
-		power) echo "$v" > "$dir/power" ;;
+		power)
+			# A chassis that cannot power on (TestBMCRefusedPowerOnLikeIPMISim).
+			if [ "$v" = 1 ] && [ -e "$dir/refuse_power_on" ]; then echo "power supply failed"; exit 1; fi
+			echo "$v" > "$dir/power" ;;
 		reset) echo "$v" >> "$dir/resets" ;;
 		boot) echo "$v" > "$dir/boot" ;;
 		identify) shift ;;

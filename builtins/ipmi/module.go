@@ -11,7 +11,7 @@ import (
 )
 
 // Table is the "ipmi" Starlark module. Its backend is the job's
-// Controller, registered in builtins.Env.Backends under "ipmi".
+// Controller, set with SetBackend.
 var Table = &builtins.Table{
 	Name: "ipmi",
 	Doc: `Power and boot device of the job's device, through its BMC (IPMI v2.0 over LAN, "lanplus").
@@ -70,6 +70,21 @@ Running out of time is a device error: the device did not get there.`,
 // pollInterval is how often wait_power asks the BMC: often at first, when
 // the answer is usually near, then once a second to keep the event log
 // readable.
+// slot is the place of the ipmi backend in the job environment.
+var slot = builtins.NewSlot[Controller]("ipmi")
+
+// SetBackend makes c the ipmi backend of the run of env (cmd/basalt's
+// wire and tests call it); nil removes it.
+func SetBackend(env *builtins.Env, c Controller) { slot.Set(env, c) }
+
+// BackendOf returns the ipmi backend of the run of env, if it has one.
+func BackendOf(env *builtins.Env) (Controller, bool) { return slot.Get(env) }
+
+// BackendFrom returns the ipmi backend of the thread's run, or the
+// error a builtin returns: a job error in a run without a device, an
+// infrastructure error for a device without this backend.
+func BackendFrom(thread *starlark.Thread) (Controller, error) { return slot.From(thread) }
+
 func pollInterval(waited time.Duration) time.Duration {
 	if waited < 5*time.Second {
 		return 250 * time.Millisecond
@@ -87,7 +102,7 @@ func power(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 	if err != nil {
 		return nil, builtins.Job(fmt.Errorf("%s: %w", name, err))
 	}
-	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	ctl, err := BackendFrom(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +119,7 @@ func powerStatus(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 	if err := starlark.UnpackArgs(name, args, kwargs, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
-	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	ctl, err := BackendFrom(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +144,7 @@ func bootdev(thread *starlark.Thread, name string, args starlark.Tuple, kwargs [
 	if err != nil {
 		return nil, builtins.Job(fmt.Errorf("%s: %w", name, err))
 	}
-	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	ctl, err := BackendFrom(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +166,7 @@ func waitPower(thread *starlark.Thread, name string, args starlark.Tuple, kwargs
 		return nil, builtins.Job(fmt.Errorf("%s: unknown power state %q (want one of on, off)", name, state))
 	}
 	want := state == "on"
-	ctl, err := builtins.BackendOf[Controller](thread, "ipmi")
+	ctl, err := BackendFrom(thread)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,9 @@ import (
 
 // newThread returns a thread running a job stage whose ipmi backend is ctl.
 func newThread(t *testing.T, ctx context.Context, ctl ipmi.Controller) *starlark.Thread {
-	return builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"ipmi": ctl}})
+	env := &builtins.Env{Ctx: ctx, Stage: "test"}
+	ipmi.SetBackend(env, ctl)
+	return builtinstest.NewThread(t, env)
 }
 
 func TestModuleStar(t *testing.T) {
@@ -98,7 +100,9 @@ func TestModuleErrorClasses(t *testing.T) {
 
 func TestModuleNoBackend(t *testing.T) {
 	thread := newThread(t, ctxT(t, time.Second), nil)
-	builtins.Attach(thread, &builtins.Env{Ctx: context.Background(), Device: lab.BuiltinSim("sim")})
+	env := &builtins.Env{Ctx: context.Background()}
+	lab.SetDevice(env, lab.BuiltinSim("sim"))
+	builtins.Attach(thread, env)
 	_, err := starlark.Call(thread, ipmi.Table.Module().Members["power_status"], nil, nil)
 	if builtins.ClassOf(err) != builtins.ClassInfra {
 		t.Errorf("power_status without backend: %v (class %s), want an infrastructure error", err, builtins.ClassOf(err))

@@ -11,7 +11,7 @@ import (
 )
 
 // Table is the "power" Starlark module. Its backend is the job's Backend,
-// registered in builtins.Env.Backends under "power".
+// set with SetBackend.
 var Table = &builtins.Table{
 	Name: "power",
 	Doc: `The device's power, through whatever powers it: its power commands (power_command in the device
@@ -51,6 +51,21 @@ Running out of time is a device error: the device did not get there.`,
 	},
 }
 
+// slot is the place of the power backend in the job environment.
+var slot = builtins.NewSlot[Backend]("power")
+
+// SetBackend makes b the power backend of the run of env (cmd/basalt's
+// wire and tests call it); nil removes it.
+func SetBackend(env *builtins.Env, b Backend) { slot.Set(env, b) }
+
+// BackendOf returns the power backend of the run of env, if it has one.
+func BackendOf(env *builtins.Env) (Backend, bool) { return slot.Get(env) }
+
+// BackendFrom returns the power backend of the thread's run, or the
+// error a builtin returns: a job error in a run without a device, an
+// infrastructure error for a device without this backend.
+func BackendFrom(thread *starlark.Thread) (Backend, error) { return slot.From(thread) }
+
 func action(a Action, doc string) builtins.Builtin {
 	return builtins.Builtin{
 		Name:   string(a),
@@ -62,7 +77,7 @@ func action(a Action, doc string) builtins.Builtin {
 			if err := starlark.UnpackArgs(name, args, kwargs, "timeout?", &timeout); err != nil {
 				return nil, builtins.Job(err)
 			}
-			b, err := builtins.BackendOf[Backend](thread, "power")
+			b, err := BackendFrom(thread)
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +96,7 @@ func status(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []
 	if err := starlark.UnpackArgs(name, args, kwargs, "timeout?", &timeout); err != nil {
 		return nil, builtins.Job(err)
 	}
-	b, err := builtins.BackendOf[Backend](thread, "power")
+	b, err := BackendFrom(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +128,7 @@ func wait(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []st
 		return nil, builtins.Job(fmt.Errorf("%s: unknown power state %q (want one of on, off)", name, state))
 	}
 	want := state == "on"
-	b, err := builtins.BackendOf[Backend](thread, "power")
+	b, err := BackendFrom(thread)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,9 @@ import (
 
 // newThread returns a thread running a job stage whose power backend is b.
 func newThread[B power.Backend](t *testing.T, ctx context.Context, b B) *starlark.Thread {
-	return builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Stage: "test", Backends: map[string]any{"power": b}})
+	env := &builtins.Env{Ctx: ctx, Stage: "test"}
+	power.SetBackend(env, b)
+	return builtinstest.NewThread(t, env)
 }
 
 func run(t *testing.T, thread *starlark.Thread, src string) error {
@@ -48,7 +50,7 @@ func TestModuleErrors(t *testing.T) {
 	} {
 		thread := newThread(t, ctxT(t), tc.b)
 		if tc.b == nil {
-			builtins.EnvOf(thread).Backends = map[string]any{}
+			power.SetBackend(builtins.EnvOf(thread), nil)
 		}
 		err := run(t, thread, tc.src+"\n")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -76,10 +78,10 @@ type node struct {
 	evs []string
 }
 
-func (n *node) PowerOn(bmcsim.BootDevice) { n.add("on") }
-func (n *node) PowerOff()                 { n.add("off") }
-func (n *node) Reset(bmcsim.BootDevice)   { n.add("reset") }
-func (n *node) add(e string)              { n.mu.Lock(); n.evs = append(n.evs, e); n.mu.Unlock() }
+func (n *node) PowerOn(context.Context, bmcsim.BootDevice) error { n.add("on"); return nil }
+func (n *node) PowerOff(context.Context) error                   { n.add("off"); return nil }
+func (n *node) Reset(context.Context, bmcsim.BootDevice) error   { n.add("reset"); return nil }
+func (n *node) add(e string)                                     { n.mu.Lock(); n.evs = append(n.evs, e); n.mu.Unlock() }
 func (n *node) take() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -11,8 +11,7 @@
 //	power.status(timeout=None) -> str   "on" | "off"
 //	power.wait(state, timeout=None)     polls status until "on" | "off"
 //
-// The backend is a [Backend], registered in builtins.Env.Backends under
-// "power". [Commands] runs a device's power commands, [BMC] adapts an
+// The backend is a [Backend], set with [SetBackend]. [Commands] runs a device's power commands, [BMC] adapts an
 // ipmi.Controller, [Split] powers through one backend and reads the state
 // from another (a device with both a PDU and a BMC), [Fake] is an in-memory
 // backend for other packages' tests. [WithEpoch] and [ControllerWithEpoch]

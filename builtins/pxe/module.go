@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/lab"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 )
@@ -187,8 +188,23 @@ func leases(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []
 	return starlark.NewList(out), nil
 }
 
+// slot is the place of the pxe backend in the job environment.
+var slot = builtins.NewSlot[Backend]("pxe")
+
+// SetBackend makes b the pxe backend of the run of env (cmd/basalt's
+// wire and tests call it); nil removes it.
+func SetBackend(env *builtins.Env, b Backend) { slot.Set(env, b) }
+
+// BackendOf returns the pxe backend of the run of env, if it has one.
+func BackendOf(env *builtins.Env) (Backend, bool) { return slot.Get(env) }
+
+// BackendFrom returns the pxe backend of the thread's run, or the
+// error a builtin returns: a job error in a run without a device, an
+// infrastructure error for a device without this backend.
+func BackendFrom(thread *starlark.Thread) (Backend, error) { return slot.From(thread) }
+
 func backend(thread *starlark.Thread, name string) (Backend, error) {
-	b, err := builtins.BackendOf[Backend](thread, "pxe")
+	b, err := BackendFrom(thread)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -209,7 +225,7 @@ func serve(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 	b := Boot{Kernel: kernel, Initrd: string(initrd), DTB: string(dtb), MAC: string(mac), Loader: string(loader), Append: app}
 	if env != nil {
 		b.JobDir = env.JobDir
-		if d := env.Device; d != nil {
+		if d := lab.DeviceOf(env); d != nil {
 			if b.MAC == "" {
 				b.MAC = d.MAC
 			}

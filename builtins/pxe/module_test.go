@@ -18,13 +18,10 @@ func TestStarlarkModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	thread := builtinstest.NewThread(t, &builtins.Env{
-		Ctx:      context.Background(),
-		Stage:    "test",
-		JobDir:   jobDir,
-		Device:   &lab.Device{Name: "sim", MAC: testMAC, Type: &lab.DeviceType{Name: "highbank", KernelConsole: "ttyAMA0"}},
-		Backends: map[string]any{"pxe": s},
-	})
+	env := &builtins.Env{Ctx: context.Background(), Stage: "test", JobDir: jobDir}
+	lab.SetDevice(env, &lab.Device{Name: "sim", MAC: testMAC, Type: &lab.DeviceType{Name: "highbank", KernelConsole: "ttyAMA0"}})
+	pxe.SetBackend(env, s)
+	thread := builtinstest.NewThread(t, env)
 	tftpGet := starlark.NewBuiltin("tftp_get", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var name string
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &name); err != nil {

@@ -78,7 +78,9 @@ func TestStarlarkMarkAndErrorPatterns(t *testing.T) {
 	dev := line.Device()
 	rec := &builtinstest.Recorder{}
 	thread := &starlark.Thread{Name: "test"}
-	builtins.Attach(thread, &builtins.Env{Ctx: testContext(t), Rec: rec, Backends: map[string]any{"sol": c}})
+	env := &builtins.Env{Ctx: testContext(t), Rec: rec}
+	SetBackend(env, c)
+	builtins.Attach(thread, env)
 	exec := func(src string) error {
 		_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "job.star", src, starlark.StringDict{"sol": Table.Module()})
 		return err

@@ -13,7 +13,7 @@ import (
 )
 
 // Backend is what the sol module needs of a console; *Console implements
-// it. It is registered in builtins.Env.Backends under "sol".
+// it. It is set with SetBackend.
 type Backend interface {
 	Expect(ctx context.Context, patterns ...expect.Pattern) (expect.Match, error)
 	ExpectWith(ctx context.Context, o ExpectOptions, patterns ...expect.Pattern) (expect.Match, error)
@@ -105,6 +105,21 @@ type Regex struct {
 }
 
 var _ starlark.Value = (*Regex)(nil)
+
+// slot is the place of the sol backend in the job environment.
+var slot = builtins.NewSlot[Backend]("sol")
+
+// SetBackend makes b the sol backend of the run of env (cmd/basalt's
+// wire and tests call it); nil removes it.
+func SetBackend(env *builtins.Env, b Backend) { slot.Set(env, b) }
+
+// BackendOf returns the sol backend of the run of env, if it has one.
+func BackendOf(env *builtins.Env) (Backend, bool) { return slot.Get(env) }
+
+// BackendFrom returns the sol backend of the thread's run, or the
+// error a builtin returns: a job error in a run without a device, an
+// infrastructure error for a device without this backend.
+func BackendFrom(thread *starlark.Thread) (Backend, error) { return slot.From(thread) }
 
 func (r *Regex) String() string        { return "sol.regex(" + starlark.String(r.expr).String() + ")" }
 func (r *Regex) Type() string          { return "sol.regex" }
@@ -214,7 +229,7 @@ func markBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
 		return nil, builtins.Job(err)
 	}
-	be, err := builtins.BackendOf[Backend](thread, "sol")
+	be, err := BackendFrom(thread)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -230,7 +245,7 @@ func expectBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	if err := starlark.UnpackArgs(name, args, kwargs, "pattern_or_list", &ps, "timeout?", &timeout, "error_patterns?", &ep, "timeout_ok?", &timeoutOK); err != nil {
 		return nil, builtins.Job(err)
 	}
-	be, err := builtins.BackendOf[Backend](thread, "sol")
+	be, err := BackendFrom(thread)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -279,7 +294,7 @@ func modeBuiltin(thread *starlark.Thread, name string, args starlark.Tuple, kwar
 	default:
 		return nil, builtins.Job(fmt.Errorf("%s: unknown mode %q, want \"bootloader\" or \"shell\"", name, mode))
 	}
-	be, err := builtins.BackendOf[Backend](thread, "sol")
+	be, err := BackendFrom(thread)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -306,7 +321,7 @@ func sendBuiltin(line bool) builtins.Func {
 		if err != nil {
 			return nil, builtins.Job(err)
 		}
-		be, err := builtins.BackendOf[Backend](thread, "sol")
+		be, err := BackendFrom(thread)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}

@@ -27,7 +27,9 @@ func TestStarlarkModule(t *testing.T) {
 	}()
 
 	rec := &builtinstest.Recorder{}
-	thread := builtinstest.NewThread(t, &builtins.Env{Ctx: testContext(t), Rec: rec, Backends: map[string]any{"sol": c}})
+	env := &builtins.Env{Ctx: testContext(t), Rec: rec}
+	SetBackend(env, c)
+	thread := builtinstest.NewThread(t, env)
 	builtinstest.ExecFile(t, thread, "testdata/sol.star", nil, starlark.StringDict{"sol": Table.Module()})
 
 	// The call events show every sendline but never the secret.
@@ -72,7 +74,9 @@ func TestExpectTimeoutOKStageDeadline(t *testing.T) {
 	_, _, c := simConsole(t, serialsim.Config{}, Options{})
 	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
 	defer cancel()
-	thread := builtinstest.NewThread(t, &builtins.Env{Ctx: ctx, Rec: &builtinstest.Recorder{}, Backends: map[string]any{"sol": c}})
+	env := &builtins.Env{Ctx: ctx, Rec: &builtinstest.Recorder{}}
+	SetBackend(env, c)
+	thread := builtinstest.NewThread(t, env)
 	_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "t.star",
 		`def f():
     return sol.expect("never", timeout_ok = True)

@@ -50,11 +50,13 @@ func TestURLSharedByPXEAndDeploy(t *testing.T) {
 		defer srv.Close()
 		tgt := New(r.cfg)
 		thread := &starlark.Thread{Name: "test"}
-		builtins.Attach(thread, &builtins.Env{
+		env := &builtins.Env{
 			Ctx: r.context(), Stage: "deploy", JobDir: r.jobDir,
-			Backends: map[string]any{"pxe": srv, "target": tgt},
-			Facts:    map[string]any{"ip": r.ip},
-		})
+			Facts: map[string]any{"ip": r.ip},
+		}
+		pxe.SetBackend(env, srv)
+		SetBackend(env, tgt)
+		builtins.Attach(thread, env)
 		src := `
 s = pxe.serve(URL, mac = "02:00:00:00:00:07")
 d = target.deploy_image(URL, disk = "/dev/sda")

@@ -14,7 +14,7 @@ import (
 )
 
 // Table is the Starlark module "target". Its backend is a *Target
-// registered in builtins.Env.Backends under "target".
+// set with SetBackend.
 var Table = &builtins.Table{
 	Name: "target",
 	Doc: `The shell of the booted system, through its serial console. Every command is framed by unique markers,
@@ -94,8 +94,23 @@ interface other than lo that ip -4 addr show (or ifconfig) reports on the consol
 }
 
 // backend returns the thread's target with the device's facts applied.
+// slot is the place of the target backend in the job environment.
+var slot = builtins.NewSlot[*Target]("target")
+
+// SetBackend makes t the target backend of the run of env (cmd/basalt's
+// wire and tests call it); nil removes it.
+func SetBackend(env *builtins.Env, t *Target) { slot.Set(env, t) }
+
+// BackendOf returns the target backend of the run of env, if it has one.
+func BackendOf(env *builtins.Env) (*Target, bool) { return slot.Get(env) }
+
+// BackendFrom returns the target backend of the thread's run, or the
+// error a builtin returns: a job error in a run without a device, an
+// infrastructure error for a device without this backend.
+func BackendFrom(thread *starlark.Thread) (*Target, error) { return slot.From(thread) }
+
 func backend(thread *starlark.Thread, name string) (*Target, *builtins.Env, error) {
-	t, err := builtins.BackendOf[*Target](thread, "target")
+	t, err := BackendFrom(thread)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}

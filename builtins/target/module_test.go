@@ -33,14 +33,15 @@ func TestStarlarkModule(t *testing.T) {
 	}
 	defer b.Close()
 
-	thread := builtinstest.NewThread(t, &builtins.Env{
-		Ctx:      r.context(),
-		Stage:    "test",
-		JobDir:   r.jobDir,
-		Rec:      b,
-		Backends: map[string]any{"target": r.tgt},
-		Facts:    map[string]any{"ip": r.ip},
-	})
+	env := &builtins.Env{
+		Ctx:    r.context(),
+		Stage:  "test",
+		JobDir: r.jobDir,
+		Rec:    b,
+		Facts:  map[string]any{"ip": r.ip},
+	}
+	SetBackend(env, r.tgt)
+	thread := builtinstest.NewThread(t, env)
 	builtinstest.ExecFile(t, thread, "testdata/target.star", nil, starlark.StringDict{
 		"target":        Table.Module(),
 		"REPORT_SHA256": starlark.String(sha(report)),
@@ -95,7 +96,9 @@ func TestStarlarkNoBackend(t *testing.T) {
 		{nil, builtins.ClassJob, "target.run: target: this run has no device"},
 	} {
 		thread := &starlark.Thread{Name: "test"}
-		builtins.Attach(thread, &builtins.Env{Ctx: context.Background(), Device: tt.dev})
+		env := &builtins.Env{Ctx: context.Background()}
+		lab.SetDevice(env, tt.dev)
+		builtins.Attach(thread, env)
 		_, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, "job.star", `target.run("x")`, starlark.StringDict{"target": Table.Module()})
 		if builtins.ClassOf(err) != tt.want || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("target.run without a backend, device %v = %v (class %s), want %q of class %s", tt.dev != nil, err, builtins.ClassOf(err), tt.msg, tt.want)

@@ -92,3 +92,20 @@ func TestRunGivesUpOnUnusableConsole(t *testing.T) {
 		})
 	}
 }
+
+// TestConsoleDeclaresLossCounters: the loss counters retyping depends on
+// are part of Console, not an interface asserted at run time, so a
+// console that cannot count its losses does not compile as one.
+func TestConsoleDeclaresLossCounters(t *testing.T) {
+	var c Console = &lossyConsole{loseEach: true, gapEach: true}
+	var counters interface {
+		Losses() uint64
+		Gaps() uint64
+	} = c
+	if err := c.SendLine(context.Background(), "x", sol.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l, g := counters.Losses(), counters.Gaps(); l != 1 || g != 1 {
+		t.Errorf("Losses(), Gaps() after a lost line = %d, %d; want 1, 1", l, g)
+	}
+}

@@ -19,9 +19,28 @@ import (
 	"github.com/basalt-lab/basalt/builtins/sol/expect"
 )
 
-// Console is what the target needs of the serial console. *sol.Console
-// implements it (it is sol.Backend).
-type Console = sol.Backend
+// Console is what the target needs of the serial console; *sol.Console
+// implements it. Besides typing and matching, a console tells what it
+// lost, which decides whether a line may be typed again:
+//
+//   - Losses is how many times the connection was lost (and made again)
+//     so far; the console loses no output across a reconnect, but
+//     keystrokes typed meanwhile may never reach the shell;
+//   - Gaps is how much output was lost inside a connection so far (a SOL
+//     BMC that gave a packet up, IPMI v2.0 §15.9); 0 for a transport that
+//     cannot lose output.
+//
+// Both only grow. A console that never loses anything returns 0 from both.
+type Console interface {
+	Expect(ctx context.Context, patterns ...expect.Pattern) (expect.Match, error)
+	Send(ctx context.Context, text string, o sol.SendOptions) error
+	SendLine(ctx context.Context, text string, o sol.SendOptions) error
+	SetMode(m sol.Mode)
+	Losses() uint64
+	Gaps() uint64
+}
+
+var _ Console = (*sol.Console)(nil)
 
 // Publisher serves dispatcher files to the target over HTTP.
 // *pxe.Server implements it.
@@ -296,14 +315,6 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 	return res, nil
 }
 
-// lossCounter is what a console that reconnects tells: how many times its
-// connection was lost (*sol.Console implements it).
-type lossCounter interface{ Losses() uint64 }
-
-// gapCounter is what a console tells of output lost inside a connection
-// (*sol.Console implements it: a SOL BMC that gave a packet up).
-type gapCounter interface{ Gaps() uint64 }
-
 // restartWait is how long typeAndStart waits for the start marker before it
 // checks whether the console lost its connection meanwhile; the command's
 // end is watched for output gaps as often.
@@ -317,16 +328,7 @@ const maxRetypes = 3
 // consoleState is what a console has lost so far.
 type consoleState struct{ losses, gaps uint64 }
 
-func stateOf(c Console) consoleState {
-	var s consoleState
-	if lc, ok := c.(lossCounter); ok {
-		s.losses = lc.Losses()
-	}
-	if gc, ok := c.(gapCounter); ok {
-		s.gaps = gc.Gaps()
-	}
-	return s
-}
+func stateOf(c Console) consoleState { return consoleState{losses: c.Losses(), gaps: c.Gaps()} }
 
 // typeAndStart types the framed command line and waits for its start
 // marker. Keystrokes typed as the console loses its connection (a BMC
@@ -339,10 +341,6 @@ func stateOf(c Console) consoleState {
 // lost — so a gap ends the attempt at once: typing again could run the
 // command twice.
 func (t *Target) typeAndStart(ctx context.Context, c Console, line string, f frame) error {
-	_, watch := c.(lossCounter)
-	if _, ok := c.(gapCounter); ok {
-		watch = true
-	}
 	first := stateOf(c)
 	seen := first
 	if err := c.SendLine(ctx, line, sol.SendOptions{}); err != nil {
@@ -350,14 +348,10 @@ func (t *Target) typeAndStart(ctx context.Context, c Console, line string, f fra
 	}
 	retypes := 0
 	for {
-		wait := ctx
-		cancel := context.CancelFunc(func() {})
-		if watch {
-			wait, cancel = context.WithTimeout(ctx, restartWait)
-		}
+		wait, cancel := context.WithTimeout(ctx, restartWait)
 		_, err := c.Expect(wait, f.startPattern())
 		cancel()
-		if err == nil || ctx.Err() != nil || !watch {
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
 		now := stateOf(c)
@@ -384,15 +378,11 @@ func (t *Target) typeAndStart(ctx context.Context, c Console, line string, f fra
 	}
 }
 
-// expectEnd waits for the command's end marker. A console that reports
-// output gaps is watched every restartWait: once output is lost the marker
-// may never come, and the command's whole timeout would pass for nothing.
+// expectEnd waits for the command's end marker. The console's output gaps
+// are watched every restartWait: once output is lost the marker may never
+// come, and the command's whole timeout would pass for nothing.
 func (t *Target) expectEnd(ctx context.Context, c Console, f frame) (expect.Match, error) {
-	gc, ok := c.(gapCounter)
-	if !ok {
-		return c.Expect(ctx, f.endPattern())
-	}
-	gaps := gc.Gaps()
+	gaps := c.Gaps()
 	wctx, cancel := context.WithCancelCause(ctx)
 	// The watcher ends before expectEnd returns: nothing of it outlives
 	// the call (its ticker reads restartWait once, here).
@@ -408,7 +398,7 @@ func (t *Target) expectEnd(ctx context.Context, c Console, f frame) (expect.Matc
 			case <-wctx.Done():
 				return
 			case <-tick.C:
-				if n := gc.Gaps(); n != gaps {
+				if n := c.Gaps(); n != gaps {
 					cancel(builtins.Infra(fmt.Errorf("console lost output while the command ran (%d gaps); its end cannot be seen", n-gaps)))
 					return
 				}

@@ -320,32 +320,31 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 
 	env := &builtins.Env{
-		Ctx:      a.ctx,
-		JobDir:   plan.Dir,
-		Rec:      b,
-		Log:      logger,
-		Device:   dev,
-		Lab:      lb,
-		Params:   plan.ParamStrings(),
-		Facts:    lab.Facts(dev),
-		Backends: map[string]any{},
+		Ctx:    a.ctx,
+		JobDir: plan.Dir,
+		Rec:    b,
+		Log:    logger,
+		Params: plan.ParamStrings(),
+		Facts:  lab.Facts(dev),
 	}
+	lab.SetDevice(env, dev)
 	// The backends live until the last cleanup has finished: under
 	// a.abort, which only a second signal cancels. The job's deadline
 	// starts now: opening the console is part of it.
 	jobStart := time.Now()
-	closeBackends, err := wire(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, b)
+	closeBackends, err := wire(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, lb, b)
 	if err != nil {
 		if closeBackends != nil {
 			closeBackends()
 		}
 		return fail(err, builtins.ClassOf(err))
 	}
-	con, _ := env.Backends["sol"].(*sol.Console)
+	sb, _ := sol.BackendOf(env)
+	con, _ := sb.(*sol.Console)
 	if watchers != nil {
 		watchers.mu.Lock()
 		watchers.con = con
-		watchers.power, _ = env.Backends["power"].(power.Backend)
+		watchers.power, _ = power.BackendOf(env)
 		watchers.mu.Unlock()
 	}
 	progress := out.progress

@@ -24,8 +24,9 @@ func deviceTables() []*builtins.Table {
 	return []*builtins.Table{power.Table, ipmi.Table, pxe.Table, sol.Table, target.Table}
 }
 
-// wire builds the backends of env.Device — for the built-in sim device, a
-// node of its own first — and registers them in env.Backends. The returned
+// wire builds the backends of the run's device (lab.DeviceOf(env)) in lab
+// lb (nil: every default) — for the built-in sim device, a node of its own
+// first — and sets them with each module's SetBackend. The returned
 // function releases them, in reverse order.
 //
 // ctx bounds the setup (a SIGINT while the console opens stops it), and
@@ -33,8 +34,8 @@ func deviceTables() []*builtins.Table {
 // under life, which must outlive the cleanup functions — a SIGINT cancels
 // ctx, and the cleanup's power off still needs the BMC, the PXE server and
 // the VM.
-func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *bundle.Bundle) (func(), error) {
-	dev := env.Device
+func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *lab.Lab, b *bundle.Bundle) (func(), error) {
+	dev := lab.DeviceOf(env)
 	if dev == nil {
 		return nil, nil
 	}
@@ -49,8 +50,8 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 
 	// PXE: TFTP and HTTP from lab.star (loopback by default).
 	pcfg := pxe.Config{}
-	if env.Lab != nil {
-		pcfg = pxe.LabConfig(env.Lab)
+	if lb != nil {
+		pcfg = pxe.LabConfig(lb)
 	}
 	if pcfg.CacheDir == "" {
 		pcfg.CacheDir = lab.DefaultCacheDir()
@@ -69,7 +70,8 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 			}
 			emit("segment", map[string]any{"event": "removed", "kind": seg.Kind, "interface": seg.Interface})
 		})
-		dev, env.Device = segDev, segDev
+		dev = segDev
+		lab.SetDevice(env, dev)
 		pcfg.SocketsIn = seg.Exec // every socket of the servers, on the segment
 	}
 	if pcfg.DHCP == "server" && dev.MAC != "" {
@@ -80,7 +82,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		return release, builtins.Infra(fmt.Errorf("start PXE server: %w", err))
 	}
 	closers = append(closers, func() { srv.Close() })
-	env.Backends["pxe"] = srv
+	pxe.SetBackend(env, srv)
 
 	// A sim device without a BMC address (the built-in one, or a lab device
 	// of type sim): a node of its own in this process, whose BMC is on a free
@@ -95,7 +97,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		d.IPMI = node.IPMI()
 		d.IPMI.Keepalive = dev.IPMI.Keepalive // the device file's setting
 		dev = &d
-		env.Device = dev
+		lab.SetDevice(env, dev)
 		b.AddSecret(dev.IPMI.Password.Value())
 		// The node's shell listens on a loopback address of its own;
 		// target.fetch picks its httpd's port there itself.
@@ -105,7 +107,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 	// A qemu device without a BMC address: basalt starts the VM and a BMC
 	// in front of it.
 	if dev.Type.Is("qemu") && dev.IPMI.Host == "" {
-		ip, stop, err := qemuBMC(life, env.Lab, dev, log, emit)
+		ip, stop, err := qemuBMC(life, lb, dev, log, emit)
 		if err != nil {
 			return release, builtins.Infra(err)
 		}
@@ -113,7 +115,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		d := *dev
 		d.IPMI = ip
 		dev = &d
-		env.Device = dev
+		lab.SetDevice(env, dev)
 		b.AddSecret(dev.IPMI.Password.Value())
 	}
 
@@ -132,13 +134,13 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{Emit: emit, Log: log})
 		closers = append(closers, func() { c.Close() })
 		ctl = c
-		env.Backends["ipmi"] = power.ControllerWithEpoch(c, mark)
+		ipmi.SetBackend(env, power.ControllerWithEpoch(c, mark))
 	}
 	pb, err := powerBackend(dev, ctl, emit)
 	if err != nil {
 		return release, err
 	}
-	env.Backends["power"] = power.WithEpoch(pb, mark)
+	power.SetBackend(env, power.WithEpoch(pb, mark))
 
 	tr, err := consoleTransport(dev, emit, log)
 	if err != nil {
@@ -172,7 +174,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		return release, builtins.Infra(fmt.Errorf("console %s: %w", tr, err))
 	}
 	closers = append(closers, func() { con.Close() })
-	env.Backends["sol"] = con
+	sol.SetBackend(env, con)
 
 	var prompts []string
 	if dev.Type != nil {
@@ -189,7 +191,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, b *b
 		Log:        log,
 	})
 	tgt.SetFacts(env.Facts)
-	env.Backends["target"] = tgt
+	target.SetBackend(env, tgt)
 	return release, nil
 }
 

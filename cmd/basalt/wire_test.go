@@ -42,8 +42,9 @@ func TestBackendsOutliveSetupContext(t *testing.T) {
 			setup, interrupt := context.WithCancel(context.Background())
 			life, end := context.WithCancel(context.Background())
 			defer end()
-			env := &builtins.Env{Device: tc.dev, Facts: map[string]any{}, Backends: map[string]any{}, Rec: b}
-			release, err := wire(setup, life, time.Now().Add(time.Minute), env, b)
+			env := &builtins.Env{Facts: map[string]any{}, Rec: b}
+			lab.SetDevice(env, tc.dev)
+			release, err := wire(setup, life, time.Now().Add(time.Minute), env, nil, b)
 			if release != nil {
 				defer release()
 			}
@@ -55,7 +56,10 @@ func TestBackendsOutliveSetupContext(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			pb := env.Backends["power"].(power.Backend)
+			pb, ok := power.BackendOf(env)
+			if !ok {
+				t.Fatal("wire set no power backend")
+			}
 			if err := pb.Power(ctx, power.On); err != nil {
 				t.Fatalf("power on after SIGINT = %v", err)
 			}

@@ -49,11 +49,9 @@ stage("s", s)
 
 	call := func(mod *builtins.Table, backend any, expr string) error {
 		thread := &starlark.Thread{Name: "test"}
-		builtins.Attach(thread, &builtins.Env{
-			Ctx: ctx, Stage: "s", JobDir: job,
-			Backends: map[string]any{mod.Name: backend},
-			Device:   nil,
-		})
+		env := &builtins.Env{Ctx: ctx, Stage: "s", JobDir: job}
+		setBackend(env, backend)
+		builtins.Attach(thread, env)
 		_, err := starlark.EvalOptions(interp.FileOptions, thread, "expr", expr, starlark.StringDict{mod.Name: mod.Module()})
 		return err
 	}
@@ -127,7 +125,9 @@ func TestCallersDownloadErrors(t *testing.T) {
 	tgt := target.New(target.Config{CacheDir: filepath.Join(dir, "cache"), HTTPRetries: 1, Publisher: srv})
 	eval := func(mod *builtins.Table, backend any, expr string) error {
 		thread := &starlark.Thread{Name: "test"}
-		builtins.Attach(thread, &builtins.Env{Ctx: ctx, Stage: "s", JobDir: dir, Backends: map[string]any{mod.Name: backend}})
+		env := &builtins.Env{Ctx: ctx, Stage: "s", JobDir: dir}
+		setBackend(env, backend)
+		builtins.Attach(thread, env)
 		_, err := starlark.EvalOptions(interp.FileOptions, thread, "expr", expr, starlark.StringDict{mod.Name: mod.Module()})
 		return err
 	}
@@ -150,5 +150,17 @@ func TestCallersDownloadErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || builtins.ClassOf(err) != builtins.ClassInfra {
 			t.Errorf("%s = %v (class %s), want an infrastructure error with %q", c.name, err, builtins.ClassOf(err), c.want)
 		}
+	}
+}
+
+// setBackend sets the backend of the module b belongs to.
+func setBackend(env *builtins.Env, b any) {
+	switch b := b.(type) {
+	case *pxe.Server:
+		pxe.SetBackend(env, b)
+	case *target.Target:
+		target.SetBackend(env, b)
+	default:
+		panic(fmt.Sprintf("no module has a backend %T", b))
 	}
 }

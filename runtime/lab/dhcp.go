@@ -2,6 +2,8 @@ package lab
 
 import (
 	"fmt"
+
+	"github.com/basalt-lab/basalt/builtins"
 	"net/netip"
 	"strings"
 	"time"
@@ -32,48 +34,43 @@ func ParseDHCPRange(s string) (DHCPRange, error) {
 	return r, nil
 }
 
-// labDHCPServer reads the server-mode keys of lab(): dhcp_range (required
+// dhcpServerArgs are the server-mode keys of lab().
+type dhcpServerArgs struct {
+	rng, subnet, router builtins.OptStr
+	dns                 builtins.OptStrList
+	lease               builtins.OptInt
+}
+
+// labDHCPServer checks the server-mode keys of lab(): dhcp_range (required
 // with dhcp = "server"), dhcp_subnet, dhcp_router, dhcp_dns, dhcp_lease_s.
-func labDHCPServer(a *args, l *Lab) error {
-	var err error
-	if l.DHCPRange, err = a.str("dhcp_range", ""); err != nil {
-		return err
-	}
-	if l.DHCPSubnet, err = a.str("dhcp_subnet", ""); err != nil {
-		return err
-	}
-	if l.DHCPRouter, err = a.str("dhcp_router", ""); err != nil {
-		return err
-	}
-	if l.DHCPDNS, err = a.strList("dhcp_dns"); err != nil {
-		return err
-	}
-	lease, err := a.integer("dhcp_lease_s", int(DefaultDHCPLease/time.Second), 60, 1<<31-1)
+func labDHCPServer(c *call, l *Lab, a dhcpServerArgs) error {
+	l.DHCPRange, l.DHCPSubnet, l.DHCPRouter, l.DHCPDNS = a.rng.V, a.subnet.V, a.router.V, a.dns.V
+	lease, err := c.inRange("dhcp_lease_s", a.lease, int(DefaultDHCPLease/time.Second), 60, 1<<31-1)
 	if err != nil {
 		return err
 	}
 	l.DHCPLease = time.Duration(lease) * time.Second
-	set := l.DHCPRange != "" || l.DHCPSubnet != "" || l.DHCPRouter != "" || len(l.DHCPDNS) > 0 || a.has("dhcp_lease_s")
+	set := a.rng.Set || a.subnet.Set || a.router.Set || a.dns.Set || a.lease.Set
 	if l.DHCP != "server" {
 		if set {
-			return a.errorf(`dhcp_range, dhcp_subnet, dhcp_router, dhcp_dns and dhcp_lease_s are for dhcp = "server", not %q`, l.DHCP)
+			return c.errorf(`dhcp_range, dhcp_subnet, dhcp_router, dhcp_dns and dhcp_lease_s are for dhcp = "server", not %q`, l.DHCP)
 		}
 		return nil
 	}
 	if l.DHCPRange == "" {
-		return a.errorf(`dhcp = "server" needs dhcp_range = "FIRST-LAST", the addresses leased`)
+		return c.errorf(`dhcp = "server" needs dhcp_range = "FIRST-LAST", the addresses leased`)
 	}
 	r, err := ParseDHCPRange(l.DHCPRange)
 	if err != nil {
-		return a.errorf("dhcp_range = %q: %v", l.DHCPRange, err)
+		return c.errorf("dhcp_range = %q: %v", l.DHCPRange, err)
 	}
 	if l.DHCPSubnet != "" {
 		p, err := netip.ParsePrefix(l.DHCPSubnet)
 		if err != nil || !p.Addr().Is4() {
-			return a.errorf("dhcp_subnet = %q: want an IPv4 prefix (10.0.0.0/24)", l.DHCPSubnet)
+			return c.errorf("dhcp_subnet = %q: want an IPv4 prefix (10.0.0.0/24)", l.DHCPSubnet)
 		}
 		if !p.Contains(r.First) || !p.Contains(r.Last) {
-			return a.errorf("dhcp_range = %q is not inside dhcp_subnet = %q", l.DHCPRange, l.DHCPSubnet)
+			return c.errorf("dhcp_range = %q is not inside dhcp_subnet = %q", l.DHCPRange, l.DHCPSubnet)
 		}
 	}
 	for _, f := range append([]string{l.DHCPRouter}, l.DHCPDNS...) {
@@ -81,7 +78,7 @@ func labDHCPServer(a *args, l *Lab) error {
 			continue
 		}
 		if ip, err := netip.ParseAddr(f); err != nil || !ip.Is4() {
-			return a.errorf("dhcp_router/dhcp_dns %q is not an IPv4 address", f)
+			return c.errorf("dhcp_router/dhcp_dns %q is not an IPv4 address", f)
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/spell"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -60,25 +61,6 @@ type evalEnv struct {
 }
 
 const envLocal = "basalt.lab.eval"
-
-// predeclared holds one builtin per Schema entry; impls are their Go
-// sides (a map, not a Func field, which would make an initialization
-// cycle: the functions read Schema).
-var (
-	predeclared = starlark.StringDict{}
-	impls       = map[string]func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error){
-		"lab":         builtinLab,
-		"device_type": builtinDeviceType,
-		"device":      builtinDevice,
-		"secret":      builtinSecret,
-	}
-)
-
-func init() {
-	for _, f := range Schema {
-		predeclared[f.Name] = starlark.NewBuiltin(f.Name, impls[f.Name])
-	}
-}
 
 // posError is an error at a position in a lab file. Its message never holds
 // a secret's value.
@@ -138,43 +120,106 @@ func fileError(file string, err error) error {
 	return fmt.Errorf("%s: %w", file, err)
 }
 
-// args are the keyword arguments of one call, checked against the
-// function's Schema entry and then taken one by one.
-type args struct {
-	fn   string
-	f    *Func
-	pos  syntax.Position
-	vals map[string]starlark.Value
-	keys []string
-	used map[string]bool
+// Table is the lab files' functions, lab, device_type, device and secret,
+// predeclared in every lab file. Their parameters are Schema's keys (a
+// key not listed there is an error naming the key where it is written, with
+// a did-you-mean), unpacked by builtins' Opt unpackers: None is the same as
+// leaving a key out.
+var Table = newTable()
+
+// impls are the Go sides of Table's members.
+var impls = map[string]builtins.Func{
+	"lab":         builtinLab,
+	"device_type": builtinDeviceType,
+	"device":      builtinDevice,
+	"secret":      builtinSecret,
 }
 
-func newArgs(thread *starlark.Thread, b *starlark.Builtin, positional starlark.Tuple, kwargs []starlark.Tuple) (*args, *evalEnv, error) {
-	a := &args{fn: b.Name(), pos: thread.CallFrame(1).Pos, vals: map[string]starlark.Value{}, used: map[string]bool{}}
+func newTable() *builtins.Table {
+	t := &builtins.Table{Doc: "The functions of lab files (basalt doc lab)."}
+	for _, f := range Schema {
+		params := make([]string, len(f.Keys))
+		for i, k := range f.Keys {
+			params[i] = k.Name + "=None"
+		}
+		t.Members = append(t.Members, builtins.Builtin{Name: f.Name, Params: strings.Join(params, ", "), Doc: f.Doc, Fn: impls[f.Name]})
+	}
+	return t
+}
+
+// predeclared is what every lab file sees.
+var predeclared = Table.Values()
+
+// call is one call of a lab function, for its errors.
+type call struct {
+	fn  string
+	pos syntax.Position // the call's
+	env *evalEnv
+}
+
+func (c *call) errorf(format string, v ...any) error {
+	return &posError{pos: c.pos, msg: c.fn + ": " + fmt.Sprintf(format, v...)}
+}
+
+// begin checks one call of fn against its Schema entry and the file it is
+// in, then unpacks its keyword arguments into pairs (as for
+// starlark.UnpackArgs; every name optional).
+func begin(thread *starlark.Thread, fn string, positional starlark.Tuple, kwargs []starlark.Tuple, pairs ...any) (*call, error) {
+	c := &call{fn: fn}
+	if thread.CallStackDepth() > 1 {
+		c.pos = thread.CallFrame(1).Pos
+	}
 	env, _ := thread.Local(envLocal).(*evalEnv)
 	if env == nil {
-		return nil, nil, a.errorf("called outside a lab file")
+		return nil, c.errorf("called outside a lab file")
 	}
+	c.env = env
 	if len(positional) > 0 {
-		return nil, nil, a.errorf("takes keyword arguments only (name = value)")
+		return nil, c.errorf("takes keyword arguments only (name = value)")
 	}
-	a.f = schemaFunc(a.fn)
+	f := schemaFunc(fn)
 	for _, kv := range kwargs {
 		k := string(kv[0].(starlark.String))
-		if _, ok := a.f.key(k); !ok {
-			return nil, nil, &posError{pos: keyPos(env, a.pos, k), msg: a.fn + ": " + a.f.unknownKey(k)}
+		if _, ok := f.key(k); !ok {
+			return nil, &posError{pos: keyPos(env, c.pos, k), msg: fn + ": " + f.unknownKey(k)}
 		}
-		a.vals[k] = kv[1]
-		a.keys = append(a.keys, k)
 	}
-	if want := env.kind.fn(); want != a.fn {
-		return nil, nil, a.errorf("not allowed in %s; this file may only call %s()", filepath.Base(env.file), want)
+	if want := env.kind.fn(); want != fn {
+		return nil, c.errorf("not allowed in %s; this file may only call %s()", filepath.Base(env.file), want)
 	}
 	if env.called {
-		return nil, nil, a.errorf("called twice; a file describes one %s", strings.ReplaceAll(a.fn, "_", " "))
+		return nil, c.errorf("called twice; a file describes one %s", strings.ReplaceAll(fn, "_", " "))
 	}
 	env.called = true
-	return a, env, nil
+	if err := starlark.UnpackArgs(fn, nil, kwargs, pairs...); err != nil {
+		return nil, c.unpackError(err)
+	}
+	return c, nil
+}
+
+var (
+	forParam   = regexp.MustCompile(`^\w+: for parameter "?(\w+)"?: (.*)$`)
+	unexpected = regexp.MustCompile(`unexpected keyword argument "?(\w+)"?`)
+)
+
+// unpackError words an error of starlark.UnpackArgs as the lab's other
+// errors are: "device: ipmi_port must be an integer, not string", at the
+// call.
+func (c *call) unpackError(err error) error {
+	msg := err.Error()
+	if m := forParam.FindStringSubmatch(msg); m != nil {
+		sep := " "
+		if strings.HasPrefix(m[2], "[") {
+			sep = ""
+		}
+		return c.errorf("%s%s%s", m[1], sep, m[2])
+	}
+	if m := unexpected.FindStringSubmatch(msg); m != nil {
+		// A key of the schema that the function does not unpack: never
+		// dropped silently.
+		return c.errorf("key %s is not supported by this build of basalt", m[1])
+	}
+	return c.errorf("%s", strings.TrimPrefix(msg, c.fn+": "))
 }
 
 // keyPos returns where the keyword key of the call at call is written in
@@ -215,152 +260,34 @@ func schemaFunc(name string) *Func {
 	panic("lab: no schema for " + name)
 }
 
-// done fails on a key the schema lists but this build does not parse, so
-// that no key is ever dropped silently.
-func (a *args) done() error {
-	for _, k := range a.keys {
-		if !a.used[k] {
-			return a.errorf("key %s is not supported by this build of basalt", k)
-		}
-	}
-	return nil
-}
-
-func (a *args) errorf(format string, v ...any) error {
-	return &posError{pos: a.pos, msg: a.fn + ": " + fmt.Sprintf(format, v...)}
-}
-
-// get returns the argument called name; None counts as absent.
-func (a *args) get(name string) (starlark.Value, bool) {
-	a.used[name] = true
-	v, ok := a.vals[name]
-	if !ok || v == starlark.None {
-		return nil, false
-	}
-	return v, true
-}
-
-func (a *args) has(name string) bool {
-	_, ok := a.get(name)
-	return ok
-}
-
-func (a *args) str(name, def string) (string, error) {
-	v, ok := a.get(name)
-	if !ok {
-		return def, nil
-	}
-	s, ok := v.(starlark.String)
-	if !ok {
-		return "", a.errorf("%s must be a string, not %s", name, v.Type())
-	}
-	return string(s), nil
-}
-
-func (a *args) integer(name string, def, lo, hi int) (int, error) {
-	v, ok := a.get(name)
-	if !ok {
-		return def, nil
-	}
-	i, ok := v.(starlark.Int)
-	if !ok {
-		return 0, a.errorf("%s must be an integer, not %s", name, v.Type())
-	}
-	n, ok := i.Int64()
-	if !ok || n < int64(lo) || n > int64(hi) {
-		return 0, a.errorf("%s = %s is out of range %d..%d", name, i, lo, hi)
-	}
-	return int(n), nil
-}
-
-func (a *args) millis(name string) (time.Duration, bool, error) {
-	if !a.has(name) {
-		return 0, false, nil
-	}
-	ms, err := a.integer(name, 0, 0, 60_000)
-	return time.Duration(ms) * time.Millisecond, true, err
-}
-
-func (a *args) boolean(name string, def bool) (bool, error) {
-	v, ok := a.get(name)
-	if !ok {
-		return def, nil
-	}
-	b, ok := v.(starlark.Bool)
-	if !ok {
-		return false, a.errorf("%s must be True or False, not %s", name, v.Type())
-	}
-	return bool(b), nil
-}
-
-func (a *args) list(name string) ([]starlark.Value, error) {
-	v, ok := a.get(name)
-	if !ok {
-		return nil, nil
-	}
-	seq, ok := v.(starlark.Indexable)
-	if _, isStr := v.(starlark.String); !ok || isStr {
-		return nil, a.errorf("%s must be a list, not %s", name, v.Type())
-	}
-	out := make([]starlark.Value, seq.Len())
-	for i := range out {
-		out[i] = seq.Index(i)
-	}
-	return out, nil
-}
-
-func (a *args) strList(name string) ([]string, error) {
-	vs, err := a.list(name)
+// inRange is o's value, def when not given, if it lies in lo..hi.
+func (c *call) inRange(name string, o builtins.OptInt, def, lo, hi int) (int, error) {
+	n, err := o.In(def, lo, hi)
 	if err != nil {
-		return nil, err
+		return 0, c.errorf("%s %v", name, err)
 	}
-	var out []string
-	for i, v := range vs {
-		s, ok := v.(starlark.String)
-		if !ok {
-			return nil, a.errorf("%s[%d] must be a string, not %s", name, i, v.Type())
-		}
-		out = append(out, string(s))
-	}
-	return out, nil
+	return n, nil
 }
 
-// pattern returns a string argument that must compile as a regular
-// expression.
-func (a *args) pattern(name, def string) (string, error) {
-	s, err := a.str(name, def)
-	if err != nil {
-		return "", err
-	}
-	if _, err := regexp.Compile(s); err != nil {
-		return "", a.errorf("%s is not a valid regular expression: %v", name, err)
-	}
-	return s, nil
+// millis is a delay in ms, 0..60000, and whether it was given.
+func (c *call) millis(name string, o builtins.OptInt) (time.Duration, bool, error) {
+	ms, err := c.inRange(name, o, 0, 0, 60_000)
+	return time.Duration(ms) * time.Millisecond, o.Set, err
 }
 
-func (a *args) oneOf(name, def string, allowed ...string) (string, error) {
-	s, err := a.str(name, def)
-	if err != nil {
-		return "", err
+// pattern checks that a string argument compiles as a regular expression.
+func (c *call) pattern(name string, o builtins.OptStr) (string, error) {
+	if _, err := regexp.Compile(o.V); err != nil {
+		return "", c.errorf("%s is not a valid regular expression: %v", name, err)
 	}
-	for _, x := range allowed {
-		if s == x {
-			return s, nil
-		}
-	}
-	return "", a.errorf("%s = %q is not one of %s", name, s, strings.Join(allowed, ", "))
+	return o.V, nil
 }
 
-func (a *args) dict(name string) (*starlark.Dict, error) {
-	v, ok := a.get(name)
-	if !ok {
-		return nil, nil
+func (c *call) oneOf(name string, o builtins.OptStr, allowed ...string) (string, error) {
+	if slices.Contains(allowed, o.V) {
+		return o.V, nil
 	}
-	d, ok := v.(*starlark.Dict)
-	if !ok {
-		return nil, a.errorf("%s must be a dict, not %s", name, v.Type())
-	}
-	return d, nil
+	return "", c.errorf("%s = %q is not one of %s", name, o.V, strings.Join(allowed, ", "))
 }
 
 // reservedFacts are the keys ctx.device shows on its own (see Facts); a
@@ -373,24 +300,24 @@ var reservedFacts = map[string]bool{
 	"error_patterns": true,
 }
 
-// facts returns the facts = {...} argument, converted to Go values.
-func (a *args) facts() (map[string]any, error) {
-	d, err := a.dict("facts")
-	if err != nil || d == nil {
-		return nil, err
+// facts converts the facts = {...} argument to Go values.
+func (c *call) facts(o builtins.OptDict) (map[string]any, error) {
+	d := o.V
+	if d == nil {
+		return nil, nil
 	}
 	out := map[string]any{}
 	for _, kv := range d.Items() {
 		k, ok := kv[0].(starlark.String)
 		if !ok {
-			return nil, a.errorf("facts key %s is not a string", kv[0])
+			return nil, c.errorf("facts key %s is not a string", kv[0])
 		}
 		if reservedFacts[string(k)] {
-			return nil, a.errorf("facts[%q]: basalt sets ctx.device.%s itself; it cannot be a fact", string(k), string(k))
+			return nil, c.errorf("facts[%q]: basalt sets ctx.device.%s itself; it cannot be a fact", string(k), string(k))
 		}
 		v, err := toGo(kv[1], 0)
 		if err != nil {
-			return nil, a.errorf("facts[%q]: %v", string(k), err)
+			return nil, c.errorf("facts[%q]: %v", string(k), err)
 		}
 		out[string(k)] = v
 	}
@@ -449,52 +376,47 @@ func toGo(v starlark.Value, depth int) (any, error) {
 	return nil, fmt.Errorf("a %s cannot be a fact", v.Type())
 }
 
-func builtinLab(thread *starlark.Thread, b *starlark.Builtin, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	a, env, err := newArgs(thread, b, positional, kwargs)
+func builtinLab(thread *starlark.Thread, fn string, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name, dhcpIface              builtins.OptStr
+		loaderDir, lockDir, cacheDir builtins.OptStr
+		tftp                         = builtins.OptStr{V: DefaultTFTPAddr}
+		http                         = builtins.OptStr{V: DefaultHTTPAddr}
+		dhcp                         = builtins.OptStr{V: DefaultDHCP}
+	)
+	var srv dhcpServerArgs
+	c, err := begin(thread, fn, positional, kwargs,
+		"name?", &name, "tftp?", &tftp, "http?", &http, "dhcp?", &dhcp, "dhcp_interface?", &dhcpIface,
+		"dhcp_range?", &srv.rng, "dhcp_subnet?", &srv.subnet, "dhcp_router?", &srv.router, "dhcp_dns?", &srv.dns,
+		"dhcp_lease_s?", &srv.lease,
+		"loader_dir?", &loaderDir, "lock_dir?", &lockDir, "cache_dir?", &cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Dir: env.labDir}
-	if l.Name, err = a.str("name", ""); err != nil {
-		return nil, err
-	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-		def  string
-	}{{"tftp", &l.TFTPAddr, DefaultTFTPAddr}, {"http", &l.HTTPAddr, DefaultHTTPAddr}} {
-		if *f.dst, err = a.str(f.name, f.def); err != nil {
-			return nil, err
-		}
-		if _, err := hostPort(*f.dst, true); err != nil {
-			return nil, a.errorf("%s = %q: %v", f.name, *f.dst, err)
+	env := c.env
+	l := &Lab{Dir: env.labDir, Name: name.V, TFTPAddr: tftp.V, HTTPAddr: http.V, DHCPInterface: dhcpIface.V}
+	for _, f := range []struct{ name, addr string }{{"tftp", l.TFTPAddr}, {"http", l.HTTPAddr}} {
+		if _, err := hostPort(f.addr, true); err != nil {
+			return nil, c.errorf("%s = %q: %v", f.name, f.addr, err)
 		}
 	}
-	if l.DHCP, err = a.oneOf("dhcp", DefaultDHCP, "none", "proxy", "server"); err != nil {
-		return nil, err
-	}
-	if l.DHCPInterface, err = a.str("dhcp_interface", ""); err != nil {
+	if l.DHCP, err = c.oneOf("dhcp", dhcp, "none", "proxy", "server"); err != nil {
 		return nil, err
 	}
 	if l.DHCP != "none" && l.DHCPInterface == "" {
-		return nil, a.errorf(`dhcp = %q needs dhcp_interface (the interface the targets boot on)`, l.DHCP)
+		return nil, c.errorf(`dhcp = %q needs dhcp_interface (the interface the targets boot on)`, l.DHCP)
 	}
-	if err := labDHCPServer(a, l); err != nil {
+	if err := labDHCPServer(c, l, srv); err != nil {
 		return nil, err
 	}
 	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"loader_dir", &l.LoaderDir}, {"lock_dir", &l.LockDir}, {"cache_dir", &l.CacheDir}} {
-		if *f.dst, err = a.str(f.name, ""); err != nil {
-			return nil, err
-		}
+		dst *string
+		src builtins.OptStr
+	}{{&l.LoaderDir, loaderDir}, {&l.LockDir, lockDir}, {&l.CacheDir, cacheDir}} {
+		*f.dst = f.src.V
 		if *f.dst != "" && !filepath.IsAbs(*f.dst) {
 			*f.dst = filepath.Join(env.labDir, *f.dst)
 		}
-	}
-	if err := a.done(); err != nil {
-		return nil, err
 	}
 	env.result = l
 	return starlark.None, nil
@@ -516,24 +438,36 @@ func hostPort(addr string, zeroOK bool) (int, error) {
 	return port, nil
 }
 
-func builtinDeviceType(thread *starlark.Thread, b *starlark.Builtin, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	a, env, err := newArgs(thread, b, positional, kwargs)
+func builtinDeviceType(thread *starlark.Thread, fn string, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name, extends, arch, kernelConsole     builtins.OptStr
+		masterPrompt, loginPrompt, shellPrompt builtins.OptStr
+		loader                                 builtins.OptStr
+		bootDelay, shellDelay                  builtins.OptInt
+		errorPatterns                          builtins.OptStrList
+		pxe                                    builtins.OptBool
+		facts                                  builtins.OptDict
+	)
+	c, err := begin(thread, fn, positional, kwargs,
+		"name?", &name, "extends?", &extends, "arch?", &arch, "kernel_console?", &kernelConsole,
+		"bootloader_serial_delay_ms?", &bootDelay, "test_shell_serial_delay_ms?", &shellDelay,
+		"error_patterns?", &errorPatterns, "master_prompt?", &masterPrompt, "login_prompt?", &loginPrompt,
+		"shell_prompt?", &shellPrompt, "loader?", &loader, "pxe?", &pxe, "facts?", &facts)
 	if err != nil {
 		return nil, err
 	}
+	env := c.env
 	// Every key left out keeps the value of the type extended (or the zero
 	// value, pxelinux and pxe = True without extends).
 	dt := &DeviceType{Loader: "pxelinux", PXE: true}
-	if parent, err := a.str("extends", ""); err != nil {
-		return nil, err
-	} else if parent != "" {
+	if parent := extends.V; parent != "" {
 		p := env.types[parent]
 		if p == nil {
 			msg := fmt.Sprintf("extends = %q: no such built-in device type (built-in types: %s)", parent, knownTypes(env.types))
 			if s := spell.Suggest(parent, typeNames(env.types)); s != "" {
 				msg = fmt.Sprintf("extends = %q: no such built-in device type (did you mean %q?)", parent, s)
 			}
-			return nil, a.errorf("%s", msg)
+			return nil, c.errorf("%s", msg)
 		}
 		*dt = *p
 		dt.Extends = p.Name
@@ -544,64 +478,62 @@ func builtinDeviceType(thread *starlark.Thread, b *starlark.Builtin, positional 
 	if !env.builtin {
 		dt.File = env.file
 	}
-	if dt.Name, err = a.str("name", env.base); err != nil {
-		return nil, err
+	// set gives a string key's value to dst when the file gave one.
+	set := func(dst *string, o builtins.OptStr) {
+		if o.Set {
+			*dst = o.V
+		}
 	}
+	dt.Name = env.base
+	set(&dt.Name, name)
 	if dt.Name != env.base {
-		return nil, a.errorf("name %q does not match the file name %s.star", dt.Name, env.base)
+		return nil, c.errorf("name %q does not match the file name %s.star", dt.Name, env.base)
 	}
-	if dt.Arch, err = a.str("arch", dt.Arch); err != nil {
-		return nil, err
-	}
-	if dt.KernelConsole, err = a.str("kernel_console", dt.KernelConsole); err != nil {
-		return nil, err
-	}
-	if d, ok, err := a.millis("bootloader_serial_delay_ms"); err != nil {
+	set(&dt.Arch, arch)
+	set(&dt.KernelConsole, kernelConsole)
+	if d, ok, err := c.millis("bootloader_serial_delay_ms", bootDelay); err != nil {
 		return nil, err
 	} else if ok {
 		dt.BootloaderDelay = d
 	}
-	if d, ok, err := a.millis("test_shell_serial_delay_ms"); err != nil {
+	if d, ok, err := c.millis("test_shell_serial_delay_ms", shellDelay); err != nil {
 		return nil, err
 	} else if ok {
 		dt.TestShellDelay = d
 	}
-	if a.has("error_patterns") {
-		if dt.ErrorPatterns, err = a.strList("error_patterns"); err != nil {
-			return nil, err
-		}
+	if errorPatterns.Set {
+		dt.ErrorPatterns = errorPatterns.V
 	}
 	for i, p := range dt.ErrorPatterns {
 		if _, err := regexp.Compile(p); err != nil {
-			return nil, a.errorf("error_patterns[%d] is not a valid regular expression: %v", i, err)
+			return nil, c.errorf("error_patterns[%d] is not a valid regular expression: %v", i, err)
 		}
 	}
-	if dt.MasterPrompt, err = a.pattern("master_prompt", dt.MasterPrompt); err != nil {
+	for _, p := range []struct {
+		name string
+		dst  *string
+		o    builtins.OptStr
+	}{{"master_prompt", &dt.MasterPrompt, masterPrompt}, {"login_prompt", &dt.LoginPrompt, loginPrompt}, {"shell_prompt", &dt.ShellPrompt, shellPrompt}} {
+		set(p.dst, p.o)
+		if _, err := c.pattern(p.name, builtins.OptStr{V: *p.dst}); err != nil {
+			return nil, err
+		}
+	}
+	set(&dt.Loader, loader)
+	if dt.Loader, err = c.oneOf("loader", builtins.OptStr{V: dt.Loader}, "pxelinux", "ipxe", "grub"); err != nil {
 		return nil, err
 	}
-	if dt.LoginPrompt, err = a.pattern("login_prompt", dt.LoginPrompt); err != nil {
-		return nil, err
+	if pxe.Set {
+		dt.PXE = pxe.V
 	}
-	if dt.ShellPrompt, err = a.pattern("shell_prompt", dt.ShellPrompt); err != nil {
-		return nil, err
-	}
-	if dt.Loader, err = a.oneOf("loader", dt.Loader, "pxelinux", "ipxe", "grub"); err != nil {
-		return nil, err
-	}
-	if dt.PXE, err = a.boolean("pxe", dt.PXE); err != nil {
-		return nil, err
-	}
-	facts, err := a.facts()
+	f, err := c.facts(facts)
 	if err != nil {
 		return nil, err
 	}
 	if dt.Facts == nil {
 		dt.Facts = map[string]any{}
 	}
-	maps.Copy(dt.Facts, facts)
-	if err := a.done(); err != nil {
-		return nil, err
-	}
+	maps.Copy(dt.Facts, f)
 	env.result = dt
 	return starlark.None, nil
 }
@@ -646,79 +578,108 @@ func knownTypes(types map[string]*DeviceType) string {
 // module and the status command.
 var powerActions = []string{"on", "off", "reset", "cycle", "status"}
 
-func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	a, env, err := newArgs(thread, b, positional, kwargs)
+// secretArg unpacks ipmi_password: a secret(...), never a plain value
+// (whose text the error must not show: it may be a real password).
+type secretArg struct{ v *secretValue }
+
+func (a *secretArg) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	sv, ok := v.(*secretValue)
+	if !ok {
+		return fmt.Errorf(`must be secret("ENV_VAR") or secret(file = "path"), not a %s; passwords never go in lab files`, v.Type())
+	}
+	a.v = sv
+	return nil
+}
+
+func builtinDevice(thread *starlark.Thread, fn string, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name, typ, ipmiHost, ipmiUser, mac            builtins.OptStr
+		console, consoleCommand, consoleAddress       builtins.OptStr
+		ipmiPort, ipmiTimeout, ipmiRetries, keepalive builtins.OptInt
+		bootDelay, shellDelay                         builtins.OptInt
+		password                                      secretArg
+		suites                                        builtins.OptList
+		tags                                          builtins.OptStrList
+		powerCommand, simDict, facts                  builtins.OptDict
+	)
+	var seg segmentArgs
+	pairs := []any{
+		"name?", &name, "type?", &typ, "ipmi_host?", &ipmiHost, "ipmi_port?", &ipmiPort, "ipmi_user?", &ipmiUser,
+		"ipmi_password?", &password, "cipher_suites?", &suites, "ipmi_timeout_ms?", &ipmiTimeout,
+		"ipmi_retries?", &ipmiRetries, "ipmi_keepalive_ms?", &keepalive, "mac?", &mac, "console?", &console,
+		"console_command?", &consoleCommand, "console_address?", &consoleAddress,
+		"bootloader_serial_delay_ms?", &bootDelay, "test_shell_serial_delay_ms?", &shellDelay,
+		"power_command?", &powerCommand, "sim?", &simDict, "tags?", &tags, "facts?", &facts,
+		"segment?", &seg.kind, "segment_parent?", &seg.parent, "segment_vlan?", &seg.vlan, "segment_addr?", &seg.addr,
+	}
+	// The VM keys, by the schema's list and type.
+	var vmKeys []Key
+	vm := map[string]*builtins.OptValue{}
+	for _, k := range deviceFunc.Keys {
+		if strings.HasPrefix(k.Name, "vm_") {
+			vmKeys = append(vmKeys, k)
+			vm[k.Name] = &builtins.OptValue{}
+			pairs = append(pairs, k.Name+"?", vm[k.Name])
+		}
+	}
+	c, err := begin(thread, fn, positional, kwargs, pairs...)
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{File: env.file, VM: map[string]any{}}
-	if d.Name, err = a.str("name", env.base); err != nil {
-		return nil, err
+	env := c.env
+	d := &Device{File: env.file, VM: map[string]any{}, Name: env.base}
+	if name.Set {
+		d.Name = name.V
 	}
 	if err := checkName(d.Name); err != nil {
-		return nil, a.errorf("%v", err)
+		return nil, c.errorf("%v", err)
 	}
 	if d.Name != env.base {
-		return nil, a.errorf("name %q does not match the file name %s.star", d.Name, env.base)
+		return nil, c.errorf("name %q does not match the file name %s.star", d.Name, env.base)
 	}
-	typ, err := a.str("type", "")
-	if err != nil {
-		return nil, err
+	if typ.V == "" {
+		return nil, c.errorf("type is required (known types: %s)", knownTypes(env.types))
 	}
-	if typ == "" {
-		return nil, a.errorf("type is required (known types: %s)", knownTypes(env.types))
-	}
-	if d.Type = env.types[typ]; d.Type == nil {
-		return nil, a.errorf("unknown device type %q (known types: %s)", typ, knownTypes(env.types))
+	if d.Type = env.types[typ.V]; d.Type == nil {
+		return nil, c.errorf("unknown device type %q (known types: %s)", typ.V, knownTypes(env.types))
 	}
 	sim := d.Type.Is("sim")
 
 	// IPMI.
 	ip := &d.IPMI
-	if ip.Host, err = a.str("ipmi_host", ""); err != nil {
+	ip.Host, ip.User = ipmiHost.V, ipmiUser.V
+	if ip.Port, err = c.inRange("ipmi_port", ipmiPort, DefaultIPMIPort, 1, 65535); err != nil {
 		return nil, err
 	}
-	if ip.Port, err = a.integer("ipmi_port", DefaultIPMIPort, 1, 65535); err != nil {
-		return nil, err
-	}
-	if ip.User, err = a.str("ipmi_user", ""); err != nil {
-		return nil, err
-	}
-	if v, ok := a.get("ipmi_password"); ok {
-		sv, ok := v.(*secretValue)
-		if !ok {
-			// Never echo the value: it may be a real password.
-			return nil, a.errorf(`ipmi_password must be secret("ENV_VAR") or secret(file = "path"), not a %s; passwords never go in lab files`, v.Type())
-		}
-		ip.Password = sv.s
+	if password.v != nil {
+		ip.Password = password.v.s
 	}
 	if ip.Host != "" && ip.Password.IsZero() {
-		return nil, a.errorf(`ipmi_host is set but ipmi_password is missing; use ipmi_password = secret("ENV_VAR") or secret(file = "path")`)
+		return nil, c.errorf(`ipmi_host is set but ipmi_password is missing; use ipmi_password = secret("ENV_VAR") or secret(file = "path")`)
 	}
-	suites, err := a.list("cipher_suites")
-	if err != nil {
-		return nil, err
-	}
-	for i, v := range suites {
-		c, ok := int64Of(v)
-		if !ok || c < 0 || c > 17 {
-			return nil, a.errorf("cipher_suites[%d] = %s is not an IPMI v2.0 cipher suite (0..17)", i, v)
+	for i, v := range suites.V {
+		cs, ok := int64Of(v)
+		if !ok || cs < 0 || cs > 17 {
+			return nil, c.errorf("cipher_suites[%d] = %s is not an IPMI v2.0 cipher suite (0..17)", i, v)
 		}
-		ip.CipherSuites = append(ip.CipherSuites, int(c))
+		ip.CipherSuites = append(ip.CipherSuites, int(cs))
 	}
 	if len(ip.CipherSuites) == 0 {
 		ip.CipherSuites = append([]int(nil), DefaultCipherSuites...)
 	}
-	ms, err := a.integer("ipmi_timeout_ms", int(DefaultIPMITimeout/time.Millisecond), 1, 600_000)
+	ms, err := c.inRange("ipmi_timeout_ms", ipmiTimeout, int(DefaultIPMITimeout/time.Millisecond), 1, 600_000)
 	if err != nil {
 		return nil, err
 	}
 	ip.Timeout = time.Duration(ms) * time.Millisecond
-	if ip.Retries, err = a.integer("ipmi_retries", DefaultIPMIRetries, 0, 100); err != nil {
+	if ip.Retries, err = c.inRange("ipmi_retries", ipmiRetries, DefaultIPMIRetries, 0, 100); err != nil {
 		return nil, err
 	}
 	// 0 turns the keepalive off, for a BMC that keeps sessions forever.
-	ka, err := a.integer("ipmi_keepalive_ms", int(DefaultIPMIKeepalive/time.Millisecond), 0, 3_600_000)
+	ka, err := c.inRange("ipmi_keepalive_ms", keepalive, int(DefaultIPMIKeepalive/time.Millisecond), 0, 3_600_000)
 	if err != nil {
 		return nil, err
 	}
@@ -729,89 +690,80 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 
 	// Tags put the device in pools beside its type: `basalt run
 	// --device-tag TAG` picks among the devices that carry every tag given.
-	if d.Tags, err = a.strList("tags"); err != nil {
-		return nil, err
-	}
+	d.Tags = tags.V
 	for i, t := range d.Tags {
 		if checkName(t) != nil {
-			return nil, a.errorf("tags[%d] = %q is not a tag: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64", i, t)
+			return nil, c.errorf("tags[%d] = %q is not a tag: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64", i, t)
 		}
 	}
 
-	if mac, err := a.str("mac", ""); err != nil {
-		return nil, err
-	} else if mac != "" {
-		if d.MAC, err = parseMAC(mac); err != nil {
-			return nil, a.errorf("%v", err)
+	if mac.V != "" {
+		if d.MAC, err = parseMAC(mac.V); err != nil {
+			return nil, c.errorf("%v", err)
 		}
 	}
 
 	// Console.
-	c := &d.Console
-	if c.Command, err = a.str("console_command", ""); err != nil {
-		return nil, err
-	}
-	if c.Address, err = a.str("console_address", ""); err != nil {
-		return nil, err
-	}
+	con := &d.Console
+	con.Command, con.Address = consoleCommand.V, consoleAddress.V
 	def := "sol"
 	switch {
-	case c.Command != "":
+	case con.Command != "":
 		def = "command"
-	case c.Address != "":
+	case con.Address != "":
 		def = "tcp"
 	}
-	if c.Transport, err = a.oneOf("console", def, "sol", "command", "tcp", "sim"); err != nil {
+	if !console.Set {
+		console.V = def
+	}
+	if con.Transport, err = c.oneOf("console", console, "sol", "command", "tcp", "sim"); err != nil {
 		return nil, err
 	}
-	switch c.Transport {
+	switch con.Transport {
 	case "command":
-		if strings.TrimSpace(c.Command) == "" {
-			return nil, a.errorf(`console = "command" needs console_command (e.g. "telnet localhost 4006")`)
+		if strings.TrimSpace(con.Command) == "" {
+			return nil, c.errorf(`console = "command" needs console_command (e.g. "telnet localhost 4006")`)
 		}
 	case "tcp":
-		if c.Address == "" {
-			return nil, a.errorf(`console = "tcp" needs console_address (host:port of the console server)`)
+		if con.Address == "" {
+			return nil, c.errorf(`console = "tcp" needs console_address (host:port of the console server)`)
 		}
-		if _, err := hostPort(c.Address, false); err != nil {
-			return nil, a.errorf("console_address = %q: %v", c.Address, err)
+		if _, err := hostPort(con.Address, false); err != nil {
+			return nil, c.errorf("console_address = %q: %v", con.Address, err)
 		}
 	case "sim":
 		if !sim {
-			return nil, a.errorf(`console = "sim" is only for devices of type sim`)
+			return nil, c.errorf(`console = "sim" is only for devices of type sim`)
 		}
 	}
-	if c.Command != "" && c.Transport != "command" {
-		return nil, a.errorf(`console_command is set but console = %q; use console = "command"`, c.Transport)
+	if con.Command != "" && con.Transport != "command" {
+		return nil, c.errorf(`console_command is set but console = %q; use console = "command"`, con.Transport)
 	}
-	if c.Address != "" && c.Transport != "tcp" {
-		return nil, a.errorf(`console_address is set but console = %q; use console = "tcp"`, c.Transport)
+	if con.Address != "" && con.Transport != "tcp" {
+		return nil, c.errorf(`console_address is set but console = %q; use console = "tcp"`, con.Transport)
 	}
-	if c.BootloaderDelay, c.bootloaderDelaySet, err = a.millis("bootloader_serial_delay_ms"); err != nil {
+	if con.BootloaderDelay, con.bootloaderDelaySet, err = c.millis("bootloader_serial_delay_ms", bootDelay); err != nil {
 		return nil, err
 	}
-	if c.TestShellDelay, c.testShellDelaySet, err = a.millis("test_shell_serial_delay_ms"); err != nil {
+	if con.TestShellDelay, con.testShellDelaySet, err = c.millis("test_shell_serial_delay_ms", shellDelay); err != nil {
 		return nil, err
 	}
 
 	// Power.
-	pc, err := a.dict("power_command")
-	if err != nil {
-		return nil, err
-	}
+	pc := powerCommand.V
 	if pc != nil {
 		d.PowerCommand = map[string]string{}
 		for _, kv := range pc.Items() {
 			k, ok := kv[0].(starlark.String)
 			if !ok || !contains(powerActions, string(k)) {
-				return nil, a.errorf("power_command key %s is not one of %s", kv[0], strings.Join(powerActions, ", "))
+				return nil, c.errorf("power_command key %s is not one of %s", kv[0], strings.Join(powerActions, ", "))
 			}
 			v, ok := kv[1].(starlark.String)
 			if !ok || strings.TrimSpace(string(v)) == "" {
-				return nil, a.errorf("power_command[%s] must be a non-empty string", k)
+				return nil, c.errorf("power_command[%s] must be a non-empty string", k)
 			}
 			if _, err := SplitCommand(string(v)); err != nil {
-				return nil, a.errorf("power_command[%s]: %v", k, err)
+				return nil, c.errorf("power_command[%s]: %v", k, err)
 			}
 			d.PowerCommand[string(k)] = string(v)
 		}
@@ -819,67 +771,58 @@ func builtinDevice(thread *starlark.Thread, b *starlark.Builtin, positional star
 	// A sim or qemu device that names no BMC gets one from basalt: a
 	// simulated node, or a VM basalt starts behind go-ipmi's BMC.
 	ownBMC := sim || d.Type.Is("qemu")
-	if !ownBMC && ip.Host == "" && (c.Transport == "sol" || pc == nil) {
+	if !ownBMC && ip.Host == "" && (con.Transport == "sol" || pc == nil) {
 		need := "console = \"sol\""
 		if pc == nil {
 			need = "power through the BMC (no power_command)"
 		}
-		return nil, a.errorf("ipmi_host is required for %s", need)
+		return nil, c.errorf("ipmi_host is required for %s", need)
 	}
 
 	// Sim faults.
-	if sd, err := a.dict("sim"); err != nil {
-		return nil, err
-	} else if sd != nil {
+	if sd := simDict.V; sd != nil {
 		if !sim {
-			return nil, a.errorf("sim = {...} is only for devices of type sim")
+			return nil, c.errorf("sim = {...} is only for devices of type sim")
 		}
 		if d.Sim, err = simFaults(sd); err != nil {
-			return nil, a.errorf("sim: %v", err)
+			return nil, c.errorf("sim: %v", err)
 		}
 	}
 
 	// VM settings of a qemu device basalt starts itself.
-	for _, k := range a.keys {
-		if !strings.HasPrefix(k, "vm_") {
-			continue
-		}
-		v, _ := a.get(k)
+	for _, key := range vmKeys {
+		k, v := key.Name, vm[key.Name].V
 		if v == nil {
 			continue
 		}
 		if !d.Type.Is("qemu") {
-			return nil, a.errorf("%s is only for devices of type qemu", k)
+			return nil, c.errorf("%s is only for devices of type qemu", k)
 		}
-		key, _ := a.f.key(k)
 		switch x := v.(type) {
 		case starlark.String:
 			if key.Type == "int" {
-				return nil, a.errorf("%s must be an integer, not string", k)
+				return nil, c.errorf("%s must be an integer, not string", k)
 			}
 			d.VM[k] = string(x)
 		case starlark.Int:
 			n, ok := x.Int64()
 			if key.Type != "int" || !ok || n < 0 || n > 1<<30 {
-				return nil, a.errorf("%s = %s: want a %s", k, x, key.Type)
+				return nil, c.errorf("%s = %s: want a %s", k, x, key.Type)
 			}
 			d.VM[k] = int(n)
 		default:
-			return nil, a.errorf("%s must be a %s, not %s", k, key.Type, v.Type())
+			return nil, c.errorf("%s must be a %s, not %s", k, key.Type, v.Type())
 		}
 	}
 
-	if err := deviceSegment(a, d); err != nil {
+	if err := deviceSegment(c, d, seg); err != nil {
 		return nil, err
 	}
-	if d.Facts, err = a.facts(); err != nil {
-		return nil, err
-	}
-	if err := a.done(); err != nil {
+	if d.Facts, err = c.facts(facts); err != nil {
 		return nil, err
 	}
 	// The secret is a reference until a job runs: Lab.Device reads it.
-	d.secretPos, d.labDir = a.pos, env.labDir
+	d.secretPos, d.labDir = c.pos, env.labDir
 	env.result = d
 	return starlark.None, nil
 }
@@ -1020,8 +963,11 @@ func (v *secretValue) Hash() (uint32, error) { return 0, errors.New("unhashable:
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-func builtinSecret(thread *starlark.Thread, b *starlark.Builtin, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	pos := thread.CallFrame(1).Pos
+func builtinSecret(thread *starlark.Thread, _ string, positional starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var pos syntax.Position
+	if thread.CallStackDepth() > 1 {
+		pos = thread.CallFrame(1).Pos
+	}
 	fail := func(format string, v ...any) error {
 		return &posError{pos: pos, msg: "secret: " + fmt.Sprintf(format, v...)}
 	}

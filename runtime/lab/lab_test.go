@@ -552,3 +552,73 @@ func TestSecretErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongTypedArgument: a lab function's argument of the wrong type is an
+// error at the call's file:line naming the function and the key, for every
+// function; None is the same as leaving the key out.
+func TestWrongTypedArgument(t *testing.T) {
+	for _, c := range []errorCase{
+		{"lab tftp", map[string]string{"lab.star": "\nlab(tftp = 69)"}, []string{"lab.star:2:", "lab: tftp must be a string, not int"}, nil},
+		{"lab dhcp list", map[string]string{"lab.star": `lab(dhcp = ["proxy"])`}, []string{"lab.star:1:", "lab: dhcp must be a string, not list"}, nil},
+		{"type pxe", map[string]string{"device-types/t1.star": "# t1\ndevice_type(\n    pxe = \"yes\",\n)"}, []string{"device-types/t1.star:2:", "device_type: pxe must be True or False, not string"}, nil},
+		{"type pattern element", map[string]string{"device-types/t1.star": `device_type(error_patterns = ["Oops", 3])`}, []string{"device-types/t1.star:1:", "device_type: error_patterns[1] must be a string, not int"}, nil},
+		{"type delay", map[string]string{"device-types/t1.star": `device_type(bootloader_serial_delay_ms = 1.5)`}, []string{"device-types/t1.star:1:", "device_type: bootloader_serial_delay_ms must be an integer, not float"}, nil},
+		{"device mac", map[string]string{"devices/d1.star": "\n\ndevice(type = \"sim\", mac = 1)"}, []string{"devices/d1.star:3:", "device: mac must be a string, not int"}, nil},
+		{"device power_command", map[string]string{"devices/d1.star": `device(type = "sim", power_command = "pdu on")`}, []string{"devices/d1.star:1:", "device: power_command must be a dict, not string"}, nil},
+		{"device huge int", map[string]string{"devices/d1.star": `device(type = "sim", ipmi_retries = 1 << 70)`}, []string{"devices/d1.star:1:", "device: ipmi_retries = 1180591620717411303424 is too large"}, nil},
+		{"secret env", map[string]string{"devices/d1.star": `device(type = "sim", ipmi_password = secret(env = 7))`}, []string{"devices/d1.star:1:", "secret: ", "env", "want string"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := writeLab(t, c.files)
+			l, err := Load(dir)
+			if err == nil {
+				// A broken device file breaks only its device.
+				for _, d := range l.Devices {
+					if d.Err != nil {
+						err = d.Err
+					}
+				}
+			}
+			if err == nil {
+				t.Fatalf("Load(%v) = nil, want an error", c.files)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, filepath.Join(dir, c.want[0])) {
+				t.Errorf("Load(%v) = %q, want it to start with %s", c.files, msg, filepath.Join(dir, c.want[0]))
+			}
+			for _, w := range c.want[1:] {
+				if !strings.Contains(msg, w) {
+					t.Errorf("Load(%v) = %q, want it to hold %q", c.files, msg, w)
+				}
+			}
+		})
+	}
+}
+
+// TestEveryKeyUnpacks: every key of the schema is unpacked by its
+// function (given None, the same as left out), so none is ever refused as
+// unsupported or dropped.
+func TestEveryKeyUnpacks(t *testing.T) {
+	files := map[string]string{}
+	for _, f := range []struct{ fn, file string }{{"lab", "lab.star"}, {"device_type", "device-types/t1.star"}, {"device", "devices/d1.star"}} {
+		var kw []string
+		for _, k := range schemaFunc(f.fn).Keys {
+			kw = append(kw, k.Name+" = None")
+		}
+		if f.fn == "device" {
+			kw = append(kw, `type = "sim"`)
+			kw = slices.DeleteFunc(kw, func(s string) bool { return s == "type = None" })
+		}
+		files[f.file] = f.fn + "(" + strings.Join(kw, ", ") + ")"
+	}
+	l, err := Load(writeLab(t, files))
+	if err != nil {
+		t.Fatalf("Load(every key None) = %v", err)
+	}
+	if _, ok := l.Types["t1"]; !ok {
+		t.Error("device type t1 with every key None not loaded")
+	}
+	if d, err := l.Device("d1"); err != nil || d.IPMI.Port != DefaultIPMIPort {
+		t.Errorf("Device(d1) with every key None = %v, %v; want the defaults", d, err)
+	}
+}

@@ -118,6 +118,9 @@ func TestSchemaDocumented(t *testing.T) {
 		if b, ok := predeclared[f.Name].(*starlark.Builtin); !ok || impls[f.Name] == nil || b.Name() != f.Name {
 			t.Errorf("Schema %s has no predeclared builtin", f.Name)
 		}
+		if m, ok := Table.Lookup(f.Name); !ok || m.Doc != f.Doc || m.Fn == nil {
+			t.Errorf("Schema %s is not a member of lab.Table with its Doc", f.Name)
+		}
 		if f.Doc == "" {
 			t.Errorf("Schema %s has no Doc", f.Name)
 		}

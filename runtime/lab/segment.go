@@ -2,6 +2,8 @@ package lab
 
 import (
 	"net/netip"
+
+	"github.com/basalt-lab/basalt/builtins"
 )
 
 // Segment is a device's own broadcast domain, made by basalt run for each
@@ -17,54 +19,52 @@ type Segment struct {
 	Addr   string
 }
 
-// deviceSegment reads segment, segment_parent, segment_vlan and
+// segmentArgs are the segment keys of device().
+type segmentArgs struct {
+	kind, parent, addr builtins.OptStr
+	vlan               builtins.OptInt
+}
+
+// deviceSegment checks segment, segment_parent, segment_vlan and
 // segment_addr of device().
-func deviceSegment(a *args, d *Device) error {
-	kind := ""
-	if a.has("segment") {
+func deviceSegment(c *call, d *Device, sa segmentArgs) error {
+	kind, parent, addr := "", sa.parent.V, sa.addr.V
+	if sa.kind.Set {
 		var err error
-		if kind, err = a.oneOf("segment", "netns", "netns", "vlan"); err != nil {
+		if kind, err = c.oneOf("segment", sa.kind, "netns", "vlan"); err != nil {
 			return err
 		}
 	}
-	parent, err := a.str("segment_parent", "")
-	if err != nil {
-		return err
-	}
-	vlan, err := a.integer("segment_vlan", 0, 1, 4094)
-	if err != nil {
-		return err
-	}
-	addr, err := a.str("segment_addr", "")
+	vlan, err := c.inRange("segment_vlan", sa.vlan, 0, 1, 4094)
 	if err != nil {
 		return err
 	}
 	switch kind {
 	case "":
 		if parent != "" || vlan != 0 || addr != "" {
-			return a.errorf(`segment_parent, segment_vlan and segment_addr are for segment = "vlan"`)
+			return c.errorf(`segment_parent, segment_vlan and segment_addr are for segment = "vlan"`)
 		}
 		return nil
 	case "netns":
 		if !d.Type.Is("qemu") || d.IPMI.Host != "" {
-			return a.errorf(`segment = "netns" is for a qemu device basalt starts (type qemu, no ipmi_host)`)
+			return c.errorf(`segment = "netns" is for a qemu device basalt starts (type qemu, no ipmi_host)`)
 		}
 		if parent != "" || vlan != 0 || addr != "" {
-			return a.errorf(`segment_parent, segment_vlan and segment_addr are for segment = "vlan", not "netns"`)
+			return c.errorf(`segment_parent, segment_vlan and segment_addr are for segment = "vlan", not "netns"`)
 		}
 		if _, ok := d.VM["vm_tap"]; ok {
-			return a.errorf(`segment = "netns" makes the VM's tap itself: drop vm_tap`)
+			return c.errorf(`segment = "netns" makes the VM's tap itself: drop vm_tap`)
 		}
 		if _, ok := d.VM["vm_netns"]; ok {
-			return a.errorf(`segment = "netns" makes the VM's namespace itself: drop vm_netns`)
+			return c.errorf(`segment = "netns" makes the VM's namespace itself: drop vm_netns`)
 		}
 	case "vlan":
 		if parent == "" || vlan == 0 || addr == "" {
-			return a.errorf(`segment = "vlan" needs segment_parent, segment_vlan and segment_addr`)
+			return c.errorf(`segment = "vlan" needs segment_parent, segment_vlan and segment_addr`)
 		}
 		p, err := netip.ParsePrefix(addr)
 		if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
-			return a.errorf("segment_addr = %q: want the dispatcher's IPv4 address with its prefix length, at most /30 (10.102.0.1/24)", addr)
+			return c.errorf("segment_addr = %q: want the dispatcher's IPv4 address with its prefix length, at most /30 (10.102.0.1/24)", addr)
 		}
 		d.Segment.Addr = p.String()
 	}

@@ -122,8 +122,7 @@ func TestPXEBootServerDHCP(t *testing.T) {
 		}
 	}()
 	node := NewNode(vm)
-	node.PowerOn(bmcsim.BootPXE)
-	if err := node.Err(); err != nil {
+	if err := node.PowerOn(ctx, bmcsim.BootPXE); err != nil {
 		t.Fatalf("power on (pxe): %v", err)
 	}
 	if err := srv.WaitFetch(ctx, "initrd"); err != nil {

@@ -243,8 +243,7 @@ func TestPXEBoot(t *testing.T) {
 	node := NewNode(vm)
 
 	start := time.Now()
-	node.PowerOn(bmcsim.BootPXE)
-	if err := node.Err(); err != nil {
+	if err := node.PowerOn(ctx, bmcsim.BootPXE); err != nil {
 		t.Fatalf("power on (pxe): %v", err)
 	}
 	// SeaBIOS names each boot entry it tries; the NIC's (iPXE's BEV) is
@@ -285,12 +284,10 @@ func TestPXEBoot(t *testing.T) {
 	}
 
 	// Disk first: SeaBIOS tries the (empty) disk, then the NIC.
-	node.PowerOff()
-	if err := node.Err(); err != nil {
+	if err := node.PowerOff(ctx); err != nil {
 		t.Fatalf("power off: %v", err)
 	}
-	node.PowerOn(bmcsim.BootDisk)
-	if err := node.Err(); err != nil {
+	if err := node.PowerOn(ctx, bmcsim.BootDisk); err != nil {
 		t.Fatalf("power on (disk): %v", err)
 	}
 	diskAt, err := con.waitFrom(ctx, off, "Booting from Hard Disk")

@@ -13,8 +13,8 @@ import (
 // over becomes the VM's boot order for that boot. Give the BMC [VM.Serial]
 // as its Config.Serial so SOL carries the VM's ttyS0.
 //
-// bmcsim.Node has no error results: a failed command is logged and kept
-// for [Node.Err]. The BMC tracks power itself, so a guest that powers
+// A failed command is returned to the BMC, which answers the Chassis
+// Control request with completion code FFh, and kept for [Node.Err]. The BMC tracks power itself, so a guest that powers
 // itself off (poweroff in the guest pauses the VM) still reads "on" there
 // until the next chassis command.
 type Node struct {
@@ -31,12 +31,12 @@ var _ bmcsim.Node = (*Node)(nil)
 // NewNode returns the bmcsim.Node for vm.
 func NewNode(vm *VM) *Node { return &Node{vm: vm} }
 
-func (n *Node) do(f func(ctx context.Context) error) {
+func (n *Node) do(ctx context.Context, f func(ctx context.Context) error) error {
 	t := n.Timeout
 	if t <= 0 {
 		t = 30 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), t)
+	ctx, cancel := context.WithTimeout(ctx, t)
 	defer cancel()
 	err := f(ctx)
 	if err != nil {
@@ -45,21 +45,22 @@ func (n *Node) do(f func(ctx context.Context) error) {
 	n.mu.Lock()
 	n.err = err
 	n.mu.Unlock()
+	return err
 }
 
 // PowerOn implements bmcsim.Node.
-func (n *Node) PowerOn(boot bmcsim.BootDevice) {
-	n.do(func(ctx context.Context) error { return n.vm.PowerOn(ctx, boot) })
+func (n *Node) PowerOn(ctx context.Context, boot bmcsim.BootDevice) error {
+	return n.do(ctx, func(ctx context.Context) error { return n.vm.PowerOn(ctx, boot) })
 }
 
 // PowerOff implements bmcsim.Node.
-func (n *Node) PowerOff() {
-	n.do(n.vm.PowerOff)
+func (n *Node) PowerOff(ctx context.Context) error {
+	return n.do(ctx, n.vm.PowerOff)
 }
 
 // Reset implements bmcsim.Node.
-func (n *Node) Reset(boot bmcsim.BootDevice) {
-	n.do(func(ctx context.Context) error { return n.vm.Reset(ctx, boot) })
+func (n *Node) Reset(ctx context.Context, boot bmcsim.BootDevice) error {
+	return n.do(ctx, func(ctx context.Context) error { return n.vm.Reset(ctx, boot) })
 }
 
 // Err returns the error of the last power operation, nil if it worked.

@@ -193,23 +193,34 @@ func (n *Node) emit(typ string, f map[string]any) {
 	}
 }
 
-// PowerOn implements bmcsim.Node.
-func (n *Node) PowerOn(boot bmcsim.BootDevice) { n.start(boot) }
+// PowerOn implements bmcsim.Node. The node boots in a goroutine of its
+// own, under the node's lifetime rather than the request's ctx. A closed
+// node refuses.
+func (n *Node) PowerOn(_ context.Context, boot bmcsim.BootDevice) error { return n.start(boot) }
 
 // PowerOff implements bmcsim.Node.
-func (n *Node) PowerOff() { n.stop() }
-
-// Reset implements bmcsim.Node.
-func (n *Node) Reset(boot bmcsim.BootDevice) {
+func (n *Node) PowerOff(context.Context) error {
 	n.stop()
-	n.start(boot)
+	return nil
 }
 
-func (n *Node) start(boot bmcsim.BootDevice) {
+// Reset implements bmcsim.Node.
+func (n *Node) Reset(_ context.Context, boot bmcsim.BootDevice) error {
+	n.stop()
+	return n.start(boot)
+}
+
+// errClosed refuses power to a closed node.
+var errClosed = errors.New("sim node is closed")
+
+func (n *Node) start(boot bmcsim.BootDevice) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed || n.cancel != nil {
-		return
+	if n.closed {
+		return errClosed
+	}
+	if n.cancel != nil {
+		return nil // running already
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -219,6 +230,7 @@ func (n *Node) start(boot bmcsim.BootDevice) {
 		defer close(done)
 		n.run(ctx, boot)
 	}()
+	return nil
 }
 
 func (n *Node) stop() {

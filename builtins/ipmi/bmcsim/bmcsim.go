@@ -71,14 +71,25 @@ func (d BootDevice) String() string {
 }
 
 // Node is the simulated machine behind the BMC. The BMC calls it with its
-// own lock released; calls are serialised (one at a time, in order).
+// own lock released; calls are serialised (one at a time, in order). ctx
+// is the Chassis Control request's (or the BMC's, for the end of an ACPI
+// soft-off); a method returns once the action has started, not when the
+// node has booted.
+//
+// An error refuses the action, as a chassis that cannot power on makes a
+// real BMC fail the command: the BMC answers the Chassis Control request
+// with the completion code the error wraps (a types.CompletionCode, such
+// as D5h, "not supported in present state"), else FFh, "unspecified
+// error" (IPMI v2.0 Table 5-2) — what OpenIPMI's ipmi_sim answers when its
+// chassis_control program fails (TestBMCRefusedPowerOnLikeIPMISim) — and
+// the chassis keeps the power state and boot flags it had.
 type Node interface {
 	// PowerOn powers the node on; it boots from boot.
-	PowerOn(boot BootDevice)
+	PowerOn(ctx context.Context, boot BootDevice) error
 	// PowerOff cuts the node's power.
-	PowerOff()
+	PowerOff(ctx context.Context) error
 	// Reset restarts a running node, which boots from boot.
-	Reset(boot BootDevice)
+	Reset(ctx context.Context, boot BootDevice) error
 }
 
 // Config configures a BMC. Its zero value is usable.
@@ -406,13 +417,13 @@ func (b *BMC) takeBootLocked() BootDevice {
 }
 
 // node calls f on the node, serialised and outside b.mu.
-func (b *BMC) node(f func(n Node)) {
+func (b *BMC) node(f func(n Node) error) error {
 	if b.cfg.Node == nil {
-		return
+		return nil
 	}
 	b.nodeMu.Lock()
 	defer b.nodeMu.Unlock()
-	f(b.cfg.Node)
+	return f(b.cfg.Node)
 }
 
 func (b *BMC) cancelSoftOffLocked() {
@@ -422,55 +433,84 @@ func (b *BMC) cancelSoftOffLocked() {
 	}
 }
 
-func (b *BMC) powerOn() {
+func (b *BMC) powerOn(ctx context.Context) error {
 	b.mu.Lock()
 	b.cancelSoftOffLocked()
 	if b.on {
 		b.mu.Unlock()
-		return
+		return nil
 	}
 	b.on = true
+	flags := b.flags
 	boot := b.takeBootLocked()
 	b.mu.Unlock()
 	b.log.Debug("bmcsim: power on", "boot", boot.String())
-	b.node(func(n Node) { n.PowerOn(boot) })
+	err := b.node(func(n Node) error { return n.PowerOn(ctx, boot) })
+	if err != nil {
+		// Nothing booted: the chassis stays off and a next-boot-only
+		// override stays for the next try.
+		b.mu.Lock()
+		b.on = false
+		b.flags = flags
+		b.mu.Unlock()
+		b.log.Debug("bmcsim: node refused power on", "err", err)
+		return fmt.Errorf("power on: %w", err)
+	}
+	return nil
 }
 
-func (b *BMC) powerOff() {
+func (b *BMC) powerOff(ctx context.Context) error {
 	b.mu.Lock()
 	b.cancelSoftOffLocked()
 	if !b.on {
 		b.mu.Unlock()
-		return
+		return nil
 	}
 	b.on = false
 	b.mu.Unlock()
 	b.log.Debug("bmcsim: power off")
-	b.node(func(n Node) { n.PowerOff() })
+	err := b.node(func(n Node) error { return n.PowerOff(ctx) })
+	if err != nil {
+		b.mu.Lock()
+		b.on = true
+		b.mu.Unlock()
+		b.log.Debug("bmcsim: node refused power off", "err", err)
+		return fmt.Errorf("power off: %w", err)
+	}
+	return nil
 }
 
 // errNotInPresentState is what a reset of an off chassis returns: completion
 // code D5h (IPMI v2.0 Table 5-2).
 var errNotInPresentState = types.CodeNotSupported
 
-func (b *BMC) reset() error {
+func (b *BMC) reset(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.on {
 		b.mu.Unlock()
 		return errNotInPresentState
 	}
 	b.cancelSoftOffLocked()
+	flags := b.flags
 	boot := b.takeBootLocked()
 	b.mu.Unlock()
 	b.log.Debug("bmcsim: reset", "boot", boot.String())
-	b.node(func(n Node) { n.Reset(boot) })
+	if err := b.node(func(n Node) error { return n.Reset(ctx, boot) }); err != nil {
+		b.mu.Lock()
+		b.flags = flags
+		b.mu.Unlock()
+		b.log.Debug("bmcsim: node refused reset", "err", err)
+		return fmt.Errorf("reset: %w", err)
+	}
 	return nil
 }
 
-func (b *BMC) cycle() {
+func (b *BMC) cycle(ctx context.Context) error {
 	// A power cycle of an off chassis powers it on, as most BMCs do.
-	b.powerOff()
-	b.powerOn()
+	if err := b.powerOff(ctx); err != nil {
+		return err
+	}
+	return b.powerOn(ctx)
 }
 
 func (b *BMC) soft() {
@@ -489,7 +529,10 @@ func (b *BMC) soft() {
 		}
 		b.softOff = nil
 		b.mu.Unlock()
-		b.powerOff()
+		// The OS has shut down; nobody waits on a request for this.
+		if err := b.powerOff(context.Background()); err != nil {
+			b.log.Warn("bmcsim: soft off", "err", err)
+		}
 	})
 	b.softOff = t
 }
@@ -532,17 +575,18 @@ func (c *chassis) b() *BMC { return (*BMC)(c) }
 
 func (c *chassis) PowerState(context.Context) (bool, error) { return c.b().PowerState(), nil }
 
-func (c *chassis) SetPower(_ context.Context, on bool) error {
+// SetPower, PowerCycle and ColdReset return the node's refusal: go-ipmi's
+// Chassis Control handler answers with the completion code it wraps, FFh
+// without one.
+func (c *chassis) SetPower(ctx context.Context, on bool) error {
 	if on {
-		c.b().powerOn()
-	} else {
-		c.b().powerOff()
+		return c.b().powerOn(ctx)
 	}
-	return nil
+	return c.b().powerOff(ctx)
 }
 
-func (c *chassis) PowerCycle(context.Context) error { c.b().cycle(); return nil }
-func (c *chassis) ColdReset(context.Context) error  { return c.b().reset() }
+func (c *chassis) PowerCycle(ctx context.Context) error { return c.b().cycle(ctx) }
+func (c *chassis) ColdReset(ctx context.Context) error  { return c.b().reset(ctx) }
 
 // WarmReset is what go-ipmi's handler calls for Chassis Control 05h, "soft
 // shutdown via ACPI overtemp emulation" (IPMI v2.0 Table 28-4).

@@ -22,9 +22,15 @@ type node struct {
 	events []string
 }
 
-func (n *node) PowerOn(boot bmcsim.BootDevice) { n.add("on:" + boot.String()) }
-func (n *node) PowerOff()                      { n.add("off") }
-func (n *node) Reset(boot bmcsim.BootDevice)   { n.add("reset:" + boot.String()) }
+func (n *node) PowerOn(_ context.Context, boot bmcsim.BootDevice) error {
+	n.add("on:" + boot.String())
+	return nil
+}
+func (n *node) PowerOff(context.Context) error { n.add("off"); return nil }
+func (n *node) Reset(_ context.Context, boot bmcsim.BootDevice) error {
+	n.add("reset:" + boot.String())
+	return nil
+}
 func (n *node) add(s string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
