@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"golang.org/x/sys/unix"
 )
 
@@ -377,5 +380,63 @@ func TestServerSocketsInNamespace(t *testing.T) {
 	out, err := exec.Command("ip", "netns", "exec", g.cliNS, need(t, "busybox"), "tftp", "-g", "-r", "pxelinux.0", "-l", got, g.addr.String()).CombinedOutput()
 	if b, _ := os.ReadFile(got); err != nil || string(b) != "fake pxelinux.0\n" {
 		t.Errorf("busybox tftp from the namespace: %v, %q\n%s\nevents:\n%s", err, b, out, ev)
+	}
+}
+
+// A REQUEST for an address that is not the client's lease (INIT-REBOOT
+// with a remembered address from elsewhere) is answered NAK (RFC 2131
+// 4.3.2); one for the lease is answered ACK.
+func TestDHCPServerNAK(t *testing.T) {
+	g := newSegment(t)
+	s, ev, err := g.startIn(t, g.serverConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := jobDir(t, 1000)
+	serveJob(t, s, dir)
+	if out, err := exec.Command("ip", "-n", g.cliNS, "link", "set", g.cli, "address", testMAC).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	ask := func(want string) dhcpv4.MessageType {
+		var got dhcpv4.MessageType
+		err := in(t, g.cliNS, func() error {
+			conn, err := server4.NewIPv4UDPConn(g.cli, &net.UDPAddr{IP: net.IPv4zero, Port: 68})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			hw, _ := net.ParseMAC(testMAC)
+			m, err := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithBroadcast(true),
+				dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+				dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(want))))
+			if err != nil {
+				return err
+			}
+			if _, err := conn.WriteTo(m.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
+				return err
+			}
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := conn.ReadFrom(buf)
+				if err != nil {
+					return err
+				}
+				if r, err := dhcpv4.FromBytes(buf[:n]); err == nil && r.TransactionID == m.TransactionID && r.OpCode == dhcpv4.OpcodeBootReply {
+					got = r.MessageType()
+					return nil
+				}
+			}
+		})
+		if err != nil {
+			t.Fatalf("REQUEST %s: %v\nevents:\n%s", want, err, ev)
+		}
+		return got
+	}
+	if got := ask(g.subnet + ".105"); got != dhcpv4.MessageTypeNak {
+		t.Errorf("REQUEST %s.105 (not the lease) = %s, want NAK", g.subnet, got)
+	}
+	if got := ask(g.subnet + ".100"); got != dhcpv4.MessageTypeAck {
+		t.Errorf("REQUEST %s.100 (the lease) = %s, want ACK", g.subnet, got)
 	}
 }
