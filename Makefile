@@ -27,7 +27,8 @@ lint: ## go vet, staticcheck (pinned as a go tool) and basalt fmt --check of the
 
 BENCHLOG ?= bin/bench.log
 
-# BenchmarkDirectBoot (2-3 minutes under TCG) runs only with BASALT_E2E=1.
+# The qemu benchmarks (BenchmarkDirectBoot, BenchmarkRunTrue, BenchmarkJobFiveCommands: minutes under TCG)
+# run only with BASALT_E2E=1: `BASALT_E2E=1 make bench`.
 tidy: ## go mod tidy the module and the nested goexpect benchmark module (it follows the main one)
 	$(GO) mod tidy
 	cd builtins/sol/goexpectbench && $(GO) mod tidy

@@ -59,11 +59,12 @@ type Options struct {
 //     lab.IPMI.Keepalive (go-ipmi's own keepalive, every 30 s, comes too
 //     late for ipmi_sim); a keepalive left unanswered drops the session,
 //     and the next call opens a new one at once;
-//   - gives the first command on a session that has been silent for longer
-//     than one datagram timeout a single datagram's wait: no answer is the
-//     first sign of a forgotten session, and the call goes on at once on a
-//     new session (with the full retry budget) instead of spending that
-//     budget on a session the BMC ignores.
+//   - sends the first command on a session that has been silent for
+//     longer than one datagram timeout once, and when no answer comes
+//     within a few times the BMC's slowest recent exchange (the first sign
+//     of a forgotten session) opens a new session beside it: the call goes on
+//     on whichever answers first, so a forgotten session costs one session
+//     open and one exchange, not a datagram timeout (see suspectLocked).
 //
 // go-ipmi's client is not reused after a failure: a new one is made for
 // each session.
@@ -79,6 +80,11 @@ type Client struct {
 	closed bool
 	// answered is when the BMC last answered on conn.
 	answered time.Time
+	// slowest is about the longest exchange the BMC took lately (it
+	// follows a longer one at once and decays by 1/16 per shorter one):
+	// how long a live session may take to answer. ipmi_sim runs a script
+	// for chassis commands; real BMCs take tens of milliseconds for some.
+	slowest time.Duration
 	// stopKeepalive ends the keepalive goroutine; nil while none runs.
 	stopKeepalive chan struct{}
 
@@ -149,7 +155,10 @@ func (c *Client) Power(ctx context.Context, a Action) error {
 		return builtins.Job(err)
 	}
 	command := "chassis control (power " + string(a) + ")"
-	return c.do(ctx, command, func(ctx context.Context, ic *client.Client) error {
+	// A reset or cycle done twice is not done once: on a silent session it
+	// is only sent once the session has proved alive (suspectLocked).
+	once := a == Reset || a == Cycle
+	return c.doOnce(ctx, command, once, func(ctx context.Context, ic *client.Client) error {
 		if a == Reset || a == Cycle {
 			// A reset or cycle of an off chassis is refused by some BMCs
 			// and silently ignored by others (IPMI v2.0 Table 28-4 only
@@ -301,11 +310,20 @@ func (c *Client) keepaliveLocked() {
 }
 
 // do runs fn on a session, opening one when needed, and records the call.
+// fn may run twice (on a silent session and on a new one, when the first
+// answer is not back in time): it must be safe to repeat, as a Get or a
+// Set of the same value is.
 func (c *Client) do(ctx context.Context, command string, fn func(context.Context, *client.Client) error) error {
+	return c.doOnce(ctx, command, false, fn)
+}
+
+// doOnce is do; with once, fn is not safe to repeat, and a silent session
+// is first probed with Get Device ID.
+func (c *Client) doOnce(ctx context.Context, command string, once bool, fn func(context.Context, *client.Client) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := time.Now()
-	attempts, err := c.run(ctx, command, fn)
+	attempts, err := c.run(ctx, command, once, fn)
 	fields := map[string]any{
 		"device":      c.name,
 		"command":     command,
@@ -342,7 +360,7 @@ func (c *Client) do(ctx context.Context, command string, fn func(context.Context
 // answer at all gets none beyond its datagram retries.
 const maxSessionAttempts = 4
 
-func (c *Client) run(ctx context.Context, command string, fn func(context.Context, *client.Client) error) (attempts int, err error) {
+func (c *Client) run(ctx context.Context, command string, once bool, fn func(context.Context, *client.Client) error) (attempts int, err error) {
 	if c.closed {
 		return 0, c.newError(command, errors.New("controller is closed"))
 	}
@@ -374,21 +392,34 @@ func (c *Client) run(ctx context.Context, command string, fn func(context.Contex
 		// and a datagram lost on it is sent again on it: a new session
 		// per lost datagram would leave the BMC's few session slots (IPMI
 		// v2.0 §6.12.1 asks for only four) full of orphans.
-		suspect := !fresh && time.Since(c.answered) > c.cfg.Timeout
-		if suspect {
-			c.gate.probe()
+		if !fresh && time.Since(c.answered) > c.cfg.Timeout {
+			probe := fn
+			if once {
+				probe = getDeviceID
+			}
+			replaced, perr := c.suspectLocked(ctx, command, probe)
+			if replaced {
+				// A new session took over: fn runs there, counted as
+				// the call's next attempt.
+				continue
+			}
+			if _, answered := types.IsResponseError(perr); once && (perr == nil || answered) {
+				// The probe proved the session alive: fn runs on it.
+			} else if err = perr; err == nil {
+				return attempts, nil
+			} else {
+				goto failed
+			}
 		}
-		err = fn(ctx, c.conn)
-		if silent := c.gate.end(); err != nil && silent && ctx.Err() == nil {
-			c.log.Debug("ipmi session silent; opening a new one", "device", c.name, "command", command,
-				"idle", time.Since(c.answered), "err", err)
-			c.dropLocked(true)
-			continue
+		{
+			t0 := time.Now()
+			err = fn(ctx, c.conn)
+			if err == nil {
+				c.answeredAfter(time.Since(t0))
+				return attempts, nil
+			}
 		}
-		if err == nil {
-			c.answered = time.Now()
-			return attempts, nil
-		}
+	failed:
 		if re, ok := types.IsResponseError(err); ok {
 			c.answered = time.Now()
 			cc := CompletionCode(re.CompletionCode())
@@ -406,12 +437,25 @@ func (c *Client) run(ctx context.Context, command string, fn func(context.Contex
 	}
 }
 
-// openLocked opens a session, trying the configured cipher suites in order.
+// openLocked opens a session, trying the configured cipher suites in
+// order, and makes it the Client's.
 func (c *Client) openLocked(ctx context.Context) error {
+	start := time.Now()
+	ic, g, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	c.installLocked(ic, g, time.Since(start))
+	return nil
+}
+
+// dial opens a session and records the attempt; it changes nothing of c
+// (suspectLocked runs it beside a call on the current session).
+func (c *Client) dial(ctx context.Context) (*client.Client, *gate, error) {
 	start := time.Now()
 	ic, err := client.NewClient(c.cfg.Host, c.cfg.Port, c.cfg.User, c.cfg.Password.Value())
 	if err != nil {
-		return c.newError("open session", err)
+		return nil, nil, c.newError("open session", err)
 	}
 	suites := make([]types.CipherSuiteID, len(c.cfg.CipherSuites))
 	for i, s := range c.cfg.CipherSuites {
@@ -446,17 +490,141 @@ func (c *Client) openLocked(ctx context.Context) error {
 		fields["outcome"] = "error"
 		fields["error"] = e.Error()
 		c.event(fields)
-		return e
+		return nil, nil, e
 	}
 	fields["outcome"] = "ok"
 	c.event(fields)
+	return ic, g, nil
+}
+
+// installLocked makes ic (over socket g) the session, opened in took (four
+// exchanges: Open Session and RAKP 1-4, IPMI v2.0 §13.15-13.20).
+func (c *Client) installLocked(ic *client.Client, g *gate, took time.Duration) {
 	c.conn, c.gate = ic, g
 	c.answered = time.Now()
+	c.slowest = max(c.slowest, took/4)
 	if c.cfg.Keepalive > 0 && c.stopKeepalive == nil && !c.closed {
 		c.stopKeepalive = make(chan struct{})
 		go c.keepalive(c.stopKeepalive)
 	}
-	return nil
+}
+
+// getDeviceID is the probe of a silent session (IPMI v2.0 §20.1): every
+// BMC implements it and it changes nothing.
+func getDeviceID(ctx context.Context, ic *client.Client) error {
+	_, err := ic.GetDeviceID(ctx)
+	return err
+}
+
+// answeredAfter records an answer on the session that took d.
+func (c *Client) answeredAfter(d time.Duration) {
+	c.answered = time.Now()
+	c.slowest = max(d, c.slowest-c.slowest/16)
+}
+
+// The wait for an answer on a silent session before a new one is opened
+// beside it: suspectTimes the slowest recent exchange, never less than
+// minSuspectWait (a loaded BMC's or dispatcher's scheduling jitter) nor
+// more than a datagram timeout. A live session's answer then nearly always
+// comes first, and the call runs once.
+const (
+	minSuspectWait = 100 * time.Millisecond
+	suspectTimes   = 4
+)
+
+// suspectLocked runs fn (safe to repeat) once on the current session,
+// which has been silent for longer than a datagram timeout, and so may be
+// one the BMC has forgotten: BMCs drop idle sessions (§6.12.15) and forget
+// all of them when they restart, and ignore a forgotten session's packets
+// without a word. The gate lets one datagram out. If no answer comes
+// within a few times the BMC's slowest recent exchange, a new session is
+// opened beside it; whichever is first wins: an answer on the old session
+// keeps it (the new one is closed), a new session up first replaces the
+// old one, whose exchange is given up (fn then runs again on the new
+// session). So a forgotten session costs that wait, one session open and
+// one exchange, not a datagram timeout. replaced reports that the new
+// session took over; err is fn's result otherwise.
+func (c *Client) suspectLocked(ctx context.Context, command string, fn func(context.Context, *client.Client) error) (replaced bool, err error) {
+	old, g := c.conn, c.gate
+	g.probe()
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	res := make(chan error, 1)
+	go func() { res <- fn(fctx, old) }()
+	wait := time.NewTimer(min(max(suspectTimes*c.slowest, minSuspectWait), c.cfg.Timeout))
+	defer wait.Stop()
+	type session struct {
+		ic  *client.Client
+		g   *gate
+		err error
+	}
+	var (
+		opened   chan session // the new session, once one is being opened
+		openedAt time.Time
+	)
+	for {
+		select {
+		case err = <-res:
+			silent := g.end()
+			if err == nil || !silent {
+				if err == nil {
+					c.answeredAfter(time.Since(start))
+				} else if _, ok := types.IsResponseError(err); ok {
+					c.answered = time.Now()
+				}
+				if opened != nil {
+					// Not needed after all: closed in the background,
+					// with Close Session so that it holds no BMC slot.
+					go func() {
+						if s := <-opened; s.err == nil {
+							closeQuietly(s.ic, c.cfg.Timeout)
+						}
+					}()
+				}
+				return false, err
+			}
+			// No answer within the one datagram's wait: the session is
+			// dead; take the new one (opening one now if none was).
+			c.log.Debug("ipmi session silent; opening a new one", "device", c.name, "command", command, "err", err)
+			c.dropLocked(true)
+			if opened == nil {
+				return true, nil // run opens one
+			}
+			s := <-opened
+			if s.err != nil {
+				return true, nil // run tries again
+			}
+			c.installLocked(s.ic, s.g, time.Since(openedAt))
+			return true, nil
+		case <-wait.C:
+			c.log.Debug("ipmi session silent; opening a new one beside it", "device", c.name, "command", command,
+				"waited", time.Since(start))
+			opened, openedAt = make(chan session, 1), time.Now()
+			go func() {
+				ic, ng, err := c.dial(ctx)
+				opened <- session{ic, ng, err}
+			}()
+		case s := <-opened:
+			if s.err != nil {
+				// Keep waiting on the old session; nothing else to try.
+				opened = nil
+				continue
+			}
+			// The new session is up before the old one answered: the
+			// old one is taken for dead. It may only be slow, so it is
+			// closed with Close Session, in the background: a live
+			// session left open would hold one of the BMC's few slots
+			// (§6.12.1) until its timeout.
+			cancel()
+			<-res
+			g.end()
+			go closeQuietly(old, c.cfg.Timeout)
+			c.conn, c.gate = nil, nil
+			c.installLocked(s.ic, s.g, time.Since(openedAt))
+			return true, nil
+		}
+	}
 }
 
 // dropLocked closes the current session, if any, without waiting long for

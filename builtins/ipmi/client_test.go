@@ -253,7 +253,8 @@ func TestClientKeepsIdleSessionAlive(t *testing.T) {
 
 // TestClientForgottenSession: without a keepalive, a session the BMC has
 // forgotten — timed out, or lost in a BMC restart — costs the next call one
-// datagram on it, then a new session; not the whole retry budget.
+// datagram on it, then a new session; not the whole retry budget, nor even
+// one datagram timeout: each call has half of one.
 func TestClientForgottenSession(t *testing.T) {
 	t.Parallel()
 	b := startBMC(t, bmcsim.Config{SessionTimeout: 4 * time.Second})
@@ -261,7 +262,7 @@ func TestClientForgottenSession(t *testing.T) {
 	r := newRelay(t, addr)
 	ev := &events{}
 	cfg := b.IPMI()
-	cfg.Port, cfg.Keepalive = r.Port(), -1
+	cfg.Port, cfg.Keepalive, cfg.Timeout = r.Port(), -1, 3*time.Second
 	c := newClient(t, cfg, ev)
 	ctx := ctxT(t, time.Minute)
 	if _, err := c.PowerStatus(ctx); err != nil {
@@ -272,7 +273,7 @@ func TestClientForgottenSession(t *testing.T) {
 		t.Helper()
 		before := r.snapshot()
 		ev.Reset()
-		if err := c.Power(ctx, ipmi.On); err != nil {
+		if err := c.Power(ctxT(t, cfg.Timeout/2), ipmi.On); err != nil {
 			t.Fatalf("%s: Power(on) = %v", what, err)
 		}
 		checkForgotten(t, what, before, r.since(before))
@@ -281,7 +282,7 @@ func TestClientForgottenSession(t *testing.T) {
 		}
 	}
 
-	time.Sleep(8 * time.Second) // the BMC forgets the session
+	time.Sleep(8 * time.Second) // the BMC forgets the session, silent for longer than a timeout
 	check("after 8 s idle")
 
 	// The BMC restarts on the same port and knows no session.

@@ -275,6 +275,48 @@ func TestClientIPMISimRestart(t *testing.T) {
 	}
 }
 
+// TestClientIPMISimRestartNoTimeout: the call after ipmi_sim restarted does
+// not wait out a datagram timeout on the forgotten session. With a
+// datagram timeout longer than the call's whole deadline the call still
+// succeeds: it opens a new session beside the silent one soon after
+// its one datagram, and runs there. (It failed before: the
+// call waited the full timeout for the forgotten session's answer.)
+func TestClientIPMISimRestartNoTimeout(t *testing.T) {
+	s := startIPMISim(t, true)
+	r := newRelay(t, net.JoinHostPort(s.cfg.Host, fmt.Sprint(s.cfg.Port)))
+	cfg := s.cfg
+	cfg.Port, cfg.CipherSuites, cfg.Keepalive, cfg.Timeout = r.Port(), []int{3}, -1, 4*time.Second
+	ev := &events{}
+	c := newClient(t, cfg, ev)
+	if _, err := c.PowerStatus(ctxT(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	s.restart(t)
+	time.Sleep(cfg.Timeout + 200*time.Millisecond) // the session is now silent for longer than a timeout
+	before := r.snapshot()
+	ev.Reset()
+	if _, err := c.PowerStatus(ctxT(t, cfg.Timeout/2)); err != nil {
+		t.Fatalf("PowerStatus after ipmi_sim restarted, within half a datagram timeout = %v", err)
+	}
+	checkForgotten(t, "after ipmi_sim restarted", before, r.since(before))
+	if got, want := ev.commands(), []string{"open session=ok", "get chassis status=ok"}; !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+	// A reset is not repeated: on a silent session it waits for the
+	// probe's answer (here: none, then a new session) before it is sent.
+	s.restart(t)
+	time.Sleep(cfg.Timeout + 200*time.Millisecond)
+	before = r.snapshot()
+	ev.Reset()
+	if err := c.Power(ctxT(t, cfg.Timeout/2), ipmi.Reset); err != nil {
+		t.Fatalf("Power(reset) after ipmi_sim restarted = %v", err)
+	}
+	checkForgotten(t, "reset after ipmi_sim restarted", before, r.since(before))
+	if got, want := ev.commands(), []string{"open session=ok", "chassis control (power reset)=ok"}; !slices.Equal(got, want) {
+		t.Errorf("reset: events = %v, want %v", got, want)
+	}
+}
+
 // TestIPMISimForgetsIdleSession (make e2e; 40 s): ipmi_sim, and the sim BMC
 // with Config.SessionTimeout set to ipmi_sim's 30 s, both forget a session
 // left silent for 40 s and ignore its packets without an answer; a Client

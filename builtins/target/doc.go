@@ -17,7 +17,7 @@
 // command under eval with standard input from /dev/null, and prints an end
 // marker carrying $?:
 //
-//	printf '%s-S\n' "BAS""ALT-<token>-<n>"; eval 'CMD' </dev/null; printf '\n%s-E:%d\n' "BAS""ALT-<token>-<n>" $?
+//	echo BAS""ALT-<token>-<n>-S;eval 'CMD'</dev/null;printf '\nBAS''ALT-<token>-<n>-E:%d\n' $?
 //
 // The marker is cut in two by an empty shell string in the typed line, so
 // its echo never holds a whole marker; token is random per [Target] and n

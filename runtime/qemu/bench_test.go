@@ -1,13 +1,16 @@
 package qemu
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,19 +34,7 @@ func BenchmarkDirectBoot(b *testing.B) {
 	k := debianKernel(b)
 	dir := b.TempDir()
 	img := buildInitrd(b, dir, "bench", k)
-	bin := filepath.Join(dir, "basalt")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/basalt")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build basalt: %v\n%s", err, out)
-	}
-	labDir := filepath.Join(dir, "lab")
-	os.MkdirAll(filepath.Join(labDir, "devices"), 0o755)
-	os.WriteFile(filepath.Join(labDir, "lab.star"), []byte(fmt.Sprintf("lab(name = \"bench\", lock_dir = %q, cache_dir = %q)\n",
-		filepath.Join(dir, "locks"), filepath.Join(dir, "cache"))), 0o644)
-	os.WriteFile(filepath.Join(labDir, "devices", "vm.star"), []byte(fmt.Sprintf(
-		"device(name = \"vm\", type = \"qemu\", mac = \"52:54:00:be:0b:01\", vm_kernel = %q, vm_initrd = %q, vm_append = \"console=ttyS0 panic=-1 basalt.netwait=0\")\n",
-		k.Vmlinuz, img)), 0o644)
+	bin, labDir := benchLab(b, dir, k.Vmlinuz, img)
 	job := filepath.Join(dir, "boot.star")
 	os.WriteFile(job, []byte(fmt.Sprintf(`job(name = "boot", timeout = "5m")
 def boot(ctx):
@@ -83,13 +74,6 @@ stage("boot", boot)
 			peakKB = max(peakKB, res.Runner.PeakRSSKB)
 		}
 	}
-	median := func(xs []float64) float64 {
-		s := slices.Sorted(slices.Values(xs))
-		if n := len(s); n%2 == 0 {
-			return (s[n/2-1] + s[n/2]) / 2
-		}
-		return s[len(s)/2]
-	}
 	b.ReportMetric(median(bare), "bare-s/boot")
 	b.ReportMetric(slices.Min(bare), "bare-min-s/boot")
 	b.ReportMetric(slices.Max(bare), "bare-max-s/boot")
@@ -110,7 +94,7 @@ func bootBare(b *testing.B, kernel, img string) {
 	defer cancel()
 	cmd := exec.Command("qemu-system-x86_64", "-nodefaults", "-no-user-config", "-accel", "tcg", "-cpu", "max",
 		"-m", "512", "-display", "none", "-serial", "stdio",
-		"-kernel", kernel, "-initrd", img, "-append", "console=ttyS0 panic=-1 basalt.netwait=0")
+		"-kernel", kernel, "-initrd", img, "-append", "console=ttyS0 panic=-1 no_timer_check basalt.netwait=0")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -127,4 +111,126 @@ func bootBare(b *testing.B, kernel, img string) {
 	if _, err := con.waitFrom(ctx, 0, initrd.DefaultPrompt); err != nil {
 		b.Fatalf("%v; console:\n%s", err, con.tail(2048))
 	}
+}
+
+// lavaFiveCommands is LAVA's job time outside the VM boot for five
+// commands on the qemu lab, 2.6 s, as issue #10 quotes it: LAVA cannot run
+// here (its Python packages are not reachable), so the anchor is the
+// quoted figure, not a measurement of this machine.
+const lavaFiveCommands = 2.6
+
+// BenchmarkJobFiveCommands runs `basalt run` of a job that powers a qemu
+// device on through its BMC, waits for the master image's prompt over SOL
+// and runs five target.run("true"), and reports the job's wall time
+// outside the VM boot: the whole `basalt run` (process start to exit)
+// minus the boot, from the start of the power-on call to the end of the
+// prompt's expect (times from the bundle's events.jsonl). Ten samples per
+// b.N, median and spread, beside LAVA's 2.6 s (quoted from issue #10, not
+// measured here: see lavaFiveCommands). Goal: ≤ 0.1 s. Where the time
+// goes: pre-s (process start to power on: lab, lock, starting qemu and
+// the BMC, SOL), cmds-s (the five commands) and post-s (after the last
+// command: bundle, VM shutdown, exit), medians. BASALT_E2E=1 only (a TCG
+// boot per sample).
+func BenchmarkJobFiveCommands(b *testing.B) {
+	needE2E(b)
+	needQemu(b)
+	k := debianKernel(b)
+	dir := b.TempDir()
+	img := buildInitrd(b, dir, "bench-five", k)
+	bin, labDir := benchLab(b, dir, k.Vmlinuz, img)
+	job := filepath.Join(dir, "five.star")
+	os.WriteFile(job, []byte(fmt.Sprintf(`job(name = "five", timeout = "5m")
+def five(ctx):
+    ipmi.power("on")
+    sol.expect(%q, timeout = "3m")
+    for i in range(5):
+        target.run("true")
+stage("five", five)
+`, initrd.DefaultPrompt)), 0o644)
+	var outside, boot, pre, cmds, post []float64
+	for i := 0; b.Loop(); i++ {
+		for r := range runTrueRounds / 2 {
+			out := filepath.Join(dir, "out", fmt.Sprintf("%d-%d", i, r))
+			start := time.Now()
+			run := exec.Command(bin, "run", job, "--lab", labDir, "--device", "vm", "--out", out)
+			if msg, err := run.CombinedOutput(); err != nil {
+				b.Fatalf("basalt run: %v\n%s", err, msg)
+			}
+			end := time.Now()
+			on, up, last := jobTimes(b, filepath.Join(out, "events.jsonl"))
+			tb := up.Sub(on).Seconds()
+			outside, boot = append(outside, end.Sub(start).Seconds()-tb), append(boot, tb)
+			pre, cmds, post = append(pre, on.Sub(start).Seconds()), append(cmds, last.Sub(up).Seconds()), append(post, end.Sub(last).Seconds())
+		}
+	}
+	b.ReportMetric(median(outside), "basalt-s/5-cmds")
+	b.ReportMetric(slices.Min(outside), "basalt-min-s/5-cmds")
+	b.ReportMetric(slices.Max(outside), "basalt-max-s/5-cmds")
+	b.ReportMetric(lavaFiveCommands, "LAVA-quoted-s/5-cmds")
+	b.ReportMetric(median(pre), "pre-s")
+	b.ReportMetric(median(cmds), "cmds-s")
+	b.ReportMetric(median(post), "post-s")
+	b.ReportMetric(median(boot), "boot-s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// jobTimes reads a bundle's events.jsonl: when the power-on call started,
+// when the first sol.expect after it ended (the prompt: the boot is over)
+// and when the last target.run ended.
+func jobTimes(b *testing.B, events string) (on, up, last time.Time) {
+	f, err := os.Open(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			Time     time.Time `json:"time"`
+			Type     string    `json:"type"`
+			Command  string    `json:"command"`
+			Duration float64   `json:"duration_ms"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		switch {
+		case on.IsZero() && ev.Type == "ipmi" && strings.Contains(ev.Command, "power on"):
+			on = ev.Time.Add(-time.Duration(ev.Duration * float64(time.Millisecond)))
+		case !on.IsZero() && up.IsZero() && ev.Type == "expect":
+			up = ev.Time
+		case ev.Type == "target_run":
+			last = ev.Time
+		}
+	}
+	if on.IsZero() || up.IsZero() || last.IsZero() {
+		b.Fatalf("%s: no power-on call, no expect after it or no target.run", events)
+	}
+	return on, up, last
+}
+
+// benchLab builds basalt into dir and writes a lab there with one qemu
+// device "vm" booting kernel and img; it returns the binary and the lab.
+// no_timer_check (here and on every benchmark VM): under TCG on a loaded
+// host the kernel's IO-APIC timer check can miss its ticks and panic
+// ("IO-APIC + timer doesn't work!"), as it did in one sample of ten.
+func benchLab(b *testing.B, dir, kernel, img string) (bin, labDir string) {
+	bin = filepath.Join(dir, "basalt")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/basalt")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build basalt: %v\n%s", err, out)
+	}
+	labDir = filepath.Join(dir, "lab")
+	os.MkdirAll(filepath.Join(labDir, "devices"), 0o755)
+	os.MkdirAll(filepath.Join(labDir, "device-types"), 0o755)
+	os.WriteFile(filepath.Join(labDir, "lab.star"), []byte(fmt.Sprintf("lab(name = \"bench\", lock_dir = %q, cache_dir = %q)\n",
+		filepath.Join(dir, "locks"), filepath.Join(dir, "cache"))), 0o644)
+	os.WriteFile(filepath.Join(labDir, "device-types", "vmq.star"), []byte(fmt.Sprintf(
+		"device_type(extends = \"qemu\", master_prompt = %q)\n", regexp.QuoteMeta(initrd.DefaultPrompt))), 0o644)
+	os.WriteFile(filepath.Join(labDir, "devices", "vm.star"), []byte(fmt.Sprintf(
+		"device(name = \"vm\", type = \"vmq\", mac = \"52:54:00:be:0b:01\", vm_kernel = %q, vm_initrd = %q, vm_append = \"console=ttyS0 panic=-1 no_timer_check basalt.netwait=0\")\n",
+		kernel, img)), 0o644)
+	return bin, labDir
 }

@@ -288,7 +288,9 @@ func (vm *VM) connect(ctx context.Context) error {
 			return fmt.Errorf("qemu: exited at start-up (%v): %s", vm.werr, vm.stderr.String())
 		case <-ctx.Done():
 			return fmt.Errorf("qemu: waiting for QMP: %w (last: %v)", ctx.Err(), err)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
+			// qemu creates its QMP socket a few hundred ms after exec
+			// under TCG; each poll period is start-up time of every job.
 		}
 	}
 	// Both sockets exist once QMP answers: qemu creates its chardevs

@@ -27,6 +27,7 @@ import (
 var diffLines = []string{
 	// target.run's wrapper (frame.go).
 	`printf '%s-S\n' "BAS""ALT-1"; eval 'echo hi; false' </dev/null; printf '\n%s-E:%d\n' "BAS""ALT-1" $?`,
+	`echo BAS""ALT-1-S;eval 'echo hi; false'</dev/null;printf '\nBAS''ALT-1-E:%d\n' $?`,
 	`false; echo $?; true; echo $?; (exit 3); echo $?`,
 	// Checksums and sizes (target.push, deploy_image, health.star).
 	`printf 'hello\n' > f; sha256sum f; md5sum f`,
