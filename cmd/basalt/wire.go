@@ -67,6 +67,8 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 		closers = append(closers, func() {
 			if err := seg.Close(); err != nil {
 				log.Warn("remove the job's segment", "interface", seg.Interface, "err", err)
+				emit("segment", map[string]any{"event": "remove_failed", "kind": seg.Kind, "interface": seg.Interface, "error": err.Error()})
+				return
 			}
 			emit("segment", map[string]any{"event": "removed", "kind": seg.Kind, "interface": seg.Interface})
 		})
