@@ -147,6 +147,10 @@ func (d *proxyDHCP) reply(m *dhcpv4.DHCPv4, bootServer bool) (*dhcpv4.DHCPv4, st
 	if j == nil {
 		return nil, "not_serving"
 	}
+	if j.served.NoConfig {
+		// pxe.serve(config=False): nothing for a PXE ROM to boot.
+		return nil, "no_config"
+	}
 	if !slices.Equal(m.ClientHWAddr, j.mac) {
 		return nil, "other_mac"
 	}

@@ -194,6 +194,17 @@ func TestProxyDHCP(t *testing.T) {
 		t.Errorf("port 4011 answer = %s, want an ACK with pxelinux.0", ack.Summary())
 	}
 
+	// pxe.serve(config=False): the ROM of the job's own MAC gets no answer
+	// either, since there is no config for it to boot.
+	if _, err := s.Serve(context.Background(), pxe.Boot{Kernel: "vmlinuz", Initrd: "initrd.gz", MAC: testMAC, JobDir: dir, NoConfig: true}); err != nil {
+		t.Fatalf("Serve(NoConfig): %v", err)
+	}
+	short, cancel4 := context.WithTimeout(ctx, time.Second)
+	if o, err := client.DiscoverOffer(short, pxeClass); err == nil {
+		t.Errorf("DiscoverOffer in a job served with NoConfig = %v, want no offer", o.Summary())
+	}
+	cancel4()
+
 	var replied, ignored int
 	for _, f := range ev.Events("dhcp") {
 		switch f["outcome"] {

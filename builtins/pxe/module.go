@@ -35,7 +35,7 @@ HTTP with a config generated in memory for the device's MAC alone (pxelinux
 pxelinux.cfg/01-<mac>, an iPXE script, a GRUB config), and optionally
 answers the device's PXE ROM with a proxy DHCP (lab.star dhcp = "proxy").
 
-  serve(kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None) -> struct
+  serve(kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None, config=True) -> struct
   wait_fetch(name, timeout=None)
   stop()
   publish(name, data) -> url
@@ -44,7 +44,7 @@ answers the device's PXE ROM with a proxy DHCP (lab.star dhcp = "proxy").
 	Members: []builtins.Builtin{
 		{
 			Name:   "serve",
-			Params: `kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None`,
+			Params: `kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None, config=True`,
 			Doc: `Serve this job's boot files and stop serving any earlier ones.
 
 kernel, initrd and dtb are paths relative to the job's directory or http(s)
@@ -61,9 +61,20 @@ when append has no console= of its own, plus basalt.nonce=<nonce>, a fresh
 random value per call: finding it in the booted system's /proc/cmdline proves
 it booted this job's kernel.
 
+config=False serves the files without any boot config: no pxelinux, iPXE or
+GRUB config exists and the proxy DHCP stays silent, so a PXE ROM finds
+nothing; for a bootloader driven over the console (@stdlib//uboot.star,
+@stdlib//ipxe.star).
+
 Returns struct(nonce, append, config, configs, files, urls, sha256, sizes,
-boot_file): config is the chosen loader's config name; configs, files, urls,
-sha256 and sizes are dicts keyed by loader or by role (kernel, initrd, dtb).`,
+boot_file, tftp, tftp_server, tftp_port, http_url): config is the chosen
+loader's config name ("" with config=False); configs, files, urls, sha256 and
+sizes are dicts keyed by loader or by role (kernel, initrd, dtb). tftp maps
+each role to struct(server, port, path), the TFTP server's address and the
+file's path on it, as a bootloader names them (u-boot: serverip, tftpdstp,
+"tftpboot ADDR server:path"); urls[role] is the same file over HTTP.
+tftp_server and tftp_port are the TFTP server, http_url the HTTP server's
+base URL.`,
 			Action: true,
 			Fn:     serve,
 		},
@@ -216,13 +227,14 @@ func serve(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 	var initrd, dtb, mac, loader builtins.OptString
 	var app string
 	var sums starlark.Value = starlark.None
+	config := true
 	if err := starlark.UnpackArgs(name, args, kwargs,
 		"kernel", &kernel, "initrd?", &initrd, "append?", &app, "dtb?", &dtb,
-		"mac?", &mac, "loader?", &loader, "sha256?", &sums); err != nil {
+		"mac?", &mac, "loader?", &loader, "sha256?", &sums, "config?", &config); err != nil {
 		return nil, builtins.Job(err)
 	}
 	env := builtins.EnvOf(thread)
-	b := Boot{Kernel: kernel, Initrd: string(initrd), DTB: string(dtb), MAC: string(mac), Loader: string(loader), Append: app}
+	b := Boot{Kernel: kernel, Initrd: string(initrd), DTB: string(dtb), MAC: string(mac), Loader: string(loader), Append: app, NoConfig: !config}
 	if env != nil {
 		b.JobDir = env.JobDir
 		if d := lab.DeviceOf(env); d != nil {
@@ -293,18 +305,30 @@ func servedValue(s *Served) starlark.Value {
 	for k, v := range s.Sizes {
 		sizes.SetKey(starlark.String(k), starlark.MakeInt64(v))
 	}
+	tftp := starlark.NewDict(len(s.Files))
+	for role, path := range s.Files {
+		tftp.SetKey(starlark.String(role), starlarkstruct.FromStringDict(starlark.String("pxe.tftp_file"), starlark.StringDict{
+			"server": starlark.String(s.TFTPHost),
+			"port":   starlark.MakeInt(s.TFTPPort),
+			"path":   starlark.String(path),
+		}))
+	}
 	return starlarkstruct.FromStringDict(starlark.String("pxe.served"), starlark.StringDict{
-		"nonce":     starlark.String(s.Nonce),
-		"append":    starlark.String(s.Append),
-		"mac":       starlark.String(s.MAC),
-		"loader":    starlark.String(s.Loader),
-		"config":    starlark.String(s.Config),
-		"configs":   strDict(s.Configs),
-		"files":     strDict(s.Files),
-		"urls":      strDict(s.URLs),
-		"sha256":    strDict(s.SHA256),
-		"sizes":     sizes,
-		"boot_file": starlark.String(s.BootFile),
+		"tftp":        tftp,
+		"tftp_server": starlark.String(s.TFTPHost),
+		"tftp_port":   starlark.MakeInt(s.TFTPPort),
+		"http_url":    starlark.String(s.HTTPURL),
+		"nonce":       starlark.String(s.Nonce),
+		"append":      starlark.String(s.Append),
+		"mac":         starlark.String(s.MAC),
+		"loader":      starlark.String(s.Loader),
+		"config":      starlark.String(s.Config),
+		"configs":     strDict(s.Configs),
+		"files":       strDict(s.Files),
+		"urls":        strDict(s.URLs),
+		"sha256":      strDict(s.SHA256),
+		"sizes":       sizes,
+		"boot_file":   starlark.String(s.BootFile),
 	})
 }
 

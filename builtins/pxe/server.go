@@ -111,6 +111,11 @@ type Boot struct {
 	Loader string
 	// JobDir is the directory relative paths are resolved in.
 	JobDir string
+	// NoConfig serves the files without any boot config: no pxelinux, iPXE
+	// or GRUB config exists and the proxy DHCP answers nobody, so a PXE ROM
+	// finds nothing to boot. For targets whose bootloader is driven over
+	// the console (u-boot's tftpboot, iPXE's kernel/initrd lines).
+	NoConfig bool
 }
 
 // Served says what Serve published.
@@ -132,6 +137,14 @@ type Served struct {
 	Append string
 	// BootFile is what the proxy DHCP hands a non-iPXE client.
 	BootFile string
+	// TFTPHost and TFTPPort are the TFTP server as a bootloader names it
+	// (u-boot's serverip and tftpdstp); HTTPURL is the HTTP server's base
+	// URL. Files[role] is the path on both.
+	TFTPHost string
+	TFTPPort int
+	HTTPURL  string
+	// NoConfig is Boot.NoConfig: Configs is empty.
+	NoConfig bool
 }
 
 // Server serves the PXE boot of one job at a time over TFTP and HTTP, and
@@ -411,6 +424,10 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		Nonce: nonce, MAC: mac.String(), Loader: loader, BootFile: bootFile,
 		Configs: map[string]string{}, Files: map[string]string{}, URLs: map[string]string{},
 		SHA256: map[string]string{}, Sizes: map[string]int64{},
+		HTTPURL: s.HTTPURL(), NoConfig: b.NoConfig,
+	}
+	if ta, ok := s.tftpConn.LocalAddr().(*net.UDPAddr); ok {
+		out.TFTPHost, out.TFTPPort = ta.IP.String(), ta.Port
 	}
 	j.served = out
 	var arts []*artifact.File
@@ -459,6 +476,9 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		// GRUB's net lookup: grub.cfg-01-<mac> in its prefix directory.
 		{"grub", "grub/grub.cfg-01-" + macDash, grubConfig(bf, s.httpLn.Addr().String())},
 	}
+	if b.NoConfig {
+		configs = nil
+	}
 	for _, c := range configs {
 		j.files[c.name] = &served{role: c.loader + "_config", data: c.data, size: int64(len(c.data))}
 		out.Configs[c.loader] = c.name
@@ -477,7 +497,7 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 		files[k] = v
 	}
 	s.emit("pxe_serve", map[string]any{
-		"mac": out.MAC, "loader": loader, "nonce": nonce, "config": out.Config,
+		"mac": out.MAC, "loader": loader, "nonce": nonce, "config": out.Config, "no_config": b.NoConfig,
 		"files": files, "sha256": out.SHA256, "sizes": out.Sizes, "append": app,
 	})
 	s.log.Info("pxe serving", "mac", out.MAC, "loader", loader, "nonce", nonce, "config", out.Config)

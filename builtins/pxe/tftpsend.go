@@ -334,6 +334,7 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 	ahead := &readAhead{r: ra, size: size, buf: make([]byte, max(readAheadSize, t.window*t.blksize))}
 	next := int64(1) // first unacknowledged block
 	tries := 0
+	acks := 0 // ACKs that moved the window
 	for next <= last {
 		end := min(next+int64(t.window)-1, last)
 		for b := next; b <= end; b++ {
@@ -374,6 +375,9 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 				continue
 			}
 			tries = 0
+			if acks++; acks%followEvery == 1 {
+				t.conn.followCPU()
+			}
 			next += d
 			if next > end || t.negotiated {
 				break
@@ -382,6 +386,11 @@ func (t *rrqSender) sendData(ra io.ReaderAt, size int64) (int64, error) {
 	}
 	return size, nil
 }
+
+// followEvery is how often (in ACKs, from the first) a transfer checks
+// that it runs on the CPU its client's ACKs arrive on (followCPU): a
+// getsockopt, and a sched_setaffinity when the CPU changed.
+const followEvery = 64
 
 // readAheadSize is how much of the file one pread fetches: 128 blocks of
 // 512 bytes, so a lock-step block costs its send and its ACK's receive

@@ -26,6 +26,7 @@ type windowClient struct {
 	drop            map[uint16]bool
 	acks            []uint16 // the ACKs sent, for the assertions
 	oack            map[string]string
+	atEnd           func() // run once the last block is in, before its ACK
 }
 
 func (c *windowClient) get(t testing.TB, server, name string) []byte {
@@ -90,6 +91,9 @@ func (c *windowClient) get(t testing.TB, server, name string) []byte {
 			inWindow = max(inWindow, 0) + 1
 			last := n-4 < c.blksize
 			if inWindow == c.window || last {
+				if last && c.atEnd != nil {
+					c.atEnd()
+				}
 				ack(got)
 				inWindow = 0
 			}

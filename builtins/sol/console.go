@@ -104,6 +104,7 @@ type Console struct {
 
 	expectMu sync.Mutex // one Expect at a time
 	typeMu   sync.Mutex // one Send at a time
+	lastKey  time.Time  // when the last key went out (held by typeMu)
 
 	mu        sync.Mutex
 	m         *expect.Matcher

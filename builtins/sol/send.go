@@ -144,8 +144,14 @@ func (c *Console) typeText(ctx context.Context, text string, delay time.Duration
 	}
 	for i, w := 0, 0; i < len(text); i += w {
 		_, w = utf8.DecodeRuneInString(text[i:])
-		if i > 0 {
-			t := time.NewTimer(delay)
+		// The delay holds between any two keys, across calls too: the
+		// first key of a line typed right after the key that interrupted a
+		// bootloader is dropped like any other key that comes too soon.
+		if wait := delay; i > 0 || time.Since(c.lastKey) < delay {
+			if i == 0 {
+				wait = delay - time.Since(c.lastKey)
+			}
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
@@ -156,6 +162,7 @@ func (c *Console) typeText(ctx context.Context, text string, delay time.Duration
 		if err := c.write(ctx, []byte(text[i:i+w])); err != nil {
 			return err
 		}
+		c.lastKey = time.Now()
 	}
 	return nil
 }

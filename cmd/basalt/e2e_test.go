@@ -425,3 +425,117 @@ cleanup(master.power_off)
 		t.Errorf("events lack the hold's end by release or the power off after it:\n%s", tail(evs, 4<<10))
 	}
 }
+
+// TestE2EQemuIPXEConsole is `make e2e` with no PXE config at all: dnsmasq
+// gives addresses only and basalt's proxy DHCP is off (lab dhcp = "none"),
+// so the VM's iPXE ROM boots nothing by itself; jobs/qemu-ipxe-console.star
+// stops it with Ctrl-B over SOL, types dhcp and a chain of basalt's HTTP
+// script, checks the nonce, and takes the inventory, whose values must be
+// what qemu was started with.
+func TestE2EQemuIPXEConsole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	q := newQemuLab(t, ctx, "basalt-e2e-ipxe")
+	const memMB, diskMB, mac = 384, 48, "52:54:00:be:e2:17"
+	labDir := filepath.Join(q.dir, "lab-nopxe")
+	must(t, os.MkdirAll(filepath.Join(labDir, "devices"), 0o755))
+	must(t, os.WriteFile(filepath.Join(labDir, "lab.star"), []byte(fmt.Sprintf(`lab(
+    name = "qemu-e2e-nopxe",
+    tftp = "%[1]s:69",
+    http = "%[1]s:8080",
+    dhcp = "none",
+    lock_dir = %[2]q,
+    cache_dir = %[3]q,
+)
+`, q.ns.Addr.Addr(), filepath.Join(q.dir, "locks"), filepath.Join(q.dir, "cache"))), 0o644))
+	must(t, os.WriteFile(filepath.Join(labDir, "devices", "qemu01.star"), []byte(fmt.Sprintf(
+		"device(name = \"qemu01\", type = \"qemu\", mac = %q, vm_tap = %q, vm_disk_mb = %d, vm_memory_mb = %d)\n",
+		mac, q.ns.Tap, diskMB, memMB)), 0o644))
+	src, err := os.ReadFile(filepath.Join("..", "..", "jobs", "qemu-ipxe-console.star"))
+	must(t, err)
+	job := filepath.Join(q.jobDir, "qemu-ipxe-console.star")
+	must(t, os.WriteFile(job, src, 0o644))
+
+	// Typed kernel/initrd/boot lines instead of the script: no config is
+	// served at all.
+	lines := filepath.Join(q.dir, "out-ipxe-lines")
+	run := q.ns.Command(ctx, q.bin, "run", job, "--lab", labDir, "--device", "qemu01", "--out", lines, "--param", "script=no")
+	if output, err := run.CombinedOutput(); err != nil {
+		con, _ := os.ReadFile(filepath.Join(lines, "console.log"))
+		t.Fatalf("basalt run --param script=no: %v\n%s\nconsole.log (last 6 KiB):\n%s", err, output, tail(con, 6<<10))
+	}
+	if con, _ := os.ReadFile(filepath.Join(lines, "console.log")); !strings.Contains(string(con), "iPXE> kernel ${basalt_url} ${basalt_args}") || strings.Contains(string(con), "chain http") {
+		t.Errorf("console.log of script=no lacks the typed kernel line (or chains):\n%s", tail(con, 4<<10))
+	}
+
+	out := filepath.Join(q.dir, "out-ipxe")
+	run = q.ns.Command(ctx, q.bin, "run", job, "--lab", labDir, "--device", "qemu01", "--out", out)
+	t0 := time.Now()
+	output, err := run.CombinedOutput()
+	t.Logf("basalt run took %s:\n%s", time.Since(t0).Round(time.Second), output)
+	con, _ := os.ReadFile(filepath.Join(out, "console.log"))
+	if err != nil {
+		dl, _ := os.ReadFile(filepath.Join(q.dir, "dnsmasq.log"))
+		t.Fatalf("basalt run: %v\nconsole.log (last 6 KiB):\n%s\ndnsmasq:\n%s", err, tail(con, 6<<10), dl)
+	}
+	for _, want := range []string{"Press Ctrl-B", "iPXE> dhcp", "iPXE> chain http://", "basalt.nonce="} {
+		if !strings.Contains(string(con), want) {
+			t.Errorf("console.log lacks %q", want)
+		}
+	}
+	evs, _ := os.ReadFile(filepath.Join(out, "events.jsonl"))
+	if strings.Contains(string(evs), `"type":"dhcp"`) {
+		t.Errorf("basalt answered DHCP with its proxy off")
+	}
+	chained := false
+	for _, line := range strings.Split(string(evs), "\n") {
+		chained = chained || strings.Contains(line, `"type":"http"`) && strings.Contains(line, "boot.ipxe") && strings.Contains(line, `"status":200`)
+	}
+	if !chained {
+		t.Errorf("no HTTP event for the chained script")
+	}
+
+	// The inventory is what qemu was started with.
+	var inv struct {
+		CPU    struct{ Count int }
+		Memory struct {
+			TotalKB int64 `json:"total_kb"`
+		}
+		Disks []struct {
+			Name      string
+			SizeBytes int64 `json:"size_bytes"`
+		}
+		NICs []struct{ Name, MAC, Link string } `json:"nics"`
+		DMI  map[string]any
+	}
+	data, err := os.ReadFile(filepath.Join(out, "artifacts", "inventory.json"))
+	must(t, err)
+	must(t, json.Unmarshal(data, &inv))
+	if kb := inv.Memory.TotalKB; kb > memMB*1024 || kb < memMB*1024*8/10 {
+		t.Errorf("inventory memory total_kb = %d, want a little under -m %d (%d kB)", kb, memMB, memMB*1024)
+	}
+	var disk, nic bool
+	for _, d := range inv.Disks {
+		disk = disk || d.Name == "vda" && d.SizeBytes == diskMB<<20
+	}
+	for _, n := range inv.NICs {
+		nic = nic || n.MAC == mac && n.Link == "up"
+	}
+	if !disk || !nic || inv.CPU.Count < 1 || inv.DMI["sys_vendor"] != "QEMU" {
+		t.Errorf("inventory = %s; want vda of %d MiB, NIC %s up, a CPU, DMI sys_vendor QEMU", data, diskMB, mac)
+	}
+	var res struct {
+		Status string
+		Extra  struct {
+			Inventory struct {
+				MemoryKB int64 `json:"memory_kb"`
+			}
+		}
+	}
+	data, err = os.ReadFile(filepath.Join(out, "result.json"))
+	must(t, err)
+	must(t, json.Unmarshal(data, &res))
+	if res.Status != "pass" || res.Extra.Inventory.MemoryKB != inv.Memory.TotalKB {
+		t.Errorf("result.json: status %s, extra.inventory.memory_kb %d; want pass and %d", res.Status, res.Extra.Inventory.MemoryKB, inv.Memory.TotalKB)
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.starlark.net/starlark"
@@ -29,10 +31,20 @@ func TestStdlibStar(t *testing.T) {
 				extraModules: assertMod,
 				onThread:     func(th *starlark.Thread) { starlarktest.SetReporter(th, t) }}
 			root := a.rootCmd()
-			root.SetArgs([]string{"run", f, "--device", "sim", "--out", filepath.Join(t.TempDir(), "out")})
+			// NAME_test.device.star beside a test is the device it runs on.
+			device := "sim"
+			if d := strings.TrimSuffix(f, ".star") + ".device.star"; fileExists(d) {
+				device = d
+			}
+			root.SetArgs([]string{"run", f, "--device", device, "--out", filepath.Join(t.TempDir(), "out")})
 			if err := root.Execute(); err != nil {
 				t.Errorf("basalt run %s: %v\n%s%s", f, err, out.String(), errb.String())
 			}
 		})
 	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -584,3 +584,14 @@ func (b *Bundle) SetState(data []byte) error {
 	}
 	return b.Update(func(r *Result) { r.State = red })
 }
+
+// SetExtra puts raw (JSON) into result.json as extra.<key> and saves it
+// (test.summary).
+func (b *Bundle) SetExtra(key string, raw json.RawMessage) error {
+	return b.Update(func(r *Result) {
+		if r.Extra == nil {
+			r.Extra = map[string]any{}
+		}
+		r.Extra[key] = raw
+	})
+}

@@ -904,6 +904,14 @@ var simKeys = []simKey{
 		f.MasterHTTPD, err = simBool("master_httpd", v)
 		return err
 	}},
+	{"bootloader", `the firmware runs this bootloader before booting: "u-boot" (autoboot countdown, "=> " shell, tftpboot/wget from basalt's servers, bootz); default none`, func(f *SimFaults, v starlark.Value) error {
+		s, ok := starlark.AsString(v)
+		if !ok || (s != "u-boot" && s != "") {
+			return fmt.Errorf("bootloader must be \"u-boot\", not %s", v)
+		}
+		f.Bootloader = s
+		return nil
+	}},
 	{"bmc_session_timeout_ms", "the BMC forgets sessions silent this long and ignores their packets, as ipmi_sim does after 30 s; default 60000", func(f *SimFaults, v starlark.Value) error {
 		ms, err := simInt("bmc_session_timeout_ms", v)
 		f.SessionTimeout = time.Duration(ms) * time.Millisecond

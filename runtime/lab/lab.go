@@ -204,6 +204,10 @@ type SimFaults struct {
 	// httpd on port 80 with a document root of its own, as real master
 	// images may; target.fetch must not use it.
 	MasterHTTPD bool
+	// Bootloader (key "bootloader"): "u-boot" runs the sim's U-Boot
+	// (builtins/pxe/ubootsim) at every power-on; "" boots straight from
+	// the BMC's boot device.
+	Bootloader string
 }
 
 // Secret is a password or token read from the environment or a file. Its

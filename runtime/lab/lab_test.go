@@ -213,7 +213,7 @@ device(
     power_command = {"reset": "pduclient --command reboot --port 05"},
 )`,
 		"devices/tcp1.star": `device(type = "qemu", console_address = "localhost:4007", power_command = {"on": "x", "off": "y"})`,
-		"devices/s1.star":   `device(type = "sim", sim = {"console_drops": 2, "console_drop_interval_ms": 150, "udp_loss": 0.25, "sol_loss": 0.5, "type_interval_ms": 50, "boot_failure": True, "bmc_session_timeout_ms": 4000})`,
+		"devices/s1.star":   `device(type = "sim", sim = {"console_drops": 2, "console_drop_interval_ms": 150, "udp_loss": 0.25, "sol_loss": 0.5, "type_interval_ms": 50, "boot_failure": True, "bmc_session_timeout_ms": 4000, "bootloader": "u-boot"})`,
 		"devices/.#s1.star": `this is an editor lock file, never loaded`,
 		"devices/README":    `not a device`,
 	})
@@ -245,7 +245,7 @@ device(
 			Name: "s1", File: file("s1"),
 			IPMI:    IPMI{Port: 623, CipherSuites: []int{17, 3}, Timeout: 2 * time.Second, Retries: 4, Keepalive: 10 * time.Second},
 			Console: Console{Transport: "sol"},
-			Sim:     SimFaults{ConsoleDrops: 2, ConsoleDropInterval: 150 * time.Millisecond, UDPLoss: 0.25, SOLLoss: 0.5, TypeInterval: 50 * time.Millisecond, BootFailure: true, SessionTimeout: 4 * time.Second},
+			Sim:     SimFaults{ConsoleDrops: 2, ConsoleDropInterval: 150 * time.Millisecond, UDPLoss: 0.25, SOLLoss: 0.5, TypeInterval: 50 * time.Millisecond, BootFailure: true, SessionTimeout: 4 * time.Second, Bootloader: "u-boot"},
 		},
 	}
 	if diff := cmp.Diff(want, l.Devices, deviceCmp); diff != "" {
@@ -316,7 +316,7 @@ func TestExampleLab(t *testing.T) {
 	for _, s := range List(l) {
 		names = append(names, s.Name+":"+s.Type)
 	}
-	if diff := cmp.Diff([]string{"highbank01:highbank", "sim01:sim"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"highbank01:highbank", "sim01:sim", "simuboot01:sim"}, names); diff != "" {
 		t.Errorf("List(example lab) mismatch (-want +got):\n%s", diff)
 	}
 	if _, err := l.Device("highbank01"); err == nil || !strings.Contains(err.Error(), "HIGHBANK01_IPMI_PASSWORD is not set") {
@@ -424,6 +424,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown fault", dev(`device(type = "sim", sim = {"bogus": 1})`), []string{df + ":1:", "sim: unknown key \"bogus\"", "udp_loss"}, nil},
 		{"typo fault", dev(`device(type = "sim", sim = {"kernel_panik": True})`), []string{df + ":1:", "sim: unknown key \"kernel_panik\" (did you mean kernel_panic?)"}, nil},
 		{"bad udp loss", dev(`device(type = "sim", sim = {"udp_loss": 2})`), []string{df + ":1:", "udp_loss must be a number in 0..1"}, nil},
+		{"bad bootloader", dev(`device(type = "sim", sim = {"bootloader": "grub"})`), []string{df + ":1:", `bootloader must be "u-boot", not "grub"`}, nil},
 		{"tags not a list", dev(`device(type = "sim", tags = "rack2")`), []string{df + ":1:", "tags must be a list, not string"}, nil},
 		{"bad tag", dev(`device(type = "sim", tags = ["rack2", "no spaces"])`), []string{df + ":1:", `tags[1] = "no spaces" is not a tag`}, nil},
 		{"cipher suite", dev(`device(type = "sim", cipher_suites = [17, 99])`), []string{df + ":1:", "cipher_suites[1] = 99"}, nil},

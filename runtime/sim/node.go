@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/builtins/pxe/pxesim"
+	"github.com/basalt-lab/basalt/builtins/pxe/ubootsim"
 	"github.com/basalt-lab/basalt/builtins/sol/serialsim"
 	"github.com/basalt-lab/basalt/builtins/target/simdisk"
 	"github.com/basalt-lab/basalt/builtins/target/simshell"
@@ -64,6 +66,10 @@ type Node struct {
 	disk   string
 	tty    *ttyMux
 	hooks  simshell.Hooks // of the boot being set up; used only by run's goroutine
+	// ubootEnv is U-Boot's saved environment (sim = {"bootloader":
+	// "u-boot"}): it outlives power cycles, as NVRAM does, for the node's
+	// life.
+	ubootEnv *ubootsim.Store
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -84,7 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// A loopback address of its own (Linux routes all of 127/8 to lo), so
 	// that what its shell listens on (a master image's httpd on port 80)
 	// cannot collide with another node's.
-	n := &Node{cfg: cfg, dir: cfg.Dir, ip: fmt.Sprintf("127.%d.%d.%d", 100+mrand.IntN(100), mrand.IntN(256), 1+mrand.IntN(254))}
+	n := &Node{cfg: cfg, dir: cfg.Dir, ubootEnv: &ubootsim.Store{}, ip: fmt.Sprintf("127.%d.%d.%d", 100+mrand.IntN(100), mrand.IntN(256), 1+mrand.IntN(254))}
 	if n.dir == "" {
 		d, err := os.MkdirTemp("", "basalt-sim-")
 		if err != nil {
@@ -276,6 +282,21 @@ func (n *Node) run(ctx context.Context, boot bmcsim.BootDevice) {
 	fmt.Fprintf(out, "\r\nbasalt sim Highbank firmware (ECX-1000), boot device: %s\r\n", bootName(boot))
 	var kx *kexecImage
 	for ctx.Err() == nil {
+		var ub *ubootsim.Boot
+		if kx == nil && n.cfg.Device.Sim.Bootloader == "u-boot" {
+			b, err := n.uboot(ctx)
+			switch {
+			case err == nil:
+				ub = b
+			case errors.Is(err, ubootsim.ErrAutoboot):
+				// The countdown ran out: the BMC's boot device.
+			case errors.Is(err, ubootsim.ErrReset):
+				fmt.Fprintf(out, "\r\nbasalt sim Highbank firmware (ECX-1000), boot device: %s\r\n", bootName(boot))
+				continue
+			default:
+				return // powered off
+			}
+		}
 		// Each booted system reads the console through a tty of its own,
 		// so a read left pending by the previous one cannot take its keys.
 		bootCtx, endBoot := context.WithCancel(ctx)
@@ -290,6 +311,8 @@ func (n *Node) run(ctx context.Context, boot bmcsim.BootDevice) {
 		case kx != nil:
 			sh, err = n.kexecBoot(ctx, out, kx)
 			kx = nil
+		case ub != nil:
+			sh, err = n.ubootKernel(out, ub)
 		case boot == bmcsim.BootPXE:
 			sh, err = n.pxeBoot(ctx, out)
 		default:
@@ -325,6 +348,44 @@ func (n *Node) run(ctx context.Context, boot bmcsim.BootDevice) {
 			return
 		}
 	}
+}
+
+// uboot runs the node's U-Boot on a tty of its own, which ends with it, so
+// that the system it boots reads the keys typed after.
+func (n *Node) uboot(ctx context.Context) (*ubootsim.Boot, error) {
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tty := n.tty.attach(uctx)
+	defer n.tty.detach(tty)
+	n.line.SetDropFast(true)
+	defer n.line.SetDropFast(false)
+	n.mu.Lock()
+	tftp := n.cfg.TFTPAddr
+	n.mu.Unlock()
+	server, _, _ := net.SplitHostPort(tftp)
+	b, err := ubootsim.Run(uctx, ubootsim.Config{Console: tty, Store: n.ubootEnv, MAC: n.cfg.Device.MAC,
+		IP: n.ip, ServerIP: server})
+	if err == nil {
+		n.emit("sim_uboot", map[string]any{"command": b.Command, "kernel_bytes": len(b.Kernel), "initrd_bytes": len(b.Initrd), "bootargs": b.Bootargs})
+	}
+	return b, err
+}
+
+// ubootKernel is the kernel U-Boot started: with an initrd, the master
+// image (as from PXE); without one, a kernel that finds no root, as Linux
+// does.
+func (n *Node) ubootKernel(out io.Writer, b *ubootsim.Boot) (*simshell.Shell, error) {
+	n.emit("sim_boot", map[string]any{"from": "u-boot", "command": b.Command, "append": b.Bootargs})
+	if err := n.kernelLog(out, b.Command, b.Bootargs); err != nil {
+		return nil, err
+	}
+	if b.Initrd == nil {
+		fmt.Fprintf(out, "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n")
+		return nil, errors.New("no initrd")
+	}
+	fmt.Fprintf(out, "Begin: Running /scripts/init-premount ... done.\r\n")
+	fmt.Fprintf(out, "(initramfs) is the master image; BusyBox v1.36.1 built-in shell (ash)\r\n")
+	return n.shell("master", b.Bootargs, MasterPrompt, nil, n.masterInit())
 }
 
 func bootName(b bmcsim.BootDevice) string {

@@ -83,6 +83,11 @@ type Config struct {
 	Uname string
 	// BootLog is what dmesg prints.
 	BootLog string
+	// CPUs is the number of cores /proc/cpuinfo lists; default 4 (a
+	// Highbank ECX-1000 has four Cortex-A9). Memory is the RAM in bytes
+	// behind /proc/meminfo; default 512 MiB.
+	CPUs   int
+	Memory int64
 	// Init is a script the first Serve runs before its first prompt, as a
 	// master image's /init runs its daemons before the shell starts; its
 	// output goes to the console. Servers it starts run until the shell
@@ -153,6 +158,12 @@ func New(cfg Config) (*Shell, error) {
 	if cfg.Prompt == "" {
 		cfg.Prompt = "root@" + cfg.Hostname + ":~# "
 	}
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 4
+	}
+	if cfg.Memory <= 0 {
+		cfg.Memory = 512 << 20
+	}
 	if cfg.Uname == "" {
 		cfg.Uname = "Linux " + cfg.Hostname + " 3.13.0-sim #1 SMP Thu Jan 1 00:00:00 UTC 2015 armv7l GNU/Linux"
 	}
@@ -205,15 +216,47 @@ func (s *Shell) populate() error {
 		"proc/cmdline": s.cfg.Cmdline + "\n",
 		"proc/version": s.cfg.Uname + "\n",
 		// sysfs attributes, as Linux has them for lo and eth0.
-		"sys/class/net/lo/address":   "00:00:00:00:00:00\n",
-		"sys/class/net/eth0/address": s.cfg.MAC + "\n",
-		"etc/hostname":               s.cfg.Hostname + "\n",
-		"etc/passwd":                 "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":                  "root:x:0:\n",
+		"sys/class/net/lo/address":     "00:00:00:00:00:00\n",
+		"sys/class/net/eth0/address":   s.cfg.MAC + "\n",
+		"sys/class/net/lo/operstate":   "unknown\n",
+		"sys/class/net/lo/carrier":     "1\n",
+		"sys/class/net/eth0/operstate": "up\n",
+		"sys/class/net/eth0/carrier":   "1\n",
+		"sys/class/net/eth0/mtu":       "1500\n",
+		"proc/cpuinfo":                 cpuinfo(s.cfg.CPUs),
+		"proc/meminfo":                 meminfo(s.cfg.Memory),
+		"etc/hostname":                 s.cfg.Hostname + "\n",
+		"etc/passwd":                   "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":                    "root:x:0:\n",
 	}
 	for name, content := range files {
 		if err := r.WriteFile(name, []byte(content), 0o644); err != nil {
 			return err
+		}
+	}
+	// sysfs block devices: size in 512-byte sectors whatever the sector
+	// size (Documentation/ABI/stable/sysfs-block), and the SCSI INQUIRY
+	// vendor (8 bytes) and model (16 bytes), space-padded, as libata shows
+	// a SATA disk.
+	for dev, host := range s.cfg.Disks {
+		name := path.Base(dev)
+		var size int64
+		if fi, err := os.Stat(host); err == nil {
+			size = fi.Size()
+		}
+		d := "sys/block/" + name
+		if err := r.MkdirAll(d+"/device", 0o755); err != nil {
+			return err
+		}
+		for f, content := range map[string]string{
+			d + "/size":          fmt.Sprintf("%d\n", size/512),
+			d + "/ro":            "0\n",
+			d + "/device/vendor": fmt.Sprintf("%-8s\n", "ATA"),
+			d + "/device/model":  fmt.Sprintf("%-16s\n", "basalt sim disk"),
+		} {
+			if err := r.WriteFile(f, []byte(content), 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	// A write-only procfs file (see writeOnly).
@@ -463,4 +506,27 @@ func (s *Shell) prompt(ps1, dir string) string {
 		}
 	}
 	return b.String()
+}
+
+// cpuinfo is /proc/cpuinfo as Linux 3.13 on a Cortex-A9 (arch/arm/kernel/
+// setup.c c_show) prints it, on a Highbank.
+func cpuinfo(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "processor\t: %d\nmodel name\t: ARMv7 Processor rev 0 (v7l)\nBogoMIPS\t: 2000.00\n"+
+			"Features\t: swp half thumb fastmult vfp edsp thumbee neon vfpv3 tls vfpd32 \nCPU implementer\t: 0x41\n"+
+			"CPU architecture: 7\nCPU variant\t: 0x2\nCPU part\t: 0xc09\nCPU revision\t: 0\n\n", i)
+	}
+	b.WriteString("Hardware\t: Highbank\nRevision\t: 0000\nSerial\t\t: 0000000000000000\n")
+	return b.String()
+}
+
+// meminfo is the head of /proc/meminfo (fs/proc/meminfo.c: "%-15s%8lu kB"
+// style, value right-aligned), MemTotal being RAM less what the kernel
+// reserved for itself.
+func meminfo(mem int64) string {
+	total := mem / 1024 * 97 / 100
+	free := total * 9 / 10
+	return fmt.Sprintf("MemTotal:       %8d kB\nMemFree:        %8d kB\nMemAvailable:   %8d kB\nBuffers:        %8d kB\nCached:         %8d kB\n",
+		total, free, free, 0, total/50)
 }

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package pxe
+
+// followCPU needs Linux's SO_INCOMING_CPU; elsewhere the scheduler
+// places the transfer.
+func (c *tidConn) followCPU() {}
