@@ -20,10 +20,11 @@ test: ## go vet, then every test with the race detector
 	cd builtins/sol/goexpectbench && $(GO) vet .
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-lint: ## go vet, staticcheck (pinned as a go tool) and basalt fmt --check of the .star files
+lint: ## go vet, staticcheck (pinned as a go tool), basalt fmt --check and basalt lint of the .star files
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 	$(GO) run ./cmd/basalt fmt --check jobs stdlib
+	$(GO) run ./cmd/basalt lint jobs stdlib
 
 BENCHLOG ?= bin/bench.log
 

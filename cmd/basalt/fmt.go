@@ -86,7 +86,9 @@ func (a *app) lintCmd() *cobra.Command {
 		Short: "Check .star files with buildifier's linter",
 		Long: `lint runs buildifier's checks that apply to plain Starlark on each .star file
 (every *.star below a directory) and prints file:line: warnings; it exits 1 if
-there are any, 2 if a file does not parse. The checks: ` + strings.Join(lintWarnings, ", ") + ".",
+there are any, 2 if a file does not parse. The checks: ` + strings.Join(lintWarnings, ", ") + `.
+A function parameter named ctx is never reported unused: stage, cleanup and
+library functions take ctx by contract whether they read it or not.`,
 		Example: "  basalt lint jobs/ stdlib/",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -100,7 +102,11 @@ there are any, 2 if a file does not parse. The checks: ` + strings.Join(lintWarn
 				if err != nil {
 					return err
 				}
+				ctxParams := ctxParamPositions(f)
 				for _, w := range warn.FileWarnings(f, lintWarnings, nil, warn.ModeWarn, nil) {
+					if w.Category == "unused-variable" && ctxParams[w.Start] {
+						continue
+					}
 					fmt.Fprintf(a.stdout, "%s:%d: %s (%s)\n", name, w.Start.Line, w.Message, w.Category)
 					n++
 				}
@@ -111,6 +117,31 @@ there are any, 2 if a file does not parse. The checks: ` + strings.Join(lintWarn
 			return nil
 		},
 	}
+}
+
+// ctxParamPositions returns where every function parameter named ctx
+// starts. Stage, cleanup and library functions take ctx by basalt's
+// contract (fn(ctx), recover(ctx, error)) whether they read it or not, so
+// buildifier's unused-variable finding on such a parameter is noise; on any
+// other parameter or local it stands. (buildifier itself spares parameters
+// named "name" or starting with "_" for the same reason in BUILD macros.)
+func ctxParamPositions(f *build.File) map[build.Position]bool {
+	pos := map[build.Position]bool{}
+	build.Walk(f, func(x build.Expr, _ []build.Expr) {
+		var params []build.Expr
+		switch x := x.(type) {
+		case *build.DefStmt:
+			params = x.Params
+		case *build.LambdaExpr:
+			params = x.Params
+		}
+		for _, p := range params {
+			if id, _ := build.GetParamIdent(p); id != nil && id.Name == "ctx" {
+				pos[id.NamePos] = true
+			}
+		}
+	})
+	return pos
 }
 
 // parseStar reads and parses one .star file as buildifier parses .bzl

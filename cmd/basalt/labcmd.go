@@ -96,12 +96,17 @@ powers the device through that port of its PDU: power_command runs pdudaemon's
 }
 
 func (a *app) simCmd() *cobra.Command {
-	return &cobra.Command{
+	var disk string
+	c := &cobra.Command{
 		Use:   "sim",
 		Short: "Run a simulated node standalone, for external clients such as ipmitool",
 		Long: `sim starts the built-in simulated Highbank node — its BMC (RMCP+ on a free 127.0.0.1
 port, with SOL) and a TFTP/HTTP server it PXE-boots from — and prints how to reach
-them. It runs until interrupted.`,
+them. It runs until interrupted. With --disk FILE the node's disk is that file (a raw
+image, for instance an A/B disk from basalt sim image): what the node writes to it
+is there the next time.
+
+basalt sim image builds the disk images the sim boots; see basalt sim image --help.`,
 		Example: `  basalt sim
   ipmitool -I lanplus -H 127.0.0.1 -p PORT -U admin -P PASSWORD -C 3 chassis power on`,
 		Args: cobra.NoArgs,
@@ -112,7 +117,9 @@ them. It runs until interrupted.`,
 				return &exitError{code: pipeline.ExitInfra, err: err}
 			}
 			defer srv.Close()
-			node, err := sim.Start(ctx, sim.Config{TFTPAddr: srv.TFTPAddr()})
+			dev := lab.BuiltinSim("sim")
+			dev.Sim.Disk = disk
+			node, err := sim.Start(ctx, sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr()})
 			if err != nil {
 				return &exitError{code: pipeline.ExitInfra, err: err}
 			}
@@ -126,6 +133,9 @@ them. It runs until interrupted.`,
 			return nil
 		},
 	}
+	c.Flags().StringVar(&disk, "disk", "", "raw disk image file that is the node's disk, kept when it stops (basalt sim image --out FILE.img)")
+	c.AddCommand(a.simImageCmd())
+	return c
 }
 
 func (a *app) initrdCmd() *cobra.Command {

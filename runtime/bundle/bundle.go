@@ -100,12 +100,19 @@ type Recovery struct {
 	At      string `json:"at,omitempty"`      // file:line:col of the try_call
 	Outcome string `json:"outcome,omitempty"` // on_error: ok | error
 	Error   string `json:"error,omitempty"`   // on_error's own error
+	// Retry (on_error): another attempt of the stage followed. False after
+	// the last attempt: the stage failed whatever on_error did.
+	Retry *bool `json:"retry,omitempty"`
 }
 
 func recoveryOf(f map[string]any) Recovery {
 	str := func(k string) string { s, _ := f[k].(string); return s }
 	n, _ := f["attempt"].(int)
-	return Recovery{By: str("by"), Stage: str("stage"), Attempt: n, Class: str("class"), Message: str("message"),
+	var retry *bool
+	if v, ok := f["retry"].(bool); ok {
+		retry = &v
+	}
+	return Recovery{Retry: retry, By: str("by"), Stage: str("stage"), Attempt: n, Class: str("class"), Message: str("message"),
 		Builtin: str("builtin"), Pos: str("pos"), At: str("at"), Outcome: str("outcome"), Error: str("recover_error")}
 }
 

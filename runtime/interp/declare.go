@@ -32,9 +32,10 @@ can only shorten the stage's deadline, never extend it.`,
 				Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
 					"ctx.stage, ctx.attempt and ctx.remaining() (time left in this stage). timeout may only be shorter than the " +
 					"job's. retries=N re-runs the stage after an infrastructure or device error, within the job's remaining time. on_error=recover runs recover(ctx, error) " +
-					"after a failed attempt and before its retry (error as try_call's: class, message, builtin, pos), in the " +
-					"stage's deadline; its own failure ends the stage. Each run is a \"recovered\" event and a record in " +
-					"result.json's recoveries.",
+					"after every attempt that failed with an infrastructure or device error, the last one too, before any retry " +
+					"(error as try_call's: class, message, builtin, pos), in a budget like an attempt's; it cannot un-fail the " +
+					"stage (its return value is ignored) and its own failure ends the stage. Each run is a \"recovered\" " +
+					"event and a record in result.json's recoveries (retry: whether another attempt followed).",
 				Fn: st.stage},
 			{Name: "cleanup", Params: `fn, timeout="2m"`,
 				Doc: "Declares a cleanup function fn(ctx). Cleanup functions always run after the stages — on success, failure, " +

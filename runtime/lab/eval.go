@@ -787,6 +787,9 @@ func builtinDevice(thread *starlark.Thread, fn string, positional starlark.Tuple
 		if d.Sim, err = simFaults(sd); err != nil {
 			return nil, c.errorf("sim: %v", err)
 		}
+		if d.Sim.Disk != "" && !filepath.IsAbs(d.Sim.Disk) {
+			d.Sim.Disk = filepath.Join(env.labDir, d.Sim.Disk)
+		}
 	}
 
 	// VM settings of a qemu device basalt starts itself.
@@ -903,6 +906,17 @@ var simKeys = []simKey{
 	{"master_httpd", "the master image already runs httpd -p 80 -h /srv, as real master images may (target.fetch must not use it)", func(f *SimFaults, v starlark.Value) (err error) {
 		f.MasterHTTPD, err = simBool("master_httpd", v)
 		return err
+	}},
+	{"disk", "a raw disk image file (basalt sim image --out FILE.img) that is the node's disk, relative to the lab directory: what a job writes to it, the boot flag too, is there for the next job, as on a real board", func(f *SimFaults, v starlark.Value) error {
+		s, ok := starlark.AsString(v)
+		if !ok || s == "" {
+			return fmt.Errorf("disk must be a file name, not %s", v)
+		}
+		if strings.HasSuffix(s, ".gz") || strings.HasSuffix(s, ".xz") {
+			return fmt.Errorf("disk %q: the node writes to its disk, so it must be a raw image (.img), not a compressed one", s)
+		}
+		f.Disk = s
+		return nil
 	}},
 	{"bootloader", `the firmware runs this bootloader before booting: "u-boot" (autoboot countdown, "=> " shell, tftpboot/wget from basalt's servers, bootz); default none`, func(f *SimFaults, v starlark.Value) error {
 		s, ok := starlark.AsString(v)

@@ -204,6 +204,10 @@ type SimFaults struct {
 	// httpd on port 80 with a document root of its own, as real master
 	// images may; target.fetch must not use it.
 	MasterHTTPD bool
+	// Disk (key "disk"): a raw disk image file that is the node's disk,
+	// kept across jobs (absolute once the device file is read). Empty: a
+	// blank disk of the node's own, removed with it.
+	Disk string
 	// Bootloader (key "bootloader"): "u-boot" runs the sim's U-Boot
 	// (builtins/pxe/ubootsim) at every power-on; "" boots straight from
 	// the BMC's boot device.

@@ -299,14 +299,24 @@ func (r *Runner) runStage(sigCtx, jobCtx context.Context, idx int, st interp.Sta
 			fields["outcome"] = "pass"
 		}
 		r.emit("stage_end", fields)
-		if err == nil || signaled(sigCtx) || jobCtx.Err() != nil || attempt > st.Retries || !builtins.Retryable(err) {
+		if err == nil || signaled(sigCtx) {
 			break
 		}
-		if st.OnError != nil {
-			if rerr := r.recover(sigCtx, jobCtx, st, attempt, err); rerr != nil {
+		retry := jobCtx.Err() == nil && attempt <= st.Retries && builtins.Retryable(err)
+		// on_error runs after every attempt that failed with an infra or
+		// device error, the last one too (to power-cycle, to collect logs,
+		// to roll back), but not after a job error (a bug is not
+		// recoverable) nor once the job's deadline has passed (nothing is
+		// left to run it in). It cannot un-fail the stage: its return value
+		// is ignored, and its own error ends the stage with that error.
+		if st.OnError != nil && jobCtx.Err() == nil && builtins.Retryable(err) {
+			if rerr := r.recover(sigCtx, jobCtx, st, attempt, err, retry); rerr != nil {
 				err = rerr
 				break
 			}
+		}
+		if !retry {
+			break
 		}
 		r.progress(ProgressEvent{Kind: "retry", Stage: st.Name, Attempt: attempt, Err: err})
 		r.emit("stage_retry", map[string]any{"stage": st.Name, "attempt": attempt + 1, "after": err.Error(),
@@ -352,8 +362,9 @@ func (r *Runner) attempt(sigCtx, jobCtx context.Context, st interp.Stage, attemp
 
 // recover runs the stage's on_error function after attempt failed with
 // failed, under a budget like an attempt's, and records it as a "recovered"
-// event. Its error, if any, ends the stage.
-func (r *Runner) recover(sigCtx, jobCtx context.Context, st interp.Stage, attempt int, failed error) error {
+// event; retry tells whether another attempt follows. Its error, if any,
+// ends the stage.
+func (r *Runner) recover(sigCtx, jobCtx context.Context, st interp.Stage, attempt int, failed error, retry bool) error {
 	ctx, cancel := jobCtx, context.CancelFunc(func() {})
 	what := fmt.Sprintf("job timeout of %s", r.Plan.Job.Timeout)
 	if st.Timeout > 0 {
@@ -368,6 +379,7 @@ func (r *Runner) recover(sigCtx, jobCtx context.Context, st interp.Stage, attemp
 	fields["stage"] = st.Name
 	fields["attempt"] = attempt
 	fields["outcome"] = "ok"
+	fields["retry"] = retry
 	if err != nil {
 		fields["outcome"] = "error"
 		fields["recover_error"] = err.Error()

@@ -56,6 +56,7 @@ func events(t *testing.T, dir, typ string) []map[string]any {
 // The recoveries and ctx.state of testdata/recover.star reach result.json
 // and events.jsonl.
 func TestRecoveryRecorded(t *testing.T) {
+	yes := true
 	src, err := os.ReadFile("testdata/recover.star")
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +68,8 @@ func TestRecoveryRecorded(t *testing.T) {
 	want := []bundle.Recovery{
 		{By: "try_call", Stage: "one", Attempt: 1, Class: "infra", Message: "lab.fail: bmc gone", Builtin: "lab.fail", Pos: "recover.star:8:17", At: "recover.star:8:17"},
 		{By: "try_call", Stage: "one", Attempt: 1, Class: "device", Message: "lab.fail: no login prompt", Builtin: "lab.fail", Pos: "recover.star:5:13", At: "recover.star:19:17"},
-		{By: "on_error", Stage: "flaky", Attempt: 1, Class: "device", Message: "lab.fail: attempt 1: no prompt", Builtin: "lab.fail", Pos: "recover.star:40:17", Outcome: "ok"},
-		{By: "on_error", Stage: "flaky", Attempt: 2, Class: "device", Message: "lab.fail: attempt 2: no prompt", Builtin: "lab.fail", Pos: "recover.star:40:17", Outcome: "ok"},
+		{By: "on_error", Stage: "flaky", Attempt: 1, Class: "device", Message: "lab.fail: attempt 1: no prompt", Builtin: "lab.fail", Pos: "recover.star:40:17", Outcome: "ok", Retry: &yes},
+		{By: "on_error", Stage: "flaky", Attempt: 2, Class: "device", Message: "lab.fail: attempt 2: no prompt", Builtin: "lab.fail", Pos: "recover.star:40:17", Outcome: "ok", Retry: &yes},
 	}
 	if d := cmp.Diff(want, res.Recoveries); d != "" {
 		t.Errorf("result.json recoveries (-want +got):\n%s", d)
@@ -181,5 +182,73 @@ cleanup(c)
 	}
 	if string(res.State) != `{"booted":false,"cleaned":true}` {
 		t.Errorf("result.json state = %s", res.State)
+	}
+}
+
+// on_error runs after every failed attempt, the last one too, and says
+// whether a retry followed; the stage still fails with its own error, whatever
+// recover returns. It is not run after a job error.
+func TestOnErrorLastAttempt(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		retries   []bool // the retry field of each on_error recovery
+		class     builtins.Class
+		msg       string
+	}{
+		{"no retries", `job(name = "x")
+def s(ctx):
+    lab.fail("device", "update did not boot")
+def rollback(ctx, e):
+    ctx.state["rolled_back"] = e.message
+    return True
+stage("s", s, on_error = rollback)
+`, []bool{false}, builtins.ClassDevice, "lab.fail: update did not boot"},
+		{"after the last retry", `job(name = "x")
+def s(ctx):
+    lab.fail("infra", "attempt %d" % ctx.attempt)
+def fix(ctx, e):
+    ctx.state["rolled_back"] = e.message
+stage("s", s, retries = 2, on_error = fix)
+`, []bool{true, true, false}, builtins.ClassInfra, "lab.fail: attempt 3"},
+		{"not after a job error", `job(name = "x")
+def s(ctx):
+    fail("a bug")
+def fix(ctx, e):
+    ctx.state["rolled_back"] = "never"
+stage("s", s, retries = 2, on_error = fix)
+`, nil, builtins.ClassJob, "a bug"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, res, dir := runDir(t, tc.src)
+			if out.Class != tc.class || out.Info == nil || !strings.Contains(out.Info.Message, tc.msg) {
+				t.Fatalf("outcome = %s %+v, want %s containing %q", out.Class, out.Info, tc.class, tc.msg)
+			}
+			var got []bool
+			for _, r := range res.Recoveries {
+				if r.By != "on_error" || r.Outcome != "ok" || r.Retry == nil {
+					t.Fatalf("result.json recovery = %+v, want by on_error, outcome ok, retry set", r)
+				}
+				got = append(got, *r.Retry)
+			}
+			if d := cmp.Diff(tc.retries, got); d != "" {
+				t.Errorf("result.json recoveries' retry (-want +got):\n%s", d)
+			}
+			var evs []bool
+			for _, ev := range events(t, dir, "recovered") {
+				evs = append(evs, ev["retry"].(bool))
+			}
+			if d := cmp.Diff(tc.retries, evs); d != "" {
+				t.Errorf("recovered events' retry (-want +got):\n%s", d)
+			}
+			if tc.retries != nil && !strings.Contains(string(res.State), "rolled_back") {
+				t.Errorf("result.json state = %s, want rolled_back set by on_error", res.State)
+			}
+			if tc.retries == nil && len(res.State) > 0 && strings.Contains(string(res.State), "rolled_back") {
+				t.Errorf("result.json state = %s: on_error ran after a job error", res.State)
+			}
+			if res.Stages[0].Status != "error" {
+				t.Errorf("stage status = %s, want error (on_error cannot un-fail it)", res.Stages[0].Status)
+			}
+		})
 	}
 }

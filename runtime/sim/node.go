@@ -99,8 +99,22 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.dir, n.ownDir = d, true
 	}
 	n.disk = filepath.Join(n.dir, "sda.img")
-	// A blank disk of DiskSize bytes (sparse): readable, not bootable.
-	if f, err := os.OpenFile(n.disk, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+	if d := cfg.Device.Sim.Disk; d != "" {
+		// The device's own disk file, which outlives the node as a
+		// board's disk outlives a job. Never truncated: a missing one is
+		// a blank disk of DiskSize bytes.
+		n.disk = d
+		f, err := os.OpenFile(d, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			n.removeDir()
+			return nil, fmt.Errorf("sim: disk: %w", err)
+		}
+		if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
+			f.Truncate(DiskSize)
+		}
+		f.Close()
+	} else if f, err := os.OpenFile(n.disk, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		// A blank disk of DiskSize bytes (sparse): readable, not bootable.
 		f.Truncate(DiskSize)
 		f.Close()
 	}
@@ -444,14 +458,13 @@ func (n *Node) kexecBoot(ctx context.Context, out io.Writer, kx *kexecImage) (*s
 }
 
 func (n *Node) diskBoot(ctx context.Context, tty io.Reader, out io.Writer) (*simshell.Shell, error) {
-	img, err := simdisk.Read(n.disk)
+	img, cmdline, err := n.loadDisk(out)
 	if err != nil {
 		fmt.Fprintf(out, "No bootable device found (%v).\r\n", err)
 		n.emit("sim_boot", map[string]any{"from": "disk", "error": err.Error()})
 		return nil, err
 	}
-	n.emit("sim_boot", map[string]any{"from": "disk", "os": img.OS, "kernel": img.Kernel})
-	if err := n.kernelLog(out, "vmlinuz-"+img.Kernel, img.Cmdline); err != nil {
+	if err := n.kernelLog(out, "vmlinuz-"+img.Kernel, cmdline); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "\r\n%s %s ttyAMA0\r\n\r\n", img.OS, img.Hostname)
@@ -467,7 +480,78 @@ func (n *Node) diskBoot(ctx context.Context, tty io.Reader, out io.Writer) (*sim
 		}
 	}
 	fmt.Fprintf(out, "Welcome to %s\r\n", img.OS)
-	return n.shell(img.Hostname, img.Cmdline, img.Prompt, img, "")
+	return n.shell(img.Hostname, cmdline, img.Prompt, img, "")
+}
+
+// loadDisk finds what the disk boots and its kernel command line: on an
+// A/B disk (simdisk.ReadAB: an MBR with a U-Boot environment partition)
+// the slot the environment names, else the image at the start of the disk.
+func (n *Node) loadDisk(out io.Writer) (*simdisk.Image, string, error) {
+	if f, err := os.Open(n.disk); err == nil {
+		defer f.Close()
+		if ab, err := simdisk.ReadAB(f); err == nil {
+			return n.bootSlot(f, ab, out)
+		}
+	}
+	img, err := simdisk.Read(n.disk)
+	if err != nil {
+		return nil, "", err
+	}
+	n.emit("sim_boot", map[string]any{"from": "disk", "os": img.OS, "kernel": img.Kernel})
+	return img, img.Cmdline, nil
+}
+
+// bootSlot is the boot script of an A/B board, modelled on RAUC's U-Boot
+// integration (contrib/uboot.sh in rauc: try the slots in BOOT_ORDER, boot
+// the first whose kernel loads, append its root= to bootargs) reduced to
+// one variable: boot_slot names the slot to try first, the others follow
+// in order. A slot whose image does not verify (blank, corrupt) is skipped
+// with a message on the console, so a bad update falls back to the old
+// slot without the environment changing: the booted system sees
+// boot_slot=b and root=/dev/sda2, and must swing the flag back itself
+// (RAUC's script would also count down BOOT_B_LEFT and saveenv; this one
+// writes nothing). A bad environment CRC is U-Boot's "using default
+// environment": boot_slot=a.
+func (n *Node) bootSlot(disk io.ReaderAt, ab *simdisk.ABDisk, out io.Writer) (*simdisk.Image, string, error) {
+	want := "a"
+	if ab.Env == nil {
+		fmt.Fprintf(out, "*** Warning - bad CRC, using default environment\r\n\r\n")
+	} else if v := ab.Env["boot_slot"]; v != "" {
+		want = v
+	}
+	slots := ab.Slots()
+	order := []int{}
+	if i := simdisk.SlotIndex(want); i >= 0 && i < len(slots) {
+		order = append(order, i)
+	} else {
+		fmt.Fprintf(out, "boot_slot=%s: no such slot, trying them in order\r\n", want)
+	}
+	for i := range slots {
+		if len(order) == 0 || i != order[0] {
+			order = append(order, i)
+		}
+	}
+	var errs []error
+	for k, i := range order {
+		part := ab.Parts[slots[i]]
+		dev := fmt.Sprintf("/dev/sda%d", slots[i]+1)
+		img, err := simdisk.Decode(io.NewSectionReader(disk, part.Start, part.Size))
+		if err != nil {
+			fmt.Fprintf(out, "slot %s (%s): %v\r\n", simdisk.SlotName(i), dev, err)
+			errs = append(errs, fmt.Errorf("slot %s: %w", simdisk.SlotName(i), err))
+			continue
+		}
+		fmt.Fprintf(out, "Booting slot %s from %s\r\n", simdisk.SlotName(i), dev)
+		n.emit("sim_boot", map[string]any{"from": "disk", "slot": simdisk.SlotName(i), "boot_slot": want,
+			"fallback": k > 0, "os": img.OS, "kernel": img.Kernel})
+		return img, strings.TrimSpace(img.Cmdline + " root=" + dev), nil
+	}
+	// One line for the console's "No bootable device found (...)".
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return nil, "", fmt.Errorf("%w: %s", simdisk.ErrNoBootableDevice, strings.Join(msgs, "; "))
 }
 
 func (n *Node) kernelLog(out io.Writer, kernel, cmdline string) error {

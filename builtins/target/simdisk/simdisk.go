@@ -218,15 +218,22 @@ func CompressionOf(name string) Compression {
 
 // WriteCompressed writes img to w compressed with c.
 func WriteCompressed(w io.Writer, img Image, c Compression) error {
+	return Compress(w, c, func(w io.Writer) error { return Write(w, img) })
+}
+
+// Compress calls write with a writer that compresses to w with c (gzip at
+// its best compression, with no name or time in its header, so the same
+// image gives the same bytes).
+func Compress(w io.Writer, c Compression, write func(io.Writer) error) error {
 	switch c {
 	case Raw:
-		return Write(w, img)
+		return write(w)
 	case Gzip:
 		zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
 		if err != nil {
 			return fmt.Errorf("simdisk: gzip: %w", err)
 		}
-		if err := Write(zw, img); err != nil {
+		if err := write(zw); err != nil {
 			return err
 		}
 		if err := zw.Close(); err != nil {
@@ -238,7 +245,7 @@ func WriteCompressed(w io.Writer, img Image, c Compression) error {
 		if err != nil {
 			return fmt.Errorf("simdisk: xz: %w", err)
 		}
-		if err := Write(zw, img); err != nil {
+		if err := write(zw); err != nil {
 			return err
 		}
 		if err := zw.Close(); err != nil {

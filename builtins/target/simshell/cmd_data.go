@@ -225,6 +225,12 @@ func cmdDd(c *call) error {
 	if c.ctx.Err() != nil {
 		return c.ctx.Err()
 	}
+	// busybox reports a read or write error as it happens (bb_perror_msg)
+	// and then the records (out_status), checked against busybox 1.35 on
+	// a Linux loop device that fills (TestPartitionLoopDevice).
+	if copyErr != nil {
+		fmt.Fprintf(c.stderr, "%s: %v\n", c.name, copyErr)
+	}
 	if o.status != "none" {
 		fmt.Fprintf(c.stderr, "%d+%d records in\n%d+%d records out\n", fullIn, partIn, fullOut, partOut)
 		if o.status != "noxfer" {
@@ -237,7 +243,7 @@ func cmdDd(c *call) error {
 		}
 	}
 	if copyErr != nil {
-		return c.fail("%v", copyErr)
+		return exitCode(1)
 	}
 	return nil
 }

@@ -846,7 +846,9 @@ func cmdBlockdev(c *call) error {
 	}
 	p := c.abs(c.args[1])
 	if _, ok := c.sh.fs.disks[p]; !ok {
-		return c.fail("%s", describe(c.args[1], syscall.ENOTBLK))
+		if _, _, part := c.sh.fs.partition(p); !part {
+			return c.fail("%s", describe(c.args[1], syscall.ENOTBLK))
+		}
 	}
 	fi, err := c.sh.fs.stat(p, true)
 	if err != nil {

@@ -55,6 +55,7 @@ func init() {
 		"free": cmdFree, "df": cmdDf, "id": cmdID, "whoami": cmdWhoami,
 		"sh": cmdSh, "ash": cmdSh, "stty": cmdStty, "which": cmdWhich, "env": cmdEnv, "printenv": cmdEnv,
 		"blockdev": cmdBlockdev, "sort": cmdSort, "uniq": cmdUniq, "cut": cmdCut, "tr": cmdTr, "tee": cmdTee, "seq": cmdSeq, "sed": cmdSed, "clear": cmdClear, "busybox": cmdBusybox,
+		"fw_printenv": cmdFwPrintenv, "fw_setenv": cmdFwSetenv,
 	}
 }
 
@@ -62,7 +63,7 @@ func init() {
 var binDirs = map[string]bool{"/bin": true, "/sbin": true, "/usr/bin": true, "/usr/sbin": true}
 
 // sbin lists the commands `which` places in /sbin.
-var sbin = map[string]bool{"ifconfig": true, "ip": true, "kexec": true, "reboot": true, "poweroff": true, "halt": true, "httpd": true, "blockdev": true}
+var sbin = map[string]bool{"fw_printenv": true, "fw_setenv": true, "ifconfig": true, "ip": true, "kexec": true, "reboot": true, "poweroff": true, "halt": true, "httpd": true, "blockdev": true}
 
 // exec is the interpreter's ExecHandler: it runs our commands and never a
 // host program.

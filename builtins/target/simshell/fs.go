@@ -146,6 +146,9 @@ func (v *vfs) open(p string, flag int, perm fs.FileMode) (file, error) {
 		}
 		return f, nil
 	}
+	if host, part, ok := v.partition(p); ok {
+		return openPartition(p, host, part, flag)
+	}
 	switch p {
 	case "/dev/null":
 		return devNull{}, nil
@@ -191,6 +194,9 @@ func (v *vfs) stat(p string, follow bool) (fs.FileInfo, error) {
 	}
 	if slices.Contains(chardevs, p) {
 		return devInfo{name: path.Base(p), mode: fs.ModeDevice | fs.ModeCharDevice | 0o666}, nil
+	}
+	if _, part, ok := v.partition(p); ok {
+		return partInfo(p, part), nil
 	}
 	var fi fs.FileInfo
 	var err error
@@ -324,6 +330,7 @@ func (v *vfs) devices() func(func(string) bool) {
 				return
 			}
 		}
+		v.partitions(yield)
 	}
 }
 

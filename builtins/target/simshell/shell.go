@@ -13,7 +13,9 @@
 // wc, grep, sed (s/// only), sort, uniq, cut, tr, tee, seq, dd, gzip, gunzip, zcat, xz, unxz, xzcat, sha256sum, md5sum, wget,
 // httpd, mount, umount, ip, ifconfig, uname, hostname, kexec, reboot,
 // poweroff, halt, sync, sleep, date, uptime, dmesg, free, df, id, whoami, sh,
-// stty, which, basename, dirname, env, blockdev, clear. An unknown command
+// stty, which, basename, dirname, env, blockdev, clear; and libubootenv's fw_printenv
+// and fw_setenv (not busybox applets: what A/B images ship beside busybox).
+// Partition devices (/dev/sda1 ...) exist for each entry of a disk's MBR. An unknown command
 // prints "sh: NAME: not found" and exits 127, like busybox ash.
 //
 // Network commands only reach loopback addresses: wget refuses any other,
