@@ -2,6 +2,7 @@
 //
 //	test.case(name, result, measurement=None, units=None, message=None)
 //	test.parse(text, format="tap", prefix="")
+//	test.run_definition(repo, ref=None, path=".", run="./run.sh", params={}, format="lava", timeout=None, prefix="")
 //
 // result is "pass", "fail", "skip" or "unknown", or a bool (True = pass).
 // message says why (junit.xml's failure text). A case's time is the time
@@ -48,6 +49,12 @@ var Table = &builtins.Table{
 			"event; the output itself stays in console.log as it was.",
 		Action: true,
 		Fn:     parse,
+	}, {
+		Name:   "run_definition",
+		Params: `repo, ref=None, path=".", run="./run.sh", params={}, format="lava", timeout=None, prefix=""`,
+		Doc:    runDefinitionDoc,
+		Action: true,
+		Fn:     runDefinition,
 	}},
 }
 

@@ -79,7 +79,7 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 				return &exitError{code: pipeline.ExitJob, err: err}
 			}
 			plan, err := interp.Declare(interp.Options{File: args[0], Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
-				Ctx: a.ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab),
+				Ctx: a.ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab), CacheDir: labCacheDir(jobLabDir(f.lab)),
 				Print: func(msg string) { fmt.Fprintln(a.stderr, msg) }})
 			if err != nil {
 				return &exitError{code: exitCodeOf(err), err: err}

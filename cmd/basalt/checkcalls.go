@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/interp"
@@ -40,9 +42,20 @@ func lintJob(file, labDir string) (*lint.Result, error) {
 			defer labRoot.Close()
 		}
 	}
+	// A bounded wait: Declare fetches (and reports) a library this misses.
+	lctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	libs, closeLibs := interp.Libraries(lctx, filepath.Dir(abs), labCacheDir(labDir))
+	defer closeLibs()
 	source := func(name string) ([]byte, error) {
 		if p, ok := strings.CutPrefix(name, interp.StdlibPrefix); ok {
 			return fs.ReadFile(stdlib.FS, p)
+		}
+		if data, ok, err := libs(name); ok { // a libraries.star library
+			if err == nil {
+				err = interp.CheckSource(name, data)
+			}
+			return data, err
 		}
 		var data []byte
 		var err error
@@ -67,6 +80,20 @@ func lintJob(file, labDir string) (*lint.Result, error) {
 		return nil, builtins.Job(errors.Join(res.Problems...))
 	}
 	return res, nil
+}
+
+// labCacheDir is the artifact cache of the lab at dir (lab.star's
+// cache_dir, which test.run_definition's repositories use too), "" for
+// the default: libraries.star's libraries are fetched there.
+func labCacheDir(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	l, err := lab.Load(dir)
+	if err != nil {
+		return ""
+	}
+	return l.CacheDir
 }
 
 // checkUses refuses, given a device, what the job reaches and the device

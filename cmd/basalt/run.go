@@ -198,7 +198,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	calls, declErr := lintJob(file, jobLabDir(f.lab))
 	if declErr == nil {
 		plan, declErr = interp.Declare(interp.Options{File: file, Params: params, Modules: modules, MaxSteps: f.maxSteps,
-			Ctx: ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab),
+			Ctx: ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab), CacheDir: labCacheDir(jobLabDir(f.lab)),
 			Print: func(msg string) { out.print(msg) }})
 	}
 	if declErr == nil {
@@ -448,6 +448,10 @@ func bisectCode(err error) error {
 func inputs(plan *interp.Plan) []bundle.Input {
 	var in []bundle.Input
 	for _, i := range plan.Inputs {
+		if i.Commit != "" { // a libraries.star library
+			in = append(in, bundle.Input{Name: i.Name, URL: i.URL, Commit: i.Commit})
+			continue
+		}
 		in = append(in, bundle.Input{Name: i.Name, Path: i.Name, Size: i.Size, SHA256: i.SHA256})
 	}
 	for _, art := range plan.Artifacts() {

@@ -72,9 +72,12 @@ type Runner struct {
 
 // Input is a file the job read: the job file, loaded libraries, artifacts.
 type Input struct {
-	Name   string `json:"name"`
-	Path   string `json:"path,omitempty"`
-	URL    string `json:"url,omitempty"`
+	Name string `json:"name"`
+	Path string `json:"path,omitempty"`
+	URL  string `json:"url,omitempty"`
+	// Commit is the commit of a git repository the job read (a
+	// libraries.star library, a test.run_definition repository).
+	Commit string `json:"commit,omitempty"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 }
@@ -417,6 +420,21 @@ func (b *Bundle) Artifact(name string, r io.Reader, sha256hex string) (string, e
 	b.mu.Unlock()
 	b.Emit("artifact", map[string]any{"name": name, "path": rel, "size": n, "sha256": sum})
 	return rel, nil
+}
+
+// AddInput records an input the job read while it ran (a repository of
+// test.run_definition) in result.json, once.
+func (b *Bundle) AddInput(in Input) {
+	b.mu.Lock()
+	for _, have := range b.result.Inputs {
+		if have == in {
+			b.mu.Unlock()
+			return
+		}
+	}
+	b.result.Inputs = append(b.result.Inputs, in)
+	b.mu.Unlock()
+	b.Save()
 }
 
 // Update changes the result under the bundle's lock and saves it.

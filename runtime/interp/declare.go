@@ -18,7 +18,11 @@ Every timeout= (job, stage, cleanup and every builtin) has one meaning. It takes
 "2m"), a number of seconds or a time.duration, and must be positive: 0 or a negative value is an error
 naming the function. Leaving it out (or None) means the deadline that applies anyway: for a builtin the
 stage's remaining time, for a stage the job's, for job and cleanup their defaults. A builtin's timeout=
-can only shorten the stage's deadline, never extend it.`,
+can only shorten the stage's deadline, never extend it.
+
+A libraries.star file beside the job file declares git libraries, and may call nothing else:
+library(name, git, commit) with commit a full SHA. Job files load them as load("@NAME//path.star", ...);
+each is fetched once into the artifact cache and recorded with its commit in result.json's inputs.`,
 		Members: []builtins.Builtin{
 			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description="", health_check=False`,
 				Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +

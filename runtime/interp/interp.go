@@ -85,6 +85,9 @@ type Options struct {
 	// LabDir is the lab directory; load("@lab//NAME.star") reads
 	// LabDir/lib/NAME.star. Empty: there is no lab and @lab// is refused.
 	LabDir string
+	// CacheDir is the artifact cache the libraries of libraries.star are
+	// fetched into; "" is lab.DefaultCacheDir().
+	CacheDir string
 }
 
 // Job is what job(...) declared.
@@ -134,6 +137,9 @@ type Input struct {
 	Name   string // as loaded: the job file's path, or @stdlib//x.star, or a relative path
 	Size   int64
 	SHA256 string
+	// URL and Commit are a libraries.star library's (Name "@NAME").
+	URL    string
+	Commit string
 }
 
 // Plan is the frozen result of the declare phase.
@@ -144,8 +150,10 @@ type Plan struct {
 	Stages   []Stage
 	Cleanups []Cleanup
 	Inputs   []Input
-	Modules  starlark.StringDict
-	MaxSteps uint64
+	// Libraries are those libraries.star declares, by name.
+	Libraries []*Library
+	Modules   starlark.StringDict
+	MaxSteps  uint64
 	// sources holds the text of the inputs by name, to place errors.
 	sources map[string][]byte
 }
@@ -224,10 +232,11 @@ func Declare(o Options) (*Plan, error) {
 	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	ld := &loader{root: root, labDir: o.LabDir, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan,
+	ld := &loader{root: root, labDir: o.LabDir, cacheDir: o.CacheDir, predeclared: predeclared, cache: map[string]*loadEntry{}, plan: st.plan,
 		ctx: ctx, reason: func() string { return cancelReason(parent, ctx, timeout) }}
 	defer ld.stopAll()
 	defer ld.closeLab()
+	defer ld.closeLibs()
 
 	env := &builtins.Env{}
 	if o.Env != nil {
@@ -241,6 +250,9 @@ func Declare(o Options) (*Plan, error) {
 
 	st.plan.Inputs = append(st.plan.Inputs, input(o.File, src))
 	st.plan.sources[o.File] = src
+	if err := ld.readLibraries(thread); err != nil {
+		return nil, escaped(err)
+	}
 	if _, err := starlark.ExecFileOptions(FileOptions, thread, o.File, src, predeclared); err != nil {
 		if parent.Err() != nil {
 			// Canceled from outside: a signal (exit 5) or a job limit
@@ -519,8 +531,11 @@ type loader struct {
 	root *os.Root
 	// labDir is the lab directory; labRoot, opened on the first @lab//
 	// load, is its lib/ directory.
-	labDir      string
-	labRoot     *os.Root
+	labDir  string
+	labRoot *os.Root
+	// libs are libraries.star's libraries, cacheDir where they are fetched.
+	libs        map[string]*Library
+	cacheDir    string
 	predeclared starlark.StringDict
 	cache       map[string]*loadEntry
 	plan        *Plan
@@ -644,13 +659,27 @@ func (l *loader) read(from, module string) (string, []byte, error) {
 		}
 		return LabPrefix + clean, data, nil
 	}
+	if lib, p, ok := l.libraryOf(module); ok {
+		root, err := l.libRoot(lib)
+		if err != nil {
+			return "", nil, fmt.Errorf("load(%q): %w", module, err)
+		}
+		clean, data, err := ReadConfined(root, p, "library "+lib.Name+" at "+lib.Commit[:12])
+		if err != nil {
+			return "", nil, fmt.Errorf("load(%q): %w", module, err)
+		}
+		return "@" + lib.Name + "//" + clean, data, nil
+	}
+	if lib, _, ok := l.libraryOf(from); ok && !strings.HasPrefix(module, "@") {
+		return "", nil, fmt.Errorf("load(%q): a library loads its own files as @%s//PATH.star, not by a path relative to the job", module, lib.Name)
+	}
 	if strings.HasPrefix(from, LabPrefix) && !strings.HasPrefix(module, "@") {
 		// A relative path would name a file beside the job, which differs
 		// from job to job; a lab library names its siblings in full.
 		return "", nil, fmt.Errorf("load(%q): a @lab// library loads lab libraries as @lab//NAME.star, not by a path relative to the job", module)
 	}
 	if strings.HasPrefix(module, "@") {
-		return "", nil, fmt.Errorf("load(%q): only @stdlib//, @lab// and files under the job's directory can be loaded", module)
+		return "", nil, fmt.Errorf("load(%q): only @stdlib//, @lab// and files under the job's directory can be loaded, and @NAME// for the libraries %s declares", module, LibrariesFile)
 	}
 	clean, data, err := ReadConfined(l.root, module, "the job's directory")
 	if err != nil {

@@ -865,7 +865,18 @@ func cmdBlockdev(c *call) error {
 // cmdChmod sets permission bits, octal ("755") or symbolic for all users
 // ("+x", "-w").
 func cmdChmod(c *call) error {
+	// A mode that starts with "-" (chmod -x F) is a mode, not options, as
+	// in busybox's chmod: only -R is an option.
+	var modes []string
+	for i, a := range c.args {
+		if len(a) > 1 && a[0] == '-' && a != "-R" && strings.Trim(a[1:], "rwxXst") == "" {
+			modes = append(modes, a)
+			c.args = append(append([]string{}, c.args[:i]...), c.args[i+1:]...)
+			break
+		}
+	}
 	_, rest, err := c.getopt("R")
+	rest = append(modes, rest...)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package simshell
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/basalt-lab/basalt/runtime/repo"
 )
 
 // diffLines are the command lines stdlib/*.star and builtins/target/*.go
@@ -67,6 +70,13 @@ var diffLines = []string{
 	// busybox httpd sends Content-Length from stat(): a procfs file
 	// arrives empty.
 	`busybox httpd -f -p {PORT} -h / & h=$!; sleep 0.2; wget -q -O - http://127.0.0.1:{PORT}/proc/version | wc -c; kill $h; wait $h; echo $?`,
+	// test.run_definition: its tree (runtime/repo.Pack) unpacked with
+	// tar, the errors tar reports, scripts found on PATH with the exported
+	// variables, and the lava-test-case helper it installs.
+	`wget -q -O t.tgz {URL}/tree.tar.gz && mkdir -p o && tar -xzf t.tgz -C o; echo $?; cat o/tree/run.sh; test -x o/tree/run.sh && echo exec; cat o/tree/link; cat o/tree/d/*/long; tar -tzf t.tgz; tar xzf t.tgz; echo $?; cat tree/link`,
+	`tar -xzf nope; echo $?; echo hi > n; tar -xzf n; echo $?; tar -xzf n -C nodir; echo $?; tar; echo $?`,
+	`mkdir -p b; printf '#!/bin/sh\necho script "$X" "$1"\n' > b/hi; chmod +x b/hi; PATH="$(pwd)/b:$PATH"; X=1; export X; hi arg; Y=2 sh -c 'echo "$X$Y"'; Z=3; sh -c 'echo "[$Z]"'; chmod -x b/hi; hi; echo $?; test -x b/hi || echo notexec; chmod +x b/hi; hi`,
+	`mkdir -p b; wget -q -O b/lava-test-case {URL}/lava-test-case; chmod +x b/lava-test-case; PATH="$(pwd)/b:$PATH"; lava-test-case pwd --result pass; lava-test-case m --result pass --measurement 1.5 --units s; lava-test-case sh --shell false; lava-test-case ok --shell test -d /; lava-test-case bad 2>/dev/null; echo $?; lava-test-case x --result 2>/dev/null; echo $?; which lava-test-case > /dev/null; echo $?; which nope-nope; echo $?`,
 	// The daemon form reports a taken port in its exit status.
 	`busybox httpd -f -p {PORT} -h . & h=$!; sleep 0.2; busybox httpd -p {PORT} -h .; echo $?; kill $h`,
 }
@@ -105,6 +115,13 @@ func TestDifferentialBusybox(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the dispatcher\n") })
 	mux.HandleFunc("/img.gz", func(w http.ResponseWriter, r *http.Request) { w.Write(img.Bytes()) })
+	tree := packedTree(t)
+	mux.HandleFunc("/tree.tar.gz", func(w http.ResponseWriter, r *http.Request) { w.Write(tree) })
+	shim, err := os.ReadFile("../../test/shim/lava-test-case")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.HandleFunc("/lava-test-case", func(w http.ResponseWriter, r *http.Request) { w.Write(shim) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -142,6 +159,39 @@ func TestDifferentialBusybox(t *testing.T) {
 			t.Errorf("%s\n  sim shell printed %q\n  busybox printed   %q", line, got, want)
 		}
 	}
+}
+
+// packedTree is a tree as test.run_definition sends it (runtime/repo.Pack):
+// a directory, an executable script, a symlink and a name longer than a
+// ustar header holds.
+func packedTree(t *testing.T) []byte {
+	t.Helper()
+	var src bytes.Buffer
+	tw := tar.NewWriter(&src)
+	long := "d/" + strings.Repeat("x", 120) + "/long"
+	for _, h := range []*tar.Header{
+		{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "run.sh", Typeflag: tar.TypeReg, Mode: 0o755, Size: 19},
+		{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "run.sh"},
+		{Name: long, Typeflag: tar.TypeReg, Mode: 0o644, Size: 5},
+	} {
+		h.Format = tar.FormatPAX // as git archive writes them
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		switch h.Name {
+		case "run.sh":
+			tw.Write([]byte("#!/bin/sh\necho run\n"))
+		case long:
+			tw.Write([]byte("long\n"))
+		}
+	}
+	tw.Close()
+	var out bytes.Buffer
+	if err := repo.Pack(&out, &src, "tree", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
 
 // freeLoopbackPort returns a TCP port that was free on 127.0.0.1 a moment

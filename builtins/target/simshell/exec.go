@@ -56,6 +56,7 @@ func init() {
 		"sh": cmdSh, "ash": cmdSh, "stty": cmdStty, "which": cmdWhich, "env": cmdEnv, "printenv": cmdEnv,
 		"blockdev": cmdBlockdev, "sort": cmdSort, "uniq": cmdUniq, "cut": cmdCut, "tr": cmdTr, "tee": cmdTee, "seq": cmdSeq, "sed": cmdSed, "clear": cmdClear, "busybox": cmdBusybox,
 		"fw_printenv": cmdFwPrintenv, "fw_setenv": cmdFwSetenv,
+		"tar": cmdTar,
 	}
 }
 
@@ -98,6 +99,15 @@ func (s *Shell) exec(ctx context.Context, args []string) error {
 			name, args = "sh", append([]string{"sh", p}, args[1:]...)
 		}
 	}
+	if !strings.Contains(name, "/") {
+		switch p, denied := s.lookPath(hc.Env.Get("PATH").String(), name); {
+		case p != "":
+			name, args = "sh", append([]string{"sh", p}, args[1:]...)
+		case denied:
+			fmt.Fprintf(hc.Stderr, "sh: %s: Permission denied\n", name)
+			return interp.ExitStatus(126)
+		}
+	}
 	fn := commands[name]
 	if fn == nil {
 		fmt.Fprintf(hc.Stderr, "sh: %s: not found\n", name)
@@ -109,6 +119,40 @@ func (s *Shell) exec(ctx context.Context, args []string) error {
 		dir: dir, env: hc.Env,
 	}
 	return c.status(fn(c))
+}
+
+// lookPath finds name on PATH as ash does, directory by directory: a
+// command of ours in a bin directory first, else the shell script in that
+// directory (a test definition's helpers, lava-test-case). It returns the
+// script's path, or "" when a command of ours comes first or none is
+// found (exec then runs ours or says "not found"); denied when no command
+// was found but a file that cannot be executed was (ash: status 126).
+func (s *Shell) lookPath(pathVar, name string) (p string, denied bool) {
+	for _, d := range strings.Split(pathVar, ":") {
+		if d == "" || !path.IsAbs(d) {
+			continue
+		}
+		d = path.Clean(d)
+		if binDirs[d] && commands[name] != nil {
+			return "", false
+		}
+		p := path.Join(d, name)
+		fi, err := s.fs.stat(p, true)
+		switch {
+		case err != nil || fi.IsDir():
+		case fi.Mode()&0o111 != 0 && s.isScript(p):
+			return p, false
+		default:
+			denied = true
+		}
+	}
+	return "", denied && commands[name] == nil
+}
+
+// scriptOnPath is the script lookPath finds for name on the call's PATH.
+func (c *call) scriptOnPath(name string) string {
+	p, _ := c.sh.lookPath(c.env.Get("PATH").String(), name)
+	return p
 }
 
 // isScript reports whether the target file p starts with a #! line naming a
@@ -419,6 +463,14 @@ func cmdWhich(c *call) error {
 			} else {
 				fmt.Fprintln(c.stdout, n)
 			}
+		case !strings.Contains(n, "/") && c.scriptOnPath(n) != "":
+			// A script on PATH before our commands (busybox which
+			// searches PATH for an executable file).
+			if mode == "-type" {
+				fmt.Fprintf(c.stdout, "%s is %s\n", n, c.scriptOnPath(n))
+			} else {
+				fmt.Fprintln(c.stdout, c.scriptOnPath(n))
+			}
 		case commands[n] != nil:
 			if mode == "-type" {
 				fmt.Fprintf(c.stdout, "%s is %s/%s\n", n, dir, n)
@@ -508,7 +560,8 @@ func cmdSh(c *call) error {
 		defer pr.Close()
 		stdin = pr
 	}
-	r, err := c.sh.newRunner(stdin, c.stdout, c.stderr, c.dir, params...)
+	// A child shell inherits the exported variables (POSIX XCU 2.12).
+	r, err := c.sh.newRunnerEnv(exported(c.env), stdin, c.stdout, c.stderr, c.dir, params...)
 	if err != nil {
 		return err
 	}

@@ -310,21 +310,39 @@ func (s *Shell) stopServers() {
 // newRunner returns an interpreter whose every command, file, stat and glob
 // goes through the shell.
 func (s *Shell) newRunner(stdin *os.File, stdout, stderr io.Writer, dir string, params ...string) (*interp.Runner, error) {
-	env := expand.ListEnviron(
+	return s.newRunnerEnv([]string{
 		"PATH=/sbin:/usr/sbin:/bin:/usr/bin",
 		"HOME=/root",
 		"USER=root",
 		"LOGNAME=root",
 		"SHELL=/bin/sh",
 		"TERM=vt102",
-		"PS1="+s.cfg.Prompt,
+		"PS1=" + s.cfg.Prompt,
 		"PS2=> ",
+	}, stdin, stdout, stderr, dir, params...)
+}
+
+// exported lists the exported variables of env as NAME=value.
+func exported(env expand.Environ) []string {
+	var out []string
+	env.Each(func(name string, vr expand.Variable) bool {
+		if vr.Exported && vr.IsSet() && name != "TMPDIR" {
+			out = append(out, name+"="+vr.String())
+		}
+		return true
+	})
+	return out
+}
+
+// newRunnerEnv is newRunner with the environment vars (NAME=value).
+func (s *Shell) newRunnerEnv(vars []string, stdin *os.File, stdout, stderr io.Writer, dir string, params ...string) (*interp.Runner, error) {
+	env := expand.ListEnviron(append(vars,
 		// The interpreter opens "$TMPDIR/sh-interp-*" on the host
 		// directly (for process substitution, which we refuse). A
 		// directory under /dev/null cannot exist, so no target path
 		// takes that shortcut. It is unset before any command runs.
 		"TMPDIR=/dev/null/simshell",
-	)
+	)...)
 	opts := []interp.RunnerOption{
 		interp.Env(env),
 		func(r *interp.Runner) error { r.Dir = s.fs.host(dir); return nil }, // see call

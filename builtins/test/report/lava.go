@@ -11,6 +11,13 @@ import (
 // dispatcher (lava_test_shell): <LAVA_SIGNAL_TESTCASE TEST_CASE_ID=...>.
 var signalRe = regexp.MustCompile(`<LAVA_SIGNAL_TESTCASE ([^>]*)>`)
 
+// setRe and raiseRe are what lava-test-set and lava-test-raise print: the
+// cases between START and STOP are named SET.CASE; a raise is a problem.
+var (
+	setRe   = regexp.MustCompile(`<LAVA_SIGNAL_TESTSET (START ([^ >]+)|STOP)>`)
+	raiseRe = regexp.MustCompile(`<LAVA_SIGNAL_TESTRAISE ?([^>]*)>`)
+)
+
 // LAVA reads lava-test-case NAME --result pass|fail|skip|unknown
 // [--measurement M --units U] command lines (as echoed on a console, a
 // shell prompt before them allowed) and the <LAVA_SIGNAL_TESTCASE ...>
@@ -19,14 +26,26 @@ var signalRe = regexp.MustCompile(`<LAVA_SIGNAL_TESTCASE ([^>]*)>`)
 func LAVA(text string) ([]Case, []Problem) {
 	var cases []Case
 	var problems []Problem
+	set := ""
 	for i, raw := range strings.Split(text, "\n") {
 		line := strings.TrimRight(raw, "\r")
 		no := i + 1
+		if m := setRe.FindStringSubmatch(line); m != nil {
+			set = m[2]
+			continue
+		}
+		if m := raiseRe.FindStringSubmatch(line); m != nil {
+			problems = append(problems, Problem{Line: no, Text: line, Reason: "lava-test-raise: " + m[1]})
+			continue
+		}
 		if m := signalRe.FindStringSubmatch(line); m != nil {
 			c, reason := signal(m[1])
 			if reason != "" {
 				problems = append(problems, Problem{Line: no, Text: line, Reason: reason})
 				continue
+			}
+			if set != "" {
+				c.Name = set + "." + c.Name
 			}
 			c.Line = no
 			cases = append(cases, c)
@@ -45,6 +64,9 @@ func LAVA(text string) ([]Case, []Problem) {
 		if reason != "" {
 			problems = append(problems, Problem{Line: no, Text: line, Reason: reason})
 			continue
+		}
+		if set != "" {
+			c.Name = set + "." + c.Name
 		}
 		c.Line = no
 		cases = append(cases, c)
