@@ -50,7 +50,7 @@ demo: build ## Run the seed's Highbank flow on the built-in sim device
 	$(BIN) run jobs/highbank-deploy.star --device sim --out results/demo-$$(date -u +%Y%m%dT%H%M%SZ)
 
 E2E_PKGS := qemu-system-x86 ipxe-qemu busybox-static pxelinux syslinux-common syslinux openipmi ipmitool \
-	dnsmasq-base dosfstools mtools iproute2 socat
+	dnsmasq-base dosfstools mtools iproute2 socat debian-installer-12-netboot-amd64
 
 e2e: build ## The qemu lab end to end (real kernel, iPXE, BMC); needs root and apt
 	@missing=$$(for p in $(E2E_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \

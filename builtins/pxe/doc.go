@@ -2,7 +2,11 @@
 // over TFTP (github.com/pin/tftp/v3) and HTTP (net/http, Range requests),
 // with boot configs generated in memory for the job's MAC alone, and
 // optionally a proxy DHCP (github.com/insomniacslk/dhcp) that points the
-// device's PXE ROM at them without touching the site DHCP server.
+// device's PXE ROM at them without touching the site DHCP server, or a
+// DHCP server of the segment (server mode, dhcpserver.go) that leases to
+// the job's device alone, finds other servers answering there, and sends
+// IPv6 router advertisements that configure nothing so iPXE does not wait
+// for IPv6 (ra.go).
 //
 // Nothing is written to a TFTP root. The namespace a client sees is:
 //
@@ -13,6 +17,7 @@
 //	grub/grub.cfg-01-<mac>         GRUB config (HTTP URLs)
 //	pxelinux.0, ldlinux.c32, ...   bootloaders from Config.LoaderDir (os.Root)
 //	files/<name>                   HTTP only: files given to Server.Publish
+//	                               or, from memory, Server.PublishData
 //
 // Names with "..", a leading "/", backslashes, NUL or control bytes, or
 // longer than MaxNameLen are refused and recorded as "pxe_refused" events.
@@ -28,6 +33,9 @@
 //	serve(kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None) -> struct
 //	wait_fetch(name, timeout=None)
 //	stop()
+//	publish(name, data) -> url
+//	wait_request(prefix, timeout=None) -> struct
+//	leases() -> list
 //
 // The simulated PXE client that boots from this server lives in
 // builtins/pxe/pxesim.

@@ -126,6 +126,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			f["size"] = size
 		}
 		s.emit("http", f)
+		fetched := ""
+		if kind == "published_data" && r.Method == http.MethodGet && cw.status == http.StatusOK && cw.n == size {
+			fetched = strings.TrimPrefix(raw, PublishPrefix)
+		}
+		s.record(Request{Proto: "http", File: clip(raw), Client: r.RemoteAddr, Status: cw.status}, fetched)
 	}()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -139,6 +144,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if pub, ok := strings.CutPrefix(name, PublishPrefix); ok {
+		if data, ok := s.publishedData(pub); ok {
+			kind, size = "published_data", int64(len(data))
+			http.ServeContent(cw, r, filepath.Base(pub), time.Time{}, strings.NewReader(string(data)))
+			return
+		}
 		kind = "published"
 		s.mu.Lock()
 		p, ok := s.published[pub]

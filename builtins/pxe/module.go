@@ -37,7 +37,10 @@ answers the device's PXE ROM with a proxy DHCP (lab.star dhcp = "proxy").
 
   serve(kernel, initrd=None, append="", dtb=None, mac=None, loader=None, sha256=None, config=True) -> struct
   wait_fetch(name, timeout=None)
-  stop()`,
+  stop()
+  publish(name, data) -> url
+  wait_request(prefix, timeout=None) -> struct
+  leases() -> list`,
 	Members: []builtins.Builtin{
 		{
 			Name:   "serve",
@@ -94,7 +97,106 @@ is a device error; a name that is not this job's is a job error.`,
 			Action: true,
 			Fn:     stop,
 		},
+		{
+			Name:   "publish",
+			Params: "name, data",
+			Doc: `Serve data (a string: a preseed, a kickstart) from memory over HTTP as
+files/<name> for the rest of the job, and return its URL; wait_fetch(name)
+then waits until the device fetched it whole. Publishing a name again
+replaces it.`,
+			Action: true,
+			Fn:     publish,
+		},
+		{
+			Name:   "wait_request",
+			Params: "prefix, timeout=None",
+			Doc: `Wait for the first HTTP request of the job whose path (without the leading
+"/") starts with prefix, whether basalt had the file or not (an installer
+asking for its archive mirror), and return struct(file, status, client).
+timeout can only shorten the stage's deadline; none in time is a device error.`,
+			Action: true,
+			Fn:     waitRequest,
+		},
+		{
+			Name:   "leases",
+			Params: "",
+			Doc: `The addresses basalt's DHCP server (lab dhcp = "server", or the device's
+segment) acknowledged so far, in order: a list of struct(mac, ip,
+vendor_class). Empty in the other modes.`,
+			Action: true,
+			Fn:     leases,
+		},
 	},
+}
+
+func netinstall(thread *starlark.Thread, name string) (Netinstall, error) {
+	be, err := backend(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	n, ok := be.(Netinstall)
+	if !ok {
+		return nil, builtins.Infra(fmt.Errorf("%s: the PXE backend %T cannot publish or watch requests", name, be))
+	}
+	return n, nil
+}
+
+func publish(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var file, data string
+	if err := starlark.UnpackArgs(name, args, kwargs, "name", &file, "data", &data); err != nil {
+		return nil, builtins.Job(err)
+	}
+	n, err := netinstall(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	u, err := n.PublishData(file, []byte(data))
+	if err != nil {
+		return nil, builtins.Job(fmt.Errorf("%s: %w", name, err))
+	}
+	return starlark.String(u), nil
+}
+
+func waitRequest(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var prefix string
+	var timeout builtins.Timeout
+	if err := starlark.UnpackArgs(name, args, kwargs, "prefix", &prefix, "timeout?", &timeout); err != nil {
+		return nil, builtins.Job(err)
+	}
+	n, err := netinstall(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := builtins.CallContext(thread, timeout.D())
+	defer cancel()
+	r, err := n.WaitRequest(ctx, prefix)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", name, err)
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, builtins.Device(err)
+	}
+	return starlarkstruct.FromStringDict(starlark.String("pxe.request"), starlark.StringDict{
+		"file": starlark.String(r.File), "status": starlark.MakeInt(r.Status), "client": starlark.String(r.Client),
+	}), nil
+}
+
+func leases(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, builtins.Job(err)
+	}
+	n, err := netinstall(thread, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []starlark.Value
+	for _, l := range n.Leases() {
+		out = append(out, starlarkstruct.FromStringDict(starlark.String("pxe.lease"), starlark.StringDict{
+			"mac": starlark.String(l.MAC), "ip": starlark.String(l.IP), "vendor_class": starlark.String(l.VendorClass),
+		}))
+	}
+	return starlark.NewList(out), nil
 }
 
 // slot is the place of the pxe backend in the job environment.

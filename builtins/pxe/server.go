@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -47,11 +48,31 @@ type Config struct {
 	// DHCP is "none" (default; the site DHCP server points at us) or
 	// "proxy" (answer PXE clients of the job's MAC, ports 67 and 4011).
 	DHCP string
-	// DHCPInterface is the interface the proxy DHCP binds to.
+	// DHCPInterface is the interface the proxy or server DHCP binds to.
 	DHCPInterface string
 	// DHCPPort overrides port 67 (tests); the PXE boot-server port 4011 is
-	// DHCPPort+3944 when set, else 4011.
+	// DHCPPort+3944 when set, else 4011; server mode watches DHCPPort+1
+	// for other servers' answers.
 	DHCPPort int
+	// Server mode (DHCP "server"): the addresses leased, the subnet
+	// (default the interface's prefix holding the range), router and DNS
+	// servers handed out, the lease time (default 1h), and the MACs
+	// leased to besides the served job's (the device's boot NIC).
+	DHCPRange  lab.DHCPRange
+	DHCPSubnet netip.Prefix
+	DHCPRouter netip.Addr
+	DHCPDNS    []netip.Addr
+	DHCPLease  time.Duration
+	DHCPMACs   []string
+	// SocketsIn, when set, runs fn where the server's sockets belong (a
+	// network namespace's Exec, runtime/qemu.NetNS): Start opens its
+	// listeners there, and the sockets opened later (one per TFTP
+	// transfer) are opened there too.
+	SocketsIn func(fn func() error) error
+	// RouterAdvertisements makes server mode send IPv6 router
+	// advertisements that configure nothing (ra.go), so iPXE does not wait
+	// ~16 s for one. LabConfig sets it for dhcp = "server".
+	RouterAdvertisements bool
 	// TFTPTimeout is the wait for one TFTP acknowledgement before a resend;
 	// default 1s. TFTPRetries is the number of resends; default 10.
 	TFTPTimeout time.Duration
@@ -143,6 +164,8 @@ type Server struct {
 	httpLn    net.Listener
 	httpSrv   *http.Server
 	dhcp      *proxyDHCP
+	dhcpSrv   *serverDHCP
+	ra        *routerAdverts
 	done      sync.WaitGroup
 
 	mu        sync.Mutex
@@ -150,7 +173,14 @@ type Server struct {
 	closed    bool
 	job       *job
 	published map[string]string // HTTP name -> path
-	opts      map[string]map[string]string
+	// Netinstall (publish.go): data published from memory, whether each
+	// went out whole, the HTTP requests seen, the leases given.
+	pubData    map[string][]byte
+	pubFetched map[string]bool
+	requests   []Request
+	leases     []Lease
+	reqChanged chan struct{}
+	opts       map[string]map[string]string
 }
 
 // job is the state of the boot being served.
@@ -210,13 +240,24 @@ func NewServer(cfg Config) *Server {
 // Start opens the TFTP and HTTP listeners (and the proxy DHCP when
 // configured) and serves until Close. ctx bounds only the start-up.
 func (s *Server) Start(ctx context.Context) error {
+	return s.socketsIn(func() error { return s.start(ctx) })
+}
+
+func (s *Server) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
 		return errors.New("pxe: server already started")
 	}
-	if s.cfg.DHCP != "none" && s.cfg.DHCP != "proxy" {
-		return fmt.Errorf("pxe: dhcp mode %q, want none or proxy", s.cfg.DHCP)
+	if s.cfg.DHCP != "none" && s.cfg.DHCP != "proxy" && s.cfg.DHCP != "server" {
+		return fmt.Errorf("pxe: dhcp mode %q, want none, proxy or server", s.cfg.DHCP)
+	}
+	if s.cfg.DHCP != "none" {
+		// Before anything listens: a wrong interface is the lab's
+		// problem, named, before the device is powered on.
+		if _, _, err := dhcpInterface(s.cfg.DHCPInterface); err != nil {
+			return fmt.Errorf("pxe: %s dhcp: %w", s.cfg.DHCP, err)
+		}
 	}
 	for _, d := range filepath.SplitList(s.cfg.LoaderDir) {
 		r, err := os.OpenRoot(d)
@@ -272,6 +313,26 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.dhcp = d
 	}
+	if s.cfg.DHCP == "server" {
+		d, err := s.startServerDHCP()
+		if err != nil {
+			pc.Close()
+			front.close()
+			ln.Close()
+			s.closeLoaders()
+			return fmt.Errorf("pxe: dhcp server: %w", err)
+		}
+		s.dhcpSrv = d
+		if s.cfg.RouterAdvertisements {
+			r, err := s.startRA(s.cfg.DHCPInterface)
+			if err != nil {
+				// iPXE boots regardless, ~16 s later.
+				s.log.Warn("pxe: no router advertisements; iPXE will wait for IPv6", "err", err)
+			} else {
+				s.ra = r
+			}
+		}
+	}
 	s.done.Add(3)
 	go func() {
 		defer s.done.Done()
@@ -288,6 +349,14 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	s.log.Info("pxe listening", "tftp", pc.LocalAddr().String(), "http", ln.Addr().String(), "dhcp", s.cfg.DHCP)
 	return nil
+}
+
+// socketsIn runs fn where Config.SocketsIn says, else here.
+func (s *Server) socketsIn(fn func() error) error {
+	if s.cfg.SocketsIn != nil {
+		return s.cfg.SocketsIn(fn)
+	}
+	return fn()
 }
 
 func (s *Server) closeLoaders() {
@@ -468,6 +537,9 @@ func (s *Server) Stop() {
 // ("vmlinuz"), a role ("kernel", "initrd", "dtb") or the kernel/initrd/dtb
 // argument given to Serve.
 func (s *Server) WaitFetch(ctx context.Context, name string) error {
+	if _, ok := s.publishedData(strings.TrimPrefix(name, PublishPrefix)); ok {
+		return s.waitPublished(ctx, strings.TrimPrefix(name, PublishPrefix))
+	}
 	s.mu.Lock()
 	j := s.job
 	s.mu.Unlock()
@@ -547,6 +619,12 @@ func (s *Server) Close() error {
 	var errs []error
 	if s.dhcp != nil {
 		errs = append(errs, s.dhcp.close())
+	}
+	if s.dhcpSrv != nil {
+		errs = append(errs, s.dhcpSrv.close())
+	}
+	if s.ra != nil {
+		errs = append(errs, s.ra.close())
 	}
 	errs = append(errs, s.httpSrv.Close())
 	s.tftp.Shutdown()
@@ -657,8 +735,20 @@ func LabConfig(l *lab.Lab) Config {
 	if l == nil {
 		return Config{}
 	}
-	return Config{
+	c := Config{
 		TFTPAddr: l.TFTPAddr, HTTPAddr: l.HTTPAddr, DHCP: l.DHCP, DHCPInterface: l.DHCPInterface,
-		LoaderDir: l.LoaderDir, CacheDir: l.CacheDir,
+		LoaderDir: l.LoaderDir, CacheDir: l.CacheDir, DHCPLease: l.DHCPLease,
+		RouterAdvertisements: l.DHCP == "server",
 	}
+	// Checked when the lab was read; a bad value here stays unset and
+	// Start says so.
+	c.DHCPRange, _ = lab.ParseDHCPRange(l.DHCPRange)
+	c.DHCPSubnet, _ = netip.ParsePrefix(l.DHCPSubnet)
+	c.DHCPRouter, _ = netip.ParseAddr(l.DHCPRouter)
+	for _, a := range l.DHCPDNS {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			c.DHCPDNS = append(c.DHCPDNS, ip)
+		}
+	}
+	return c
 }

@@ -120,7 +120,8 @@ func (s *Server) serveRRQ(local net.Addr, remote *net.UDPAddr, b []byte) {
 	if la != nil && !la.IP.IsUnspecified() {
 		lip = la.IP
 	}
-	conn, err := dialTID(lip, remote)
+	var conn *tidConn
+	err := s.socketsIn(func() (err error) { conn, err = dialTID(lip, remote); return err })
 	if err != nil {
 		s.log.Warn("pxe tftp cannot open transfer socket", "client", remote.String(), "err", err)
 		return

@@ -57,6 +57,28 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 		pcfg.CacheDir = lab.DefaultCacheDir()
 	}
 	pcfg.Emit, pcfg.Log = emit, log
+	// The segment of the job's own, when the device file names one: made
+	// first, removed last, after everything that runs on it.
+	seg, segDev, err := jobSegment(dev, &pcfg, emit)
+	if err != nil {
+		return release, err
+	}
+	if seg != nil {
+		closers = append(closers, func() {
+			if err := seg.Close(); err != nil {
+				log.Warn("remove the job's segment", "interface", seg.Interface, "err", err)
+				emit("segment", map[string]any{"event": "remove_failed", "kind": seg.Kind, "interface": seg.Interface, "error": err.Error()})
+				return
+			}
+			emit("segment", map[string]any{"event": "removed", "kind": seg.Kind, "interface": seg.Interface})
+		})
+		dev = segDev
+		lab.SetDevice(env, dev)
+		pcfg.SocketsIn = seg.Exec // every socket of the servers, on the segment
+	}
+	if pcfg.DHCP == "server" && dev.MAC != "" {
+		pcfg.DHCPMACs = []string{dev.MAC}
+	}
 	srv := pxe.NewServer(pcfg)
 	if err := srv.Start(life); err != nil {
 		return release, builtins.Infra(fmt.Errorf("start PXE server: %w", err))
@@ -165,8 +187,10 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 		Publisher: srv,
 		Prompt:    target.JoinPrompts(prompts...),
 		CacheDir:  pcfg.CacheDir,
-		Emit:      emit,
-		Log:       log,
+		// On a segment, the device is reachable only from inside it.
+		HTTPClient: segmentHTTPClient(seg),
+		Emit:       emit,
+		Log:        log,
 	})
 	tgt.SetFacts(env.Facts)
 	target.SetBackend(env, tgt)

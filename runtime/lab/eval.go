@@ -384,8 +384,11 @@ func builtinLab(thread *starlark.Thread, fn string, positional starlark.Tuple, k
 		http                         = builtins.OptStr{V: DefaultHTTPAddr}
 		dhcp                         = builtins.OptStr{V: DefaultDHCP}
 	)
+	var srv dhcpServerArgs
 	c, err := begin(thread, fn, positional, kwargs,
 		"name?", &name, "tftp?", &tftp, "http?", &http, "dhcp?", &dhcp, "dhcp_interface?", &dhcpIface,
+		"dhcp_range?", &srv.rng, "dhcp_subnet?", &srv.subnet, "dhcp_router?", &srv.router, "dhcp_dns?", &srv.dns,
+		"dhcp_lease_s?", &srv.lease,
 		"loader_dir?", &loaderDir, "lock_dir?", &lockDir, "cache_dir?", &cacheDir)
 	if err != nil {
 		return nil, err
@@ -397,11 +400,14 @@ func builtinLab(thread *starlark.Thread, fn string, positional starlark.Tuple, k
 			return nil, c.errorf("%s = %q: %v", f.name, f.addr, err)
 		}
 	}
-	if l.DHCP, err = c.oneOf("dhcp", dhcp, "none", "proxy"); err != nil {
+	if l.DHCP, err = c.oneOf("dhcp", dhcp, "none", "proxy", "server"); err != nil {
 		return nil, err
 	}
-	if l.DHCP == "proxy" && l.DHCPInterface == "" {
-		return nil, c.errorf(`dhcp = "proxy" needs dhcp_interface (the interface the targets boot on)`)
+	if l.DHCP != "none" && l.DHCPInterface == "" {
+		return nil, c.errorf(`dhcp = %q needs dhcp_interface (the interface the targets boot on)`, l.DHCP)
+	}
+	if err := labDHCPServer(c, l, srv); err != nil {
+		return nil, err
 	}
 	for _, f := range []struct {
 		dst *string
@@ -599,6 +605,7 @@ func builtinDevice(thread *starlark.Thread, fn string, positional starlark.Tuple
 		tags                                          builtins.OptStrList
 		powerCommand, simDict, facts                  builtins.OptDict
 	)
+	var seg segmentArgs
 	pairs := []any{
 		"name?", &name, "type?", &typ, "ipmi_host?", &ipmiHost, "ipmi_port?", &ipmiPort, "ipmi_user?", &ipmiUser,
 		"ipmi_password?", &password, "cipher_suites?", &suites, "ipmi_timeout_ms?", &ipmiTimeout,
@@ -606,6 +613,7 @@ func builtinDevice(thread *starlark.Thread, fn string, positional starlark.Tuple
 		"console_command?", &consoleCommand, "console_address?", &consoleAddress,
 		"bootloader_serial_delay_ms?", &bootDelay, "test_shell_serial_delay_ms?", &shellDelay,
 		"power_command?", &powerCommand, "sim?", &simDict, "tags?", &tags, "facts?", &facts,
+		"segment?", &seg.kind, "segment_parent?", &seg.parent, "segment_vlan?", &seg.vlan, "segment_addr?", &seg.addr,
 	}
 	// The VM keys, by the schema's list and type.
 	var vmKeys []Key
@@ -810,6 +818,9 @@ func builtinDevice(thread *starlark.Thread, fn string, positional starlark.Tuple
 		}
 	}
 
+	if err := deviceSegment(c, d, seg); err != nil {
+		return nil, err
+	}
 	if d.Facts, err = c.facts(facts); err != nil {
 		return nil, err
 	}

@@ -21,6 +21,9 @@ const (
 	DefaultTFTPAddr = "127.0.0.1:0"
 	DefaultHTTPAddr = "127.0.0.1:0"
 	DefaultDHCP     = "none"
+	// DefaultDHCPLease is the lease time of server mode: long enough for
+	// any job, so a client never has to renew mid-test.
+	DefaultDHCPLease = time.Hour
 	// DefaultLoaderDir is where Debian's pxelinux, syslinux-common and
 	// ipxe packages install the bootloader binaries, searched in order.
 	DefaultLoaderDir   = "/usr/lib/PXELINUX:/usr/lib/syslinux/modules/bios:/usr/lib/ipxe"
@@ -50,10 +53,20 @@ type Lab struct {
 	// Default "127.0.0.1:0" (a free port).
 	TFTPAddr string
 	HTTPAddr string
-	// DHCP is "none" (the site DHCP server points at us) or "proxy".
-	// Default "none".
+	// DHCP is "none" (the site DHCP server points at us), "proxy" or
+	// "server" (basalt is the segment's DHCP server for the job's
+	// lifetime, leasing to the job's device alone). Default "none".
 	DHCP          string
-	DHCPInterface string // interface the proxy DHCP binds to
+	DHCPInterface string // interface the proxy or server DHCP binds to
+	// Server mode: the addresses leased (DHCPRange "first-last"), the
+	// subnet ("" : the interface's prefix), the router and DNS servers
+	// handed out (options 3 and 6), and the lease time (option 51;
+	// default DefaultDHCPLease).
+	DHCPRange  string
+	DHCPSubnet string
+	DHCPRouter string
+	DHCPDNS    []string
+	DHCPLease  time.Duration
 	// LoaderDir holds bootloader binaries (pxelinux.0, ldlinux.c32,
 	// ipxe.efi, undionly.kpxe). Default /usr/lib/PXELINUX (Debian's pxelinux
 	// package; syslinux modules live in /usr/lib/syslinux/modules/bios);
@@ -116,6 +129,9 @@ type Device struct {
 	// VM holds the vm_* settings of a qemu device basalt starts itself
 	// (string or int values).
 	VM map[string]any
+	// Segment is the broadcast domain of the device's own that basalt
+	// makes for each job (segment = "netns" or "vlan"); zero for none.
+	Segment Segment
 	// Facts are the device file's facts = {...}, shown as ctx.device.
 	Facts map[string]any
 	File  string // "" for the built-in sim device

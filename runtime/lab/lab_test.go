@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -129,6 +130,36 @@ func TestLoadLab(t *testing.T) {
 	want := []string{"rack2", "0.0.0.0:69", "192.168.2.1:8080", "proxy", "eth1", filepath.Join(dir, "loaders"), "/run/locks", dir}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load(lab.star) mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// dhcp = "server" and a device's segment read back as written.
+func TestLoadDHCPServerAndSegment(t *testing.T) {
+	dir := writeLab(t, map[string]string{
+		"lab.star": `lab(dhcp = "server", dhcp_interface = "br7", dhcp_range = "10.7.0.100-10.7.0.199",
+    dhcp_subnet = "10.7.0.0/24", dhcp_router = "10.7.0.1", dhcp_dns = ["10.7.0.53"], dhcp_lease_s = 600)`,
+		"devices/v1.star": `device(type = "qemu", mac = "52:54:00:00:00:07", segment = "netns")`,
+		"devices/h1.star": `device(type = "sim", mac = "52:54:00:00:00:08", segment = "vlan", segment_parent = "eth1", segment_vlan = 102, segment_addr = "10.102.0.1/24")`,
+	})
+	l, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{l.DHCP, l.DHCPInterface, l.DHCPRange, l.DHCPSubnet, l.DHCPRouter, fmt.Sprint(l.DHCPDNS), l.DHCPLease}
+	want := []any{"server", "br7", "10.7.0.100-10.7.0.199", "10.7.0.0/24", "10.7.0.1", "[10.7.0.53]", 10 * time.Minute}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("lab dhcp server keys mismatch (-want +got):\n%s", diff)
+	}
+	v1, err := l.Config("v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, err := l.Config("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Segment.Kind != "netns" || h1.Segment != (Segment{Kind: "vlan", Parent: "eth1", VLAN: 102, Addr: "10.102.0.1/24"}) {
+		t.Errorf("segments = %+v, %+v; want netns and vlan eth1.102 10.102.0.1/24", v1.Segment, h1.Segment)
 	}
 }
 
@@ -436,6 +467,14 @@ func TestLoadErrors(t *testing.T) {
 		// lab.star.
 		{"lab dhcp", map[string]string{"lab.star": `lab(dhcp = "full")`}, []string{"lab.star:1:", `dhcp = "full" is not one of none, proxy`}, nil},
 		{"lab proxy", map[string]string{"lab.star": `lab(dhcp = "proxy")`}, []string{"lab.star:1:", "needs dhcp_interface"}, nil},
+		{"lab server no range", map[string]string{"lab.star": `lab(dhcp = "server", dhcp_interface = "br0")`}, []string{"lab.star:1:", `dhcp = "server" needs dhcp_range`}, nil},
+		{"lab server range", map[string]string{"lab.star": `lab(dhcp = "server", dhcp_interface = "br0", dhcp_range = "10.0.0.9-10.0.0.1")`}, []string{"lab.star:1:", `dhcp_range = "10.0.0.9-10.0.0.1": last address 10.0.0.1 is before the first 10.0.0.9`}, nil},
+		{"lab server subnet", map[string]string{"lab.star": `lab(dhcp = "server", dhcp_interface = "br0", dhcp_range = "10.0.0.9-10.0.0.20", dhcp_subnet = "10.1.0.0/16")`}, []string{"lab.star:1:", `is not inside dhcp_subnet = "10.1.0.0/16"`}, nil},
+		{"lab server dns", map[string]string{"lab.star": `lab(dhcp = "server", dhcp_interface = "br0", dhcp_range = "10.0.0.9-10.0.0.20", dhcp_dns = ["dns.example"])`}, []string{"lab.star:1:", `"dns.example" is not an IPv4 address`}, nil},
+		{"lab range not server", map[string]string{"lab.star": `lab(dhcp = "proxy", dhcp_interface = "br0", dhcp_range = "10.0.0.9-10.0.0.20")`}, []string{"lab.star:1:", `are for dhcp = "server", not "proxy"`}, nil},
+		{"segment vlan incomplete", dev(`device(type = "sim", mac = "02:42:00:00:00:01", segment = "vlan", segment_vlan = 12)`), []string{df + ":1:", `segment = "vlan" needs segment_parent, segment_vlan and segment_addr`}, nil},
+		{"segment netns not qemu", dev(`device(type = "sim", mac = "02:42:00:00:00:01", segment = "netns")`), []string{df + ":1:", `segment = "netns" is for a qemu device basalt starts`}, nil},
+		{"segment netns tap", dev(`device(type = "qemu", mac = "02:42:00:00:00:01", segment = "netns", vm_tap = "tap0")`), []string{df + ":1:", `drop vm_tap`}, nil},
 		{"lab unknown", map[string]string{"lab.star": `lab(tftp_root = "/srv")`}, []string{"lab.star:1:", "unknown key tftp_root (did you mean tftp?)"}, nil},
 		{"lab typo", map[string]string{"lab.star": `lab(dhcp_iface = "eth1")`}, []string{"lab.star:1:", "unknown key dhcp_iface (did you mean dhcp_interface?)"}, nil},
 		{"lab addr", map[string]string{"lab.star": `lab(tftp = "localhost")`}, []string{"lab.star:1:", `tftp = "localhost": not host:port`}, nil},
