@@ -224,20 +224,7 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 	if res.ExitCode != 0 {
 		problems = append(problems, report.Problem{Reason: fmt.Sprintf("%s exited with status %d", run, res.ExitCode)})
 	}
-	list := make([]starlark.Value, 0, len(cases))
-	for _, c := range cases {
-		tc := builtins.TestCase{Name: prefix + c.Name, Result: c.Result, Message: c.Message, Measurement: c.Measurement, Units: c.Units}
-		record(thread, tc)
-		list = append(list, starlarkstruct.FromStringDict(starlark.String("case"), starlark.StringDict{
-			"name": starlark.String(tc.Name), "result": starlark.String(tc.Result), "message": starlark.String(tc.Message),
-		}))
-	}
-	probs := make([]starlark.Value, len(problems))
-	strs := make([]string, len(problems))
-	for i, p := range problems {
-		strs[i] = p.String()
-		probs[i] = starlark.String(strs[i])
-	}
+	list, probs, strs := recordCases(thread, prefix, cases, problems)
 	env.Emit("test_parse", map[string]any{"format": format, "cases": len(cases), "problems": strs, "exit_code": res.ExitCode,
 		"duration_ms": time.Since(start).Milliseconds(), "pos": builtins.Caller(thread)})
 	return starlarkstruct.FromStringDict(starlark.String("definition"), starlark.StringDict{

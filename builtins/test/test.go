@@ -73,7 +73,20 @@ func parse(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 		return nil, builtins.Job(fmt.Errorf("%s: unknown format %q, want \"tap\", \"ktap\" or \"lava\"", name, format))
 	}
 	cases, problems := fn(text)
-	list := make([]starlark.Value, 0, len(cases))
+	list, probs, strs := recordCases(thread, prefix, cases, problems)
+	if env := builtins.EnvOf(thread); env != nil && env.Rec != nil {
+		env.Rec.Emit("test_parse", map[string]any{"format": format, "cases": len(cases), "problems": strs, "pos": builtins.Caller(thread)})
+	}
+	return starlarkstruct.FromStringDict(starlark.String("parsed"), starlark.StringDict{
+		"cases": starlark.NewList(list), "problems": starlark.NewList(probs),
+	}), nil
+}
+
+// recordCases records each parsed case as a test case (named prefix+name)
+// and returns the cases and problems as Starlark values, and the problems
+// as strings for the test_parse event.
+func recordCases(thread *starlark.Thread, prefix string, cases []report.Case, problems []report.Problem) (list, probs []starlark.Value, strs []string) {
+	list = make([]starlark.Value, 0, len(cases))
 	for _, c := range cases {
 		tc := builtins.TestCase{Name: prefix + c.Name, Result: c.Result, Message: c.Message, Measurement: c.Measurement, Units: c.Units}
 		record(thread, tc)
@@ -81,18 +94,13 @@ func parse(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 			"name": starlark.String(tc.Name), "result": starlark.String(tc.Result), "message": starlark.String(tc.Message),
 		}))
 	}
-	probs := make([]starlark.Value, len(problems))
-	strs := make([]string, len(problems))
+	probs = make([]starlark.Value, len(problems))
+	strs = make([]string, len(problems))
 	for i, p := range problems {
 		strs[i] = p.String()
 		probs[i] = starlark.String(strs[i])
 	}
-	if env := builtins.EnvOf(thread); env != nil && env.Rec != nil {
-		env.Rec.Emit("test_parse", map[string]any{"format": format, "cases": len(cases), "problems": strs, "pos": builtins.Caller(thread)})
-	}
-	return starlarkstruct.FromStringDict(starlark.String("parsed"), starlark.StringDict{
-		"cases": starlark.NewList(list), "problems": starlark.NewList(probs),
-	}), nil
+	return list, probs, strs
 }
 
 const lastCaseKey = "basalt.test.last_case"

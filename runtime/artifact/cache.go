@@ -88,7 +88,7 @@ func (c *Cache) Fetch(ctx context.Context, u, want string) (*File, error) {
 	if f := c.cached(u, want, blobs, filepath.Join(index, key)); f != nil {
 		return f, nil
 	}
-	unlock, err := lockFile(ctx, filepath.Join(locks, key))
+	unlock, err := LockFile(ctx, filepath.Join(locks, key))
 	if err != nil {
 		return nil, infraOrCanceled(ctx, fmt.Errorf("download %s: lock the cache: %w", shown, err))
 	}
@@ -321,9 +321,10 @@ func ContentRange(s string) (from, size int64, ok bool) {
 	return from, size, true
 }
 
-// lockFile takes an exclusive flock on name, polling so that ctx can stop
-// the wait; the lock goes with the process if it dies.
-func lockFile(ctx context.Context, name string) (func(), error) {
+// LockFile takes an exclusive flock on name, polling so that ctx can stop
+// the wait; the lock goes with the process if it dies. Every user of the
+// cache (downloads here, git repositories in runtime/repo) locks with it.
+func LockFile(ctx context.Context, name string) (func(), error) {
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err

@@ -26,10 +26,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/runtime/artifact"
 )
 
 // Cache holds fetched repositories under Dir (the artifact cache). Its
@@ -93,7 +93,7 @@ func (c *Cache) Resolve(ctx context.Context, rawURL, ref string) (*Repo, error) 
 	if err := os.MkdirAll(locks, 0o755); err != nil {
 		return nil, builtins.Infra(fmt.Errorf("fetch %s: %w", shown, err))
 	}
-	unlock, err := lockFile(ctx, filepath.Join(locks, "git-"+key))
+	unlock, err := artifact.LockFile(ctx, filepath.Join(locks, "git-"+key))
 	if err != nil {
 		return nil, infraOrCanceled(ctx, fmt.Errorf("fetch %s: lock the cache: %w", shown, err))
 	}
@@ -227,32 +227,4 @@ func infraOrCanceled(ctx context.Context, err error) error {
 		return &builtins.Error{Class: builtins.ClassCanceled, Err: err}
 	}
 	return builtins.Infra(err)
-}
-
-// lockFile takes an exclusive flock on name, polling so that ctx can stop
-// the wait; the lock goes with the process if it dies.
-func lockFile(ctx context.Context, name string) (func(), error) {
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
