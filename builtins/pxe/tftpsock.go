@@ -26,6 +26,7 @@ type tidConn struct {
 	timeout time.Duration // SO_RCVTIMEO as last set
 	cpu     int           // the CPU the thread is bound to (followCPU), or -1
 	locked  bool          // the goroutine is locked to its thread (followCPU)
+	home    cpuSet        // the thread's affinity before followCPU
 }
 
 var errTimeout = errors.New("timeout waiting for the client")
@@ -77,7 +78,12 @@ func dialTID(local net.IP, remote *net.UDPAddr) (*tidConn, error) {
 	return c, nil
 }
 
-func (c *tidConn) close() { unix.Close(c.fd) }
+// close closes the socket and, on the transfer's goroutine, undoes
+// followCPU.
+func (c *tidConn) close() {
+	c.unfollowCPU()
+	unix.Close(c.fd)
+}
 
 func (c *tidConn) write(p []byte) error {
 	for {

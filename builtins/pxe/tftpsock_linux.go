@@ -14,10 +14,14 @@ import (
 // halted CPU on a VM, at each block; on the same CPU the wake-up is a
 // switch on the local run queue (what Receive Flow Steering does from the
 // other side, steering packets to the consumer's CPU). The transfer's
-// goroutine stays locked to its thread for the rest of its life, so the
-// affinity ends with the thread when the transfer ends and never reaches
-// another goroutine. Called again every few blocks, it follows a client
-// (or an interrupt) that moves. Any failure leaves the thread where it is.
+// goroutine stays locked to its thread until the transfer ends, when
+// unfollowCPU gives the thread its old affinity back and returns it to the
+// pool. The thread must not exit with the goroutine instead: a child
+// started from it with Pdeathsig (qemu in runtime/qemu) is killed when the
+// thread that forked it ends (prctl(2) PR_SET_PDEATHSIG), and any pooled
+// thread may have forked one. Called again every few blocks, it follows a
+// client (or an interrupt) that moves. Any failure leaves the thread where
+// it is.
 func (c *tidConn) followCPU() {
 	cpu, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_INCOMING_CPU)
 	if err != nil || cpu < 0 || cpu == c.cpu {
@@ -25,6 +29,10 @@ func (c *tidConn) followCPU() {
 	}
 	if !c.locked {
 		runtime.LockOSThread()
+		if unix.SchedGetaffinity(0, &c.home) != nil {
+			runtime.UnlockOSThread()
+			return
+		}
 		c.locked = true
 	}
 	var set unix.CPUSet
@@ -33,3 +41,20 @@ func (c *tidConn) followCPU() {
 		c.cpu = cpu
 	}
 }
+
+// unfollowCPU undoes followCPU on the goroutine that called it: the old
+// affinity back, then the thread back to the pool. If the affinity cannot
+// be restored the thread stays locked; pinned to one CPU is better than
+// ending it (see followCPU).
+func (c *tidConn) unfollowCPU() {
+	if !c.locked {
+		return
+	}
+	c.locked = false
+	c.cpu = -1
+	_ = unix.SchedSetaffinity(0, &c.home)
+	runtime.UnlockOSThread()
+}
+
+// cpuSet is a thread's CPU affinity (sched_setaffinity(2)).
+type cpuSet = unix.CPUSet

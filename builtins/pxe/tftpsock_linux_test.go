@@ -1,7 +1,9 @@
 package pxe
 
 import (
+	"errors"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -21,7 +23,6 @@ func TestTIDConnFollowsIncomingCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.close()
 	type result struct {
 		incoming, bound int
 		set             unix.CPUSet
@@ -29,10 +30,10 @@ func TestTIDConnFollowsIncomingCPU(t *testing.T) {
 	}
 	done := make(chan result)
 	go func() {
-		// followCPU locks this goroutine to its thread; the thread ends
-		// with it.
+		// followCPU locks this goroutine to its thread until close.
 		var r result
 		defer func() { done <- r }()
+		defer conn.close()
 		buf := make([]byte, 16)
 		if _, err := client.WriteToUDP([]byte{0, 4, 0, 1}, conn.local); err != nil {
 			r.err = err
@@ -58,5 +59,66 @@ func TestTIDConnFollowsIncomingCPU(t *testing.T) {
 	if r.bound != r.incoming || r.set.Count() != 1 || !r.set.IsSet(r.incoming) {
 		t.Fatalf("after followCPU: bound to %d, affinity %d CPUs (CPU %d in it: %v), want only the incoming CPU %d",
 			r.bound, r.set.Count(), r.incoming, r.set.IsSet(r.incoming), r.incoming)
+	}
+}
+
+// When the transfer ends its thread gets its old affinity back and goes
+// back to the pool rather than ending with the goroutine: a thread that
+// ends kills the children it forked with Pdeathsig (qemu's VMs, prctl(2)),
+// which once stopped two PXE-booting VMs in the middle of their TFTP.
+func TestTIDConnCloseRestoresThread(t *testing.T) {
+	client, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	type result struct {
+		before, after unix.CPUSet
+		pinned        bool
+		err           error
+	}
+	done := make(chan result)
+	go func() {
+		var r result
+		defer func() { done <- r }()
+		// The test's own lock keeps this goroutine on one thread across
+		// followCPU's lock and close's unlock.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if r.err = unix.SchedGetaffinity(0, &r.before); r.err != nil {
+			return
+		}
+		conn, err := dialTID(net.IPv4(127, 0, 0, 1), client.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			r.err = err
+			return
+		}
+		buf := make([]byte, 16)
+		if _, r.err = client.WriteToUDP([]byte{0, 4, 0, 1}, conn.local); r.err != nil {
+			conn.close()
+			return
+		}
+		if _, r.err = conn.read(buf, time.Now().Add(5*time.Second), time.Second); r.err != nil {
+			conn.close()
+			return
+		}
+		conn.followCPU()
+		r.pinned = conn.locked
+		conn.close()
+		if conn.locked {
+			r.err = errors.New("close left the goroutine locked to its thread")
+			return
+		}
+		r.err = unix.SchedGetaffinity(0, &r.after)
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !r.pinned {
+		t.Skip("followCPU did not pin the thread (no SO_INCOMING_CPU)")
+	}
+	if r.after != r.before {
+		t.Fatalf("affinity after close = %d CPUs, want the %d it had before followCPU", r.after.Count(), r.before.Count())
 	}
 }
