@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
-	"golang.org/x/sys/unix"
 )
 
 // netns creates a network namespace joined to this one by a veth pair:
@@ -58,27 +56,11 @@ func netns(t *testing.T, hostIP string) (ns, hostIf, nsIf string) {
 	return ns, hostIf, nsIf
 }
 
-// inNetns runs fn on an OS thread moved into ns. Sockets fn opens stay in
-// ns. The thread is never unlocked, so Go discards it afterwards.
+// inNetns runs fn on an OS thread moved into ns (in). Sockets fn opens
+// stay in ns.
 func inNetns(t *testing.T, ns string, fn func()) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		fn()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	if err := in(t, ns, func() error { fn(); return nil }); err != nil {
 		t.Fatalf("entering netns %s: %v", ns, err)
 	}
 }

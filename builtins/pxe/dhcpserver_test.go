@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,9 +16,9 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/basalt-lab/basalt/runtime/qemu"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-	"golang.org/x/sys/unix"
 )
 
 // segment is a DHCP segment of the test's own: two network namespaces
@@ -75,26 +74,11 @@ func newSegment(t *testing.T) *segment {
 	return g
 }
 
-// in runs fn on an OS thread inside ns; sockets fn opens stay there. The
-// thread is never unlocked, so Go discards it afterwards.
+// in runs fn on an OS thread inside ns (runtime/qemu's NetNS.Exec, what
+// basalt run uses for a segment); sockets fn opens stay there.
 func in(t *testing.T, ns string, fn func() error) error {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return (&qemu.NetNS{Name: ns}).Exec(fn)
 }
 
 // serverConfig is the server-mode config of the segment: range .100-.109,

@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/basalt-lab/basalt/runtime/qemu"
 	"github.com/basalt-lab/basalt/runtime/segment"
 	"golang.org/x/sys/unix"
 )
@@ -25,26 +25,10 @@ func ip(t *testing.T, args ...string) {
 	}
 }
 
-// in runs fn on an OS thread inside ns: sockets fn opens and commands it
-// starts (forked from this thread) belong to ns. The thread is never
-// unlocked, so Go discards it afterwards.
+// in runs fn on an OS thread inside ns (the NetNS.Exec a segment uses):
+// sockets fn opens and commands it starts belong to ns.
 func in(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return (&qemu.NetNS{Name: ns}).Exec(fn)
 }
 
 const devMAC = "52:54:00:00:10:02"
