@@ -144,10 +144,33 @@ func (t *Table) Wrap(b Builtin) *starlark.Builtin {
 			fields["class"] = string(ClassOf(err))
 		} else {
 			fields["outcome"] = "ok"
+			if r, ok := scalarResult(v); ok {
+				fields["result"] = r
+			}
 		}
 		env.Emit("call", fields)
 		return v, located(qname, thread, err)
 	})
+}
+
+// scalarResult is what a call returned, for its call event, when that is a
+// short string, a number or a bool ("on" from power.status): what basalt
+// replay answers the call with. Longer and structured results (a console
+// match, a command's output) are left out; the console holds them.
+func scalarResult(v starlark.Value) (any, bool) {
+	switch v := v.(type) {
+	case starlark.String:
+		if len(v) <= 256 {
+			return string(v), true
+		}
+	case starlark.Bool:
+		return bool(v), true
+	case starlark.Int:
+		if n, ok := v.Int64(); ok {
+			return n, true
+		}
+	}
+	return nil, false
 }
 
 // located wraps err in a [CallError] naming the builtin and its call

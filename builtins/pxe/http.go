@@ -37,7 +37,10 @@ func (s *Server) Publish(name, path string) (string, error) {
 	s.mu.Lock()
 	s.published[n] = abs
 	s.mu.Unlock()
-	return s.HTTPURL() + "/" + PublishPrefix + n, nil
+	u := s.HTTPURL() + "/" + PublishPrefix + n
+	// What the target was given to download (basalt replay answers with it).
+	s.emit("publish", map[string]any{"name": n, "url": u})
+	return u, nil
 }
 
 // Unpublish stops serving a name given to Publish.

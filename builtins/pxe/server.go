@@ -499,6 +499,9 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 	s.emit("pxe_serve", map[string]any{
 		"mac": out.MAC, "loader": loader, "nonce": nonce, "config": out.Config, "no_config": b.NoConfig,
 		"files": files, "sha256": out.SHA256, "sizes": out.Sizes, "append": app,
+		// The rest of what pxe.serve returned, for basalt replay.
+		"configs": out.Configs, "urls": out.URLs, "boot_file": out.BootFile,
+		"tftp_host": out.TFTPHost, "tftp_port": out.TFTPPort, "http_url": out.HTTPURL,
 	})
 	s.log.Info("pxe serving", "mac", out.MAC, "loader", loader, "nonce", nonce, "config", out.Config)
 	return out, nil

@@ -41,7 +41,7 @@ func (c *Console) send(ctx context.Context, text string, o SendOptions) error {
 	if err := c.typeText(ctx, text, delay); err != nil {
 		return err
 	}
-	c.emit("send", map[string]any{"length": len(text), "delay_ms": delay.Milliseconds(), "secret": o.Secret})
+	c.emitSend(text, delay, o.Secret, false)
 	return nil
 }
 
@@ -86,8 +86,22 @@ func (c *Console) SendLine(ctx context.Context, text string, o SendOptions) erro
 	if err := c.typeText(ctx, c.o.LineEnding, delay); err != nil {
 		return err
 	}
-	c.emit("send", map[string]any{"length": len(text) + len(c.o.LineEnding), "delay_ms": delay.Milliseconds(), "secret": o.Secret, "verified": true})
+	c.emitSend(text+c.o.LineEnding, delay, o.Secret, true)
 	return nil
+}
+
+// emitSend records what was typed: the text itself unless it is secret
+// (the recorder masks the lab's secrets in it), so that basalt replay can
+// compare a job's typing with a recorded run's.
+func (c *Console) emitSend(text string, delay time.Duration, secret, verified bool) {
+	f := map[string]any{"length": len(text), "delay_ms": delay.Milliseconds(), "secret": secret}
+	if !secret {
+		f["text"] = text
+	}
+	if verified {
+		f["verified"] = true
+	}
+	c.emit("send", f)
 }
 
 func (c *Console) delay(o SendOptions) time.Duration {

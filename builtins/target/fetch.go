@@ -2,7 +2,6 @@ package target
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -106,7 +105,7 @@ func (t *Target) Fetch(ctx context.Context, p, want string, w io.Writer) (Fetche
 		return Fetched{}, err
 	}
 	got := hex.EncodeToString(h.Sum(nil))
-	t.emit("target_fetch", map[string]any{"path": p, "bytes": n, "sha256": got, "resumes": resumes, "port": snap.port, "duration_ms": time.Since(start).Milliseconds()})
+	t.emit("target_fetch", map[string]any{"path": p, "bytes": n, "sha256": got, "resumes": resumes, "port": snap.port, "ip": ip, "ip_fact": t.cfg.IP != "" || t.factIP != "", "duration_ms": time.Since(start).Milliseconds()})
 	if got != want {
 		return Fetched{}, builtins.Device(&ChecksumError{What: "fetched " + p, Got: got, Want: want})
 	}
@@ -130,7 +129,7 @@ const fetchTag = "basalt-fetch:"
 // beside it and computes the copy's sha256. t.mu is held.
 func (t *Target) snapshot(ctx context.Context, p string) (fetchSnap, error) {
 	t.seq++
-	s := fetchSnap{path: p, dir: fmt.Sprintf("/tmp/basalt-fetch-%s-%d", t.token, t.seq), nonce: randomHex(16)}
+	s := fetchSnap{path: p, dir: fmt.Sprintf("/tmp/basalt-fetch-%s-%d", t.token, t.seq), nonce: t.randomHex(16)}
 	q, d := shellQuote(p), shellQuote(s.dir)
 	// One line: test what p is, copy it with cat (which reads to EOF,
 	// whatever stat says), and sum the copy.
@@ -189,7 +188,7 @@ const portTries = 5
 // registered services most master images run, below Linux's default
 // ephemeral range (32768-60999), where the target's own connections take
 // their ports.
-var pickPort = func() int { return 20000 + mrand.IntN(12768) }
+var pickPort = func(r *mrand.Rand) int { return 20000 + r.IntN(12768) }
 
 // serve starts the fetch's httpd on the target and returns the URL of the
 // copy once the httpd has answered the nonce. t.mu is held.
@@ -197,7 +196,7 @@ func (t *Target) serve(ctx context.Context, ip string, s *fetchSnap) (string, er
 	d := shellQuote(s.dir)
 	var last error
 	for try := 0; try < portTries; try++ {
-		port := pickPort()
+		port := pickPort(t.rng)
 		// -f keeps httpd in the foreground of a background job, so $! is
 		// its pid; a taken port makes it exit at once.
 		script := "busybox httpd -f -p " + strconv.Itoa(port) + " -h " + d + " > " + d + "/httpd.log 2>&1 & basalt_httpd=$!; " +
@@ -296,9 +295,14 @@ func (t *Target) unserve(ctx context.Context, s *fetchSnap) {
 	}
 }
 
-func randomHex(n int) string {
+// randomHex draws n bytes from the target's generator, seeded from its
+// token: a fetch's nonce is unique per target and fetch, and a replay with
+// the recorded token types the same one. t.mu is held.
+func (t *Target) randomHex(n int) string {
 	b := make([]byte, n)
-	rand.Read(b)
+	for i := range b {
+		b[i] = byte(t.rng.Uint32())
+	}
 	return hex.EncodeToString(b)
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -174,13 +175,13 @@ func TestFetchPortTaken(t *testing.T) {
 	// The first port fetch picks is taken; it must try another.
 	picks := []int{busy}
 	old := pickPort
-	pickPort = func() int {
+	pickPort = func(r *mrand.Rand) int {
 		if len(picks) > 0 {
 			p := picks[0]
 			picks = picks[1:]
 			return p
 		}
-		return old()
+		return old(r)
 	}
 	t.Cleanup(func() { pickPort = old })
 

@@ -3,10 +3,12 @@ package target
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -90,6 +92,12 @@ type Config struct {
 	// marker (default 10s); a prompt that never comes (the command changed
 	// PS1) is logged, not an error.
 	PromptWait time.Duration
+	// Token names this target's command markers (BASALT-TOKEN-N-S) and
+	// seeds the nonces and ports target.fetch picks; default random. A
+	// replay (basalt replay) gives the recorded run's, which every
+	// target_run event holds, so that the replayed job types what the
+	// recorded one typed.
+	Token string
 	// Emit records machine events (target_run, target_fetch,
 	// target_push, deploy_progress, target_kexec, and package artifact's
 	// artifact_download, artifact_cached, artifact_resume); nil discards them.
@@ -105,6 +113,7 @@ type Target struct {
 	prompt *expect.Pattern
 	kernel *regexp.Regexp
 	token  string
+	rng    *mrand.Rand // fetch's nonces and ports, seeded from token; held by mu
 	cfgErr error
 
 	mu     sync.Mutex // one command on the console at a time
@@ -146,9 +155,13 @@ func New(cfg Config) *Target {
 		}
 		t.kernel = re
 	}
-	var b [4]byte
-	rand.Read(b[:])
-	t.token = hex.EncodeToString(b[:])
+	t.token = cfg.Token
+	if t.token == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		t.token = hex.EncodeToString(b[:])
+	}
+	t.rng = mrand.New(mrand.NewChaCha8(sha256.Sum256([]byte("basalt target " + t.token))))
 	return t
 }
 
@@ -308,7 +321,7 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 	res := Result{Raw: output(m.Before, nil), ExitCode: code}
 	res.Output = output(m.Before, t.kernel)
 	t.waitPrompt(ctx)
-	t.emit("target_run", map[string]any{"exit_code": code, "output_bytes": len(res.Output), "duration_ms": time.Since(start).Milliseconds()})
+	t.emit("target_run", map[string]any{"token": t.token, "exit_code": code, "output_bytes": len(res.Output), "duration_ms": time.Since(start).Milliseconds()})
 	if check && code != 0 {
 		return res, builtins.Device(&RunError{Cmd: cmd, ExitCode: code, Output: res.Output})
 	}
