@@ -1,0 +1,241 @@
+// Package replay runs a job again against a recorded result bundle instead
+// of a device (basalt replay). The bundle's console.log is fed back through
+// a sol.Transport, in step with what the job types; the IPMI, power and PXE
+// backends answer from the recorded events; the target's commands run on
+// the replayed console. A Session keeps the recording's cursors and the
+// first place where the job parted from it (a Divergence).
+//
+// What a replay needs from a bundle (events.jsonl, schema version 1):
+//
+//	send        text (absent for secret sends), secret, console_offset
+//	console_mark, expect (outcome)   their console_offset
+//	call        builtin, args, outcome, error, class, result
+//	pxe_serve   what pxe.serve returned
+//	publish     name, url (target.push, deploy_image, kexec)
+//	target_run  token (the target's command markers)
+//	target_fetch sha256, ip, ip_fact; the fetched file under artifacts/
+//	stage_start, cleanup_start      where each stage begins
+package replay
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/basalt-lab/basalt/runtime/bundle"
+)
+
+// Op is one step of the recording the console is fed in step with: the
+// job typed (send), started a console epoch (mark), or waited in vain
+// (an expect that timed out). Offset is how many console.log bytes had
+// been written when it happened.
+type Op struct {
+	Seq    int64
+	Kind   string // send | mark | timeout
+	Offset int64
+	Text   string // send: the typed text, secrets masked
+	Secret bool   // send: typed as secret, text not recorded
+	// Patterns of a timed-out expect.
+	Patterns []string
+	Line     int // in events.jsonl
+}
+
+// Record is a bundle read for replay.
+type Record struct {
+	Dir     string
+	Result  bundle.Result
+	Events  []bundle.Event
+	Console []byte
+	Ops     []Op
+	// Calls are the recorded calls of the device modules that a replay
+	// holds the job to (see Aligned), in order.
+	Calls []bundle.Event
+	// Token is the target's marker token (target_run events); "" when the
+	// job ran no target command.
+	Token string
+	// Warnings name damage that does not stop a replay.
+	Warnings []string
+}
+
+// Aligned reports whether calls of builtin name must be made by a replay
+// in the recorded order: those that act on the device. sol.expect and
+// sol.mode are free (an edited job may wait for other text, or more
+// often), as are test.* and every builtin that touches nothing.
+func Aligned(name string) bool {
+	mod, member, _ := strings.Cut(name, ".")
+	switch mod {
+	case "ipmi", "power", "pxe", "target":
+		return true
+	case "sol":
+		return member == "send" || member == "sendline" || member == "mark"
+	}
+	return false
+}
+
+// ErrBundle is the error of a bundle a replay cannot use; its message names
+// what is missing or damaged.
+var ErrBundle = errors.New("bundle cannot be replayed")
+
+// Load reads the bundle in dir for replay. A result.json that is missing,
+// not JSON or of another schema version is bundle.ReadBundle's error
+// (bundle.ErrSchema names both versions); a bundle whose events or
+// console are missing, cut short or edited so that the replay cannot
+// follow it is an error wrapping ErrBundle that names each problem.
+func Load(dir string) (*Record, error) {
+	rd, err := bundle.ReadBundle(dir)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Record{Dir: dir, Result: rd.Result}
+	var problems []string
+	problem := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if rd.Result.Status == "running" {
+		problem("result.json: status is still running: the recorded run was cut short (killed) before it ended")
+	}
+	con, err := os.ReadFile(filepath.Join(dir, "console.log"))
+	if err != nil {
+		problem("console.log: missing")
+	}
+	rec.Console = con
+	rec.readEvents(problem)
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("replay %s: %w:\n  %s", dir, ErrBundle, strings.Join(problems, "\n  "))
+	}
+	return rec, nil
+}
+
+func (rec *Record) readEvents(problem func(string, ...any)) {
+	f, err := os.Open(filepath.Join(rec.Dir, "events.jsonl"))
+	if err != nil {
+		problem("events.jsonl: missing")
+		return
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	jobEnd := false
+	var maxOff int64
+	for n := 1; ; n++ {
+		line, err := br.ReadBytes('\n')
+		if len(strings.TrimSpace(string(line))) > 0 {
+			ev, ok := bundle.ParseEvent(line)
+			switch {
+			case !ok && err == io.EOF:
+				problem("events.jsonl: line %d is cut short (the file is truncated)", n)
+			case !ok:
+				problem("events.jsonl: line %d is not a JSON object", n)
+			default:
+				jobEnd = jobEnd || ev.Type == "job_end"
+				maxOff = max(maxOff, ev.ConsoleOffset)
+				rec.event(ev, n, problem)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if !jobEnd {
+		problem("events.jsonl: no job_end event (the file is truncated or was edited)")
+	}
+	if rec.Console != nil && maxOff > int64(len(rec.Console)) {
+		problem("console.log: %d bytes, but events.jsonl says %d had been written (console.log is truncated)", len(rec.Console), maxOff)
+	}
+}
+
+// event adds one event of events.jsonl line n.
+func (rec *Record) event(ev bundle.Event, n int, problem func(string, ...any)) {
+	rec.Events = append(rec.Events, ev)
+	needOffset := func() bool {
+		if ev.ConsoleOffset < 0 {
+			problem("events.jsonl: line %d: %s event without console_offset", n, ev.Type)
+			return false
+		}
+		return true
+	}
+	switch ev.Type {
+	case "send":
+		if !needOffset() {
+			return
+		}
+		secret, _ := ev.Fields["secret"].(bool)
+		text, ok := ev.Fields["text"].(string)
+		if !ok && !secret {
+			problem("events.jsonl: line %d: send event without its text (recorded by a basalt older than replay, or edited)", n)
+			return
+		}
+		rec.Ops = append(rec.Ops, Op{Seq: ev.Seq, Kind: "send", Offset: ev.ConsoleOffset, Text: text, Secret: secret, Line: n})
+	case "console_mark":
+		if needOffset() {
+			rec.Ops = append(rec.Ops, Op{Seq: ev.Seq, Kind: "mark", Offset: ev.ConsoleOffset, Line: n})
+		}
+	case "expect":
+		if ev.Str("outcome") == "timeout" && needOffset() {
+			rec.Ops = append(rec.Ops, Op{Seq: ev.Seq, Kind: "timeout", Offset: ev.ConsoleOffset, Patterns: strs(ev.Fields["patterns"]), Line: n})
+		}
+	case "call":
+		name := ev.Str("builtin")
+		if name == "" {
+			problem("events.jsonl: line %d: call event without its builtin", n)
+			return
+		}
+		if Aligned(name) {
+			rec.Calls = append(rec.Calls, ev)
+		}
+	case "target_run":
+		if t := ev.Str("token"); t != "" && rec.Token == "" {
+			rec.Token = t
+		}
+	}
+}
+
+func strs(v any) []string {
+	l, _ := v.([]any)
+	var out []string
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// between returns the recorded events of type typ after seq from and
+// before seq to.
+func (rec *Record) between(typ string, from, to int64) []bundle.Event {
+	var out []bundle.Event
+	i, _ := slices.BinarySearchFunc(rec.Events, from+1, func(e bundle.Event, s int64) int { return cmpInt(e.Seq, s) })
+	for ; i < len(rec.Events) && rec.Events[i].Seq < to; i++ {
+		if rec.Events[i].Type == typ {
+			out = append(out, rec.Events[i])
+		}
+	}
+	return out
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// NeedsToken reports whether the recording ran target commands whose
+// markers a replay must type again, but holds no token for them.
+func (rec *Record) NeedsToken() bool {
+	if rec.Token != "" {
+		return false
+	}
+	for _, c := range rec.Calls {
+		if strings.HasPrefix(c.Str("builtin"), "target.") {
+			return true
+		}
+	}
+	return false
+}
