@@ -67,13 +67,8 @@ versions; a directory without result.json is exit 64.`,
 }
 
 func (a *app) replayJob(dir, file string, f *replayFlags) error {
-	if fi, err := os.Stat(dir); err != nil {
-		return usagef("bundle %s: %w", dir, osErr(err))
-	} else if !fi.IsDir() {
-		return usagef("bundle %s is not a directory", dir)
-	}
-	if !bundle.Exists(dir) {
-		return usagef("%s holds no result bundle (no result.json)", dir)
+	if err := bundleDir(dir); err != nil {
+		return err
 	}
 	rec, err := replay.Load(dir)
 	if err != nil {
@@ -190,6 +185,20 @@ func (a *app) replayJob(dir, file string, f *replayFlags) error {
 	outcome := r.Run(ctx)
 	closeBackends()
 	return finish(outcome, s)
+}
+
+// bundleDir is the usage error (exit 64) of a BUNDLE argument that names
+// no result bundle.
+func bundleDir(dir string) error {
+	if fi, err := os.Stat(dir); err != nil {
+		return usagef("bundle %s: %w", dir, osErr(err))
+	} else if !fi.IsDir() {
+		return usagef("bundle %s is not a directory", dir)
+	}
+	if !bundle.Exists(dir) {
+		return usagef("%s holds no result bundle (no result.json)", dir)
+	}
+	return nil
 }
 
 // replayDevice is the device of a replay: the recorded device's name, MAC

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -41,13 +40,8 @@ whatever the run's verdict.`,
 }
 
 func (a *app) report(dir string, rewrite bool) error {
-	if fi, err := os.Stat(dir); err != nil {
-		return usagef("bundle %s: %w", dir, osErr(err))
-	} else if !fi.IsDir() {
-		return usagef("bundle %s is not a directory", dir)
-	}
-	if !bundle.Exists(dir) {
-		return usagef("%s holds no result bundle (no result.json)", dir)
+	if err := bundleDir(dir); err != nil {
+		return err
 	}
 	rd, err := bundle.ReadBundle(dir)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -111,30 +110,24 @@ func (rd *Read) readEvents(problem func(string, ...any)) {
 		return
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
 	bad := 0
-	for n := 1; ; n++ {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			if ev, ok := parseEvent(line); !ok {
-				if bad == 0 {
-					what := "is not a JSON object"
-					if err == io.EOF {
-						what = "is cut short (the file is truncated)"
-					}
-					problem("events.jsonl: line %d %s", n, what)
+	ScanEvents(f, func(n int, ev Event, ok, cut bool) {
+		switch {
+		case !ok:
+			if bad == 0 {
+				what := "is not a JSON object"
+				if cut {
+					what = "is cut short (the file is truncated)"
 				}
-				bad++
-			} else if len(rd.Events) < MaxReadEvents || lifecycle(ev.Type) {
-				rd.Events = append(rd.Events, ev)
-			} else {
-				rd.Dropped++
+				problem("events.jsonl: line %d %s", n, what)
 			}
+			bad++
+		case len(rd.Events) < MaxReadEvents || lifecycle(ev.Type):
+			rd.Events = append(rd.Events, ev)
+		default:
+			rd.Dropped++
 		}
-		if err != nil {
-			break
-		}
-	}
+	})
 	if bad > 1 {
 		problem("events.jsonl: %d lines could not be read in all", bad)
 	}

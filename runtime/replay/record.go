@@ -18,10 +18,8 @@
 package replay
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -116,28 +114,20 @@ func (rec *Record) readEvents(problem func(string, ...any)) {
 		return
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
 	jobEnd := false
 	var maxOff int64
-	for n := 1; ; n++ {
-		line, err := br.ReadBytes('\n')
-		if len(strings.TrimSpace(string(line))) > 0 {
-			ev, ok := bundle.ParseEvent(line)
-			switch {
-			case !ok && err == io.EOF:
-				problem("events.jsonl: line %d is cut short (the file is truncated)", n)
-			case !ok:
-				problem("events.jsonl: line %d is not a JSON object", n)
-			default:
-				jobEnd = jobEnd || ev.Type == "job_end"
-				maxOff = max(maxOff, ev.ConsoleOffset)
-				rec.event(ev, n, problem)
-			}
+	bundle.ScanEvents(f, func(n int, ev bundle.Event, ok, cut bool) {
+		switch {
+		case cut:
+			problem("events.jsonl: line %d is cut short (the file is truncated)", n)
+		case !ok:
+			problem("events.jsonl: line %d is not a JSON object", n)
+		default:
+			jobEnd = jobEnd || ev.Type == "job_end"
+			maxOff = max(maxOff, ev.ConsoleOffset)
+			rec.event(ev, n, problem)
 		}
-		if err != nil {
-			break
-		}
-	}
+	})
 	if !jobEnd {
 		problem("events.jsonl: no job_end event (the file is truncated or was edited)")
 	}

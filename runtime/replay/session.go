@@ -159,7 +159,10 @@ func (c *conn) Read(p []byte) (int, error) {
 		// reader matched it before reading again. An expect still waiting
 		// cannot match before the job acts: in the recorded world it
 		// times out now.
-		s.stalled = true
+		if !s.stalled {
+			s.stalled = true
+			s.cond.Broadcast() // a Mark waits for this
+		}
 		if s.pending != nil {
 			s.pending.expire()
 		}
@@ -287,9 +290,16 @@ func (c *Console) SendLine(ctx context.Context, text string, o sol.SendOptions) 
 	return c.C.SendLine(ctx, text, o)
 }
 
-// Mark starts a console epoch where the recording did.
+// Mark starts a console epoch where the recording did: once the console
+// has received what was recorded before it, and before what came after.
 func (c *Console) Mark() {
-	c.S.marked()
+	if next, ok := c.S.toMark(); ok {
+		c.C.Mark()
+		c.S.mu.Lock()
+		c.S.advance(next)
+		c.S.mu.Unlock()
+		return
+	}
 	c.C.Mark()
 }
 
@@ -323,13 +333,21 @@ func (s *Session) typed(text string, secret bool) error {
 	return nil
 }
 
-func (s *Session) marked() {
+// toMark moves to the next recorded mark and waits until the console has
+// been fed up to it; it returns the op after it. A job that marks where
+// the recording did not is a divergence (ok false).
+func (s *Session) toMark() (next int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.skipTimeouts()
 	if i < len(s.rec.Ops) && s.rec.Ops[i].Kind == "mark" {
-		s.advance(i + 1)
-		return
+		s.op = i
+		s.stalled = false
+		s.cond.Broadcast()
+		for !s.stalled && !s.closed {
+			s.cond.Wait()
+		}
+		return i + 1, true
 	}
 	exp := "no power action (the recording has none here)"
 	var seq int64
@@ -337,6 +355,7 @@ func (s *Session) marked() {
 		exp, seq = describe(s.rec.Ops[i]), s.rec.Ops[i].Seq
 	}
 	s.diverge(Divergence{Seq: seq, Expected: exp, Got: "a power action (console epoch)"})
+	return 0, false
 }
 
 // masked reports whether typed equals the recorded text, in which each
