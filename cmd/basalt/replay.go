@@ -42,9 +42,9 @@ The replay passes when the job makes the recorded calls in order (ipmi, power, p
 target, sol.send/sendline/mark; sol.expect, sol.mode and test.* are free) and its
 expects match the recorded output; otherwise it prints the first divergence: the
 call, its file:line, what the recording did and what the job did. Exit codes are
-run's: 0 passed, 1 a test now fails (or the job passed but parted from the
-recording), 2 the job typed or called something else (a job error), 4 an expect no
-longer matches. The replay writes a bundle of its own (--out).
+run's: 0 passed, 1 a test now fails (or the job passed but left out a recorded
+call), 2 the job typed or called something else (a job error), 4 an expect no longer
+matches. The replay writes a bundle of its own (--out).
 
 A bundle that is cut short or edited so that it cannot be followed is refused
 (exit 2) with every problem named; one of another schema version too, naming both
@@ -125,7 +125,7 @@ func (a *app) replayJob(dir, file string, f *replayFlags) error {
 	finish := func(o pipeline.Outcome, s *replay.Session) error {
 		var div *replay.Divergence
 		if s != nil {
-			s.Finish()
+			s.Finish(o.Status == pipeline.StatusPass || o.Status == pipeline.StatusFail)
 			div = s.Divergence()
 		}
 		if div != nil {

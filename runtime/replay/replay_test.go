@@ -1,0 +1,160 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins/sol"
+	"github.com/basalt-lab/basalt/builtins/sol/expect"
+	"github.com/basalt-lab/basalt/runtime/bundle"
+)
+
+func TestMasked(t *testing.T) {
+	for _, tc := range []struct {
+		recorded, typed string
+		want            bool
+	}{
+		{"uname -a\n", "uname -a\n", true},
+		{"uname -a\n", "uname -r\n", false},
+		{"login ******\n", "login hunter2\n", true},
+		{"login ******\n", "login \n", false}, // a secret is never empty
+		{"login ******\n", "logout hunter2\n", false},
+		{"a ****** b ****** c", "a x b y c", true},
+		{"a ****** b ****** c", "a x b c", false},
+		{"******", "s3cret", true},
+		{"******", "", false},
+		{"******", "******", true},
+	} {
+		if got := masked(tc.recorded, tc.typed); got != tc.want {
+			t.Errorf("masked(%q, %q) = %v, want %v", tc.recorded, tc.typed, got, tc.want)
+		}
+	}
+}
+
+func FuzzMasked(f *testing.F) {
+	f.Add("login ******\n", "login hunter2\n")
+	f.Add("a ****** b ****** c", "a x b y c")
+	f.Add("******", "")
+	f.Fuzz(func(t *testing.T, recorded, typed string) {
+		got := masked(recorded, typed)
+		if !strings.Contains(recorded, bundle.Mask) && got != (recorded == typed) {
+			t.Fatalf("masked(%q, %q) = %v without a mask", recorded, typed, got)
+		}
+		if got && !strings.HasPrefix(typed, strings.Split(recorded, bundle.Mask)[0]) {
+			t.Fatalf("masked(%q, %q) = true but the text before the first mask differs", recorded, typed)
+		}
+	})
+}
+
+// writeBundle writes a minimal bundle: result.json, console.log and the
+// given events.jsonl.
+func writeBundle(t testing.TB, console, events string) string {
+	dir := t.TempDir()
+	res, _ := json.Marshal(bundle.Result{SchemaVersion: bundle.SchemaVersion, Job: "j", Status: "pass", Started: time.Now()})
+	for name, data := range map[string]string{"result.json": string(res), "console.log": console, "events.jsonl": events} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func ev(seq int, off int, typ string, kv ...any) string {
+	m := map[string]any{"seq": seq, "console_offset": off, "type": typ, "time": "2026-12-01T00:00:00Z"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	b, _ := json.Marshal(m)
+	return string(b) + "\n"
+}
+
+// The transport feeds the console up to the next recorded send, mark or
+// timed-out expect, and on once the job has done the same: an expect
+// that the fed console cannot satisfy fails at once, as a timeout.
+func TestSessionFeed(t *testing.T) {
+	console := "boot\nlogin: " + "root\nWelcome\n# " + "late\n"
+	events := ev(1, 0, "job_start") +
+		ev(2, 0, "console_mark") +
+		ev(3, 12, "send", "text", "root\n", "secret", false, "length", 5) +
+		ev(4, 27, "expect", "outcome", "timeout", "patterns", []string{`"nope"`}) +
+		ev(5, 32, "job_end")
+	rec, err := Load(writeBundle(t, console, events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ops) != 3 {
+		t.Fatalf("ops = %+v, want mark, send and the timed-out expect", rec.Ops)
+	}
+	s := NewSession(rec)
+	con := sol.New(s.Transport(), sol.Options{})
+	ctx := context.Background()
+	if err := con.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer con.Close()
+	defer s.Close()
+	c := &Console{S: s, C: con}
+	c.Mark()
+	lit := func(p string) []expect.Pattern { return []expect.Pattern{expect.Literal(p)} }
+	if _, err := c.Expect(ctx, lit("login: ")...); err != nil {
+		t.Fatalf("Expect(login) = %v, want a match", err)
+	}
+	// "Welcome" comes after the recorded send: not before the job types.
+	_, err = c.Expect(ctx, lit("Welcome")...)
+	var te *sol.TimeoutError
+	if !errors.As(err, &te) {
+		t.Fatalf("Expect(Welcome) before typing = %v, want a *sol.TimeoutError", err)
+	}
+	if err := c.SendLine(ctx, "rooot", sol.SendOptions{}); err == nil || s.Divergence() == nil ||
+		!strings.Contains(s.Divergence().String(), `expected typing "root\n"; got typing "rooot\n"`) {
+		t.Fatalf("SendLine(rooot) = %v, divergence %v; want a job error and the divergence", err, s.Divergence())
+	}
+	s.div = nil
+	if err := c.SendLine(ctx, "root", sol.SendOptions{}); err != nil {
+		t.Fatalf("SendLine(root) = %v", err)
+	}
+	if _, err := c.Expect(ctx, lit("# ")...); err != nil {
+		t.Fatalf("Expect(#) after typing = %v, want a match", err)
+	}
+	// The recorded expect timed out before "late": so does the replayed one,
+	// and that is no divergence.
+	if _, err := c.Expect(ctx, lit("late")...); !errors.As(err, &te) {
+		t.Fatalf("Expect(late) = %v, want a timeout where the recording timed out", err)
+	}
+	if s.Divergence() != nil {
+		t.Errorf("divergence %v after the recorded timeout, want none", s.Divergence())
+	}
+	if _, err := c.Expect(ctx, lit("late")...); err != nil {
+		t.Fatalf("Expect(late) past the timed-out expect = %v, want a match", err)
+	}
+}
+
+// Load names what a damaged events.jsonl lacks, and never panics.
+func FuzzLoad(f *testing.F) {
+	f.Add("ab", ev(1, 0, "send", "text", "a\n", "secret", false)+ev(2, 2, "job_end"))
+	f.Add("", ev(1, 0, "send", "secret", true)+ev(2, 0, "call", "builtin", "target.run"))
+	f.Add("x", `{"seq":1,"type":"console_mark","console_offset":"7"}`+"\n{")
+	f.Add("x", ev(1, 9, "expect", "outcome", "timeout", "patterns", []any{1, "a"}))
+	f.Fuzz(func(t *testing.T, console, events string) {
+		rec, err := Load(writeBundle(t, console, events))
+		if err != nil {
+			if !errors.Is(err, ErrBundle) {
+				t.Fatalf("Load error %v does not wrap ErrBundle", err)
+			}
+			return
+		}
+		for _, op := range rec.Ops {
+			if op.Offset < 0 || op.Offset > int64(len(console)) {
+				t.Fatalf("op %+v outside the %d-byte console", op, len(console))
+			}
+		}
+		_ = fmt.Sprint(rec.NeedsToken())
+	})
+}
