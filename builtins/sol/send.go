@@ -56,6 +56,9 @@ func (c *Console) SendLine(ctx context.Context, text string, o SendOptions) erro
 		return c.send(ctx, text+c.o.LineEnding, o)
 	}
 	delay := c.delay(o)
+	// Where the line's echo begins, at the latest: the send event comes
+	// after the echo (basalt replay feeds the echo from here).
+	c.emit("send_start", map[string]any{"length": len(text) + len(c.o.LineEnding), "secret": o.Secret, "verify_echo": true})
 	for attempt := 0; ; attempt++ {
 		c.mu.Lock()
 		off := c.m.End()

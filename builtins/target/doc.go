@@ -20,7 +20,8 @@
 //	echo BAS""ALT-<token>-<n>-S;eval 'CMD'</dev/null;printf '\nBAS''ALT-<token>-<n>-E:%d\n' $?
 //
 // The marker is cut in two by an empty shell string in the typed line, so
-// its echo never holds a whole marker; token is random per [Target] and n
+// its echo never holds a whole marker; token is random per [Target]
+// (Config.Token gives a recorded one to a replay) and n
 // counts commands, so output left over from an earlier command cannot
 // match. The output is exactly what the console showed between the
 // markers, with the end marker's leading newline removed and "\r\n" read as
@@ -35,7 +36,8 @@
 // directory of its own beside a nonce file (procfs files stat to size 0,
 // which busybox httpd would send as Content-Length), starts `busybox httpd
 // -f` there in the background on a port it picks (a taken port makes httpd
-// exit; another is tried), GETs the nonce, downloads the copy with
+// exit; another is tried), GETs the nonce (nonces and ports are drawn from a
+// generator seeded with the token, so a replay types the same ones), downloads the copy with
 // github.com/hashicorp/go-retryablehttp, resuming with a Range request after
 // a dropped connection, and finally kills that httpd and removes the
 // directory. The file is streamed into the result bundle (Recorder.Artifact)

@@ -105,7 +105,7 @@ func (t *Target) Fetch(ctx context.Context, p, want string, w io.Writer) (Fetche
 		return Fetched{}, err
 	}
 	got := hex.EncodeToString(h.Sum(nil))
-	t.emit("target_fetch", map[string]any{"path": p, "bytes": n, "sha256": got, "resumes": resumes, "port": snap.port, "ip": ip, "ip_fact": t.cfg.IP != "" || t.factIP != "", "duration_ms": time.Since(start).Milliseconds()})
+	t.emit("target_fetch", map[string]any{"path": p, "bytes": n, "sha256": got, "resumes": resumes, "port": snap.port, "duration_ms": time.Since(start).Milliseconds()})
 	if got != want {
 		return Fetched{}, builtins.Device(&ChecksumError{What: "fetched " + p, Got: got, Want: want})
 	}

@@ -179,6 +179,9 @@ func (t *Target) SetFacts(facts map[string]any) {
 	if v, ok := facts["ip"]; ok && t.cfg.IP == "" {
 		if s, ok := v.(string); ok && net.ParseIP(s) != nil {
 			t.factIP = s
+			// The address the target knows without asking its console
+			// (basalt replay gives it back).
+			t.emit("target_ip", map[string]any{"ip": s, "from": "fact"})
 		}
 	}
 }

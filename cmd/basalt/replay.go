@@ -161,7 +161,7 @@ func (a *app) replayJob(dir, file string, f *replayFlags) error {
 	out.start(plan, dev, outDir)
 
 	s := replay.NewSession(rec)
-	env := &builtins.Env{Ctx: a.ctx, JobDir: plan.Dir, Rec: replay.Tap{Recorder: b, S: s}, Log: logger,
+	env := &builtins.Env{Ctx: a.ctx, JobDir: plan.Dir, Rec: replay.Tap{Bundle: b, S: s}, Log: logger,
 		Params: plan.ParamStrings(), Facts: replayFacts(rec)}
 	lab.SetDevice(env, dev)
 	jobStart := time.Now()
@@ -228,13 +228,8 @@ func replayFacts(rec *replay.Record) map[string]any {
 	for k, v := range rec.Result.Device {
 		facts[k] = v
 	}
-	for _, ev := range rec.Events {
-		if ev.Type == "target_fetch" {
-			if known, _ := ev.Fields["ip_fact"].(bool); known && ev.Str("ip") != "" {
-				facts["ip"] = ev.Str("ip")
-			}
-			break
-		}
+	if rec.IP != "" {
+		facts["ip"] = rec.IP
 	}
 	return facts
 }

@@ -249,3 +249,48 @@ func write(t *testing.T, dir, name string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Every example job that runs on the sim replays to its own verdict, with
+// its console: U-Boot's verified lines (their echo precedes their send
+// event), kexec, a fetched disk image, an A/B upgrade, a health check's
+// device facts.
+func TestReplayExampleJobs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs five jobs on the sim")
+	}
+	t.Setenv("BASALT_LOCK_DIR", filepath.Join(t.TempDir(), "locks"))
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(t.TempDir(), "cache"))
+	jobs, _ := filepath.Abs(filepath.Join("..", "..", "jobs"))
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"health-check", []string{"health-check.star", "--device", "sim", "--param", "disk=/dev/sdz"}, 1},
+		{"kexec", []string{"kexec.star", "--device", "sim"}, 0},
+		{"save-node", []string{"save-node.star", "--device", "sim"}, 0},
+		{"uboot-netboot", []string{"uboot-netboot.star", "--device", filepath.Join(jobs, "lab", "devices", "simuboot01.star")}, 0},
+		{"ab-upgrade", []string{"ab-upgrade.star", "--device", "sim"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			rec, rp := filepath.Join(dir, "rec"), filepath.Join(dir, "replay")
+			args := append([]string{"run", filepath.Join(jobs, tc.args[0])}, tc.args[1:]...)
+			if code, out := runBundle(t, append(args, "--out", rec)...); code != tc.code {
+				t.Fatalf("run %s exit %d, want %d\n%s", tc.name, code, tc.code, out)
+			}
+			code, out := runBundle(t, "replay", rec, "--out", rp)
+			if code != tc.code || strings.Contains(out, "divergence") {
+				t.Fatalf("replay %s exit %d, want %d and no divergence\n%s", tc.name, code, tc.code, out)
+			}
+			want, _ := os.ReadFile(filepath.Join(rec, "console.log"))
+			got, _ := os.ReadFile(filepath.Join(rp, "console.log"))
+			if !bytes.Equal(got, want) {
+				t.Errorf("replay %s console.log (%d bytes) differs from the recorded one (%d bytes)", tc.name, len(got), len(want))
+			}
+			if g, w := testResults(t, rp), testResults(t, rec); g != w {
+				t.Errorf("replay %s tests = %s, want the recorded %s", tc.name, g, w)
+			}
+		})
+	}
+}

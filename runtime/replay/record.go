@@ -8,12 +8,14 @@
 // What a replay needs from a bundle (events.jsonl, schema version 1):
 //
 //	send        text (absent for secret sends), secret, console_offset
+//	send_start  where a verified line began (its echo comes before its send)
 //	console_mark, expect (outcome)   their console_offset
 //	call        builtin, args, outcome, error, class, result
 //	pxe_serve   what pxe.serve returned
 //	publish     name, url (target.push, deploy_image, kexec)
 //	target_run  token (the target's command markers)
-//	target_fetch sha256, ip, ip_fact; the fetched file under artifacts/
+//	target_ip   the target's address when it was a device fact
+//	target_fetch sha256; the fetched file under artifacts/
 //	stage_start, cleanup_start      where each stage begins
 package replay
 
@@ -56,8 +58,11 @@ type Record struct {
 	// Token is the target's marker token (target_run events); "" when the
 	// job ran no target command.
 	Token string
-	// Warnings name damage that does not stop a replay.
-	Warnings []string
+	// IP is the target's address as a device fact ("" when the target
+	// asked its console for it).
+	IP string
+
+	sendStart int64 // console offset of the last send_start, -1 after its send
 }
 
 // Aligned reports whether calls of builtin name must be made by a replay
@@ -89,7 +94,7 @@ func Load(dir string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := &Record{Dir: dir, Result: rd.Result}
+	rec := &Record{Dir: dir, Result: rd.Result, sendStart: -1}
 	var problems []string
 	problem := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	if rd.Result.Status == "running" {
@@ -147,17 +152,28 @@ func (rec *Record) event(ev bundle.Event, n int, problem func(string, ...any)) {
 		return true
 	}
 	switch ev.Type {
+	case "send_start":
+		if needOffset() {
+			rec.sendStart = ev.ConsoleOffset
+		}
 	case "send":
 		if !needOffset() {
 			return
 		}
+		off := ev.ConsoleOffset
+		if v, _ := ev.Fields["verified"].(bool); v && rec.sendStart >= 0 && rec.sendStart <= off {
+			// The echo came before the send event: feed from where
+			// typing began.
+			off = rec.sendStart
+		}
+		rec.sendStart = -1
 		secret, _ := ev.Fields["secret"].(bool)
 		text, ok := ev.Fields["text"].(string)
 		if !ok && !secret {
 			problem("events.jsonl: line %d: send event without its text (recorded by a basalt older than replay, or edited)", n)
 			return
 		}
-		rec.Ops = append(rec.Ops, Op{Seq: ev.Seq, Kind: "send", Offset: ev.ConsoleOffset, Text: text, Secret: secret, Line: n})
+		rec.Ops = append(rec.Ops, Op{Seq: ev.Seq, Kind: "send", Offset: off, Text: text, Secret: secret, Line: n})
 	case "console_mark":
 		if needOffset() {
 			rec.Ops = append(rec.Ops, Op{Seq: ev.Seq, Kind: "mark", Offset: ev.ConsoleOffset, Line: n})
@@ -175,6 +191,8 @@ func (rec *Record) event(ev bundle.Event, n int, problem func(string, ...any)) {
 		if Aligned(name) {
 			rec.Calls = append(rec.Calls, ev)
 		}
+	case "target_ip":
+		rec.IP = ev.Str("ip")
 	case "target_run":
 		if t := ev.Str("token"); t != "" && rec.Token == "" {
 			rec.Token = t

@@ -58,6 +58,7 @@ type Session struct {
 	div     *Divergence
 	note    *Divergence // an expect the recording cannot satisfy, in the current call
 	sent    []string    // texts typed so far (for fetch's nonce)
+	typedTo int         // the op after a compared send whose keys have not gone out; 0 for none
 }
 
 // NewSession starts a replay of rec.
@@ -170,7 +171,17 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 }
 
-func (c *conn) Write(p []byte) (int, error) { return len(p), nil }
+// Write takes the job's keys; the first ones after a send was compared
+// let the console go on (not before: a line typed with verify_echo looks
+// for its echo only in what comes after it starts typing).
+func (c *conn) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		c.s.mu.Lock()
+		c.s.applyTyped()
+		c.s.mu.Unlock()
+	}
+	return len(p), nil
+}
 
 func (c *conn) Close() error {
 	c.closed.Store(true)
@@ -225,6 +236,7 @@ func (c *Console) ExpectWith(ctx context.Context, o sol.ExpectOptions, patterns 
 	defer cancel()
 	sc := &stallCtx{Context: inner, cancel: cancel}
 	s.mu.Lock()
+	s.applyTyped()
 	s.pending = sc
 	if s.stalled {
 		sc.expire()
@@ -313,6 +325,7 @@ func (c *Console) Gaps() uint64   { return c.C.Gaps() }
 func (s *Session) typed(text string, secret bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyTyped()
 	i := s.skipTimeouts()
 	got := strconv.Quote(text)
 	if secret {
@@ -329,8 +342,18 @@ func (s *Session) typed(text string, secret bool) error {
 	if !secret {
 		s.sent = append(s.sent, op.Text)
 	}
-	s.advance(i + 1)
+	s.typedTo = i + 1 // applied when the keys go out (conn.Write)
 	return nil
+}
+
+// applyTyped moves past a compared send once its keys went out, or when
+// the job does anything else (a send of no keys writes nothing). s.mu is
+// held.
+func (s *Session) applyTyped() {
+	if s.typedTo > 0 {
+		s.advance(s.typedTo)
+		s.typedTo = 0
+	}
 }
 
 // toMark moves to the next recorded mark and waits until the console has
@@ -339,6 +362,7 @@ func (s *Session) typed(text string, secret bool) error {
 func (s *Session) toMark() (next int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyTyped()
 	i := s.skipTimeouts()
 	if i < len(s.rec.Ops) && s.rec.Ops[i].Kind == "mark" {
 		s.op = i
@@ -388,6 +412,7 @@ func masked(recorded, typed string) bool {
 func (s *Session) EnterStage(kind, name string, attempt int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyTyped()
 	var at *bundle.Event
 	for i := range s.rec.Events {
 		ev := &s.rec.Events[i]
@@ -517,10 +542,11 @@ func callString(name string, args any) string {
 	return name + "(" + strings.Join(parts, ", ") + ")"
 }
 
-// Tap is the replayed run's recorder: it passes everything on and tells
-// the session of each call.
+// Tap is the replayed run's recorder: its bundle, which also tells the
+// session of each call (the bundle's other methods, SetExtra and AddInput,
+// stay reachable for the modules that look for them).
 type Tap struct {
-	builtins.Recorder
+	*bundle.Bundle
 	S *Session
 }
 
@@ -529,7 +555,7 @@ func (t Tap) Emit(typ string, fields map[string]any) {
 	if typ == "call" {
 		t.S.Called(fields)
 	}
-	t.Recorder.Emit(typ, fields)
+	t.Bundle.Emit(typ, fields)
 }
 
 // recordedError is the error a recorded call failed with, with its class.
