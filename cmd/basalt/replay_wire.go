@@ -35,8 +35,8 @@ func wireReplay(ctx context.Context, env *builtins.Env, dev *lab.Device, s *repl
 	}
 	rc := &replay.Console{S: s, C: con}
 	release := func() {
+		con.Close() // first: its reader then sees EOF and stops, no reconnection
 		s.Close()
-		con.Close()
 	}
 	ctl := s.Controller()
 	mark := rc.Mark

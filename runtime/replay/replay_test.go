@@ -38,6 +38,19 @@ func TestMasked(t *testing.T) {
 	}
 }
 
+func TestAround(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	for _, tc := range []struct{ a, b, wantA, wantB string }{
+		{"uname -a\n", "uname -r\n", `"uname -a\n"`, `"uname -r\n"`},
+		{long + "A" + long, long + "B" + long, `…"` + strings.Repeat("x", 40) + `A` + strings.Repeat("x", 59) + `"…`, `…"` + strings.Repeat("x", 40) + `B` + strings.Repeat("x", 59) + `"…`},
+		{"ab" + long, "ac", `"ab` + strings.Repeat("x", 59) + `"…`, `"ac"`},
+	} {
+		if a, b := around(tc.a, tc.b); a != tc.wantA || b != tc.wantB {
+			t.Errorf("around(%.20q…, %.20q…) = %s, %s; want %s, %s", tc.a, tc.b, a, b, tc.wantA, tc.wantB)
+		}
+	}
+}
+
 func FuzzMasked(f *testing.F) {
 	f.Add("login ******\n", "login hunter2\n")
 	f.Add("a ****** b ****** c", "a x b y c")

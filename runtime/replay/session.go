@@ -337,7 +337,12 @@ func (s *Session) typed(text string, secret bool) error {
 	op := s.rec.Ops[i]
 	ok := op.Kind == "send" && op.Secret == secret && (secret || masked(op.Text, text))
 	if !ok {
-		return s.diverge(Divergence{Seq: op.Seq, Expected: describe(op), Got: "typing " + got})
+		exp := describe(op)
+		if op.Kind == "send" && !op.Secret && !secret {
+			a, b := around(op.Text, text)
+			exp, got = "typing "+a, b
+		}
+		return s.diverge(Divergence{Seq: op.Seq, Expected: exp, Got: "typing " + got})
 	}
 	if !secret {
 		s.sent = append(s.sent, op.Text)
@@ -380,6 +385,31 @@ func (s *Session) toMark() (next int, ok bool) {
 	}
 	s.diverge(Divergence{Seq: seq, Expected: exp, Got: "a power action (console epoch)"})
 	return 0, false
+}
+
+// around quotes two typed texts that differ; long ones only around the
+// first byte where they differ (the whole texts are in the events).
+func around(a, b string) (string, string) {
+	const long, before, after = 120, 40, 60
+	if len(a) <= long && len(b) <= long {
+		return strconv.Quote(a), strconv.Quote(b)
+	}
+	k := 0
+	for k < len(a) && k < len(b) && a[k] == b[k] {
+		k++
+	}
+	cut := func(s string) string {
+		from, to := max(0, k-before), min(len(s), k+after)
+		q := strconv.Quote(s[from:to])
+		if from > 0 {
+			q = "…" + q
+		}
+		if to < len(s) {
+			q += "…"
+		}
+		return q
+	}
+	return cut(a), cut(b)
 }
 
 // masked reports whether typed equals the recorded text, in which each
