@@ -51,7 +51,10 @@ type Record struct {
 	Result  bundle.Result
 	Events  []bundle.Event
 	Console []byte
-	Ops     []Op
+	// Index is console.idx (or what the events' offsets tell): where in
+	// the run each console byte was written.
+	Index bundle.Index
+	Ops   []Op
 	// Calls are the recorded calls of the device modules that a replay
 	// holds the job to (see Aligned), in order.
 	Calls []bundle.Event
@@ -94,7 +97,7 @@ func Load(dir string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := &Record{Dir: dir, Result: rd.Result, sendStart: -1}
+	rec := &Record{Dir: dir, Result: rd.Result, Index: rd.Index, sendStart: -1}
 	var problems []string
 	problem := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	if rd.Result.Status == "running" {
@@ -209,6 +212,23 @@ func strs(v any) []string {
 		}
 	}
 	return out
+}
+
+// Where names console.log byte off: its time since the run began and its
+// stage, as console.idx says.
+func (rec *Record) Where(off int64) string {
+	w := fmt.Sprintf("console.log byte %d", off)
+	e, ok := rec.Index.At(off)
+	if !ok {
+		return w
+	}
+	if !rec.Result.Started.IsZero() {
+		w += fmt.Sprintf(", +%.3fs", e.Time.Sub(rec.Result.Started).Seconds())
+	}
+	if e.Stage != "" {
+		w += ", stage " + e.Stage
+	}
+	return w
 }
 
 // between returns the recorded events of type typ after seq from and

@@ -267,7 +267,7 @@ func (c *Console) ExpectWith(ctx context.Context, o sol.ExpectOptions, patterns 
 	// (or the target's wait for its prompt) may time out on hardware too.
 	if s.note == nil {
 		s.note = &Divergence{Seq: seq,
-			Expected: fmt.Sprintf("a match in the recorded console before %s (byte %d of console.log)", next, s.feed),
+			Expected: fmt.Sprintf("a match in the recorded console before %s (through %s)", next, s.rec.Where(max(s.feed-1, 0))),
 			Got:      fmt.Sprintf("no match for %s", strings.Join(names, " | "))}
 	}
 	return m, err
