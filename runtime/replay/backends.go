@@ -122,6 +122,54 @@ func (p pxeBackend) WaitFetch(ctx context.Context, name string) error {
 
 func (pxeBackend) Stop() {}
 
+var _ pxe.Netinstall = pxeBackend{}
+
+// PublishData returns the URL the recorded pxe.publish returned.
+func (p pxeBackend) PublishData(name string, data []byte) (string, error) {
+	call, err := p.s.current("pxe.publish("+strconv.Quote(name)+")", "pxe.publish")
+	if err != nil {
+		return "", err
+	}
+	if err := recordedError(call); err != nil {
+		return "", err
+	}
+	u, _ := call.Fields["result"].(string)
+	return u, nil
+}
+
+// WaitRequest returns the first recorded HTTP request for prefix made
+// before the recorded pxe.wait_request returned.
+func (p pxeBackend) WaitRequest(ctx context.Context, prefix string) (pxe.Request, error) {
+	call, err := p.s.current("pxe.wait_request("+strconv.Quote(prefix)+")", "pxe.wait_request")
+	if err != nil {
+		return pxe.Request{}, err
+	}
+	if err := recordedError(call); err != nil {
+		return pxe.Request{}, err
+	}
+	for _, ev := range p.s.rec.between("http", 0, call.Seq) {
+		if strings.HasPrefix(ev.Str("file"), prefix) {
+			code, _ := strconv.Atoi(fmt.Sprint(ev.Fields["status"]))
+			return pxe.Request{Proto: "http", File: ev.Str("file"), Client: ev.Str("client"), Status: code}, nil
+		}
+	}
+	return pxe.Request{}, builtins.Job(fmt.Errorf("replay: events.jsonl has no HTTP request for %s* before the pxe.wait_request at %s", prefix, call.Str("pos")))
+}
+
+// Leases returns the leases recorded (dhcp_lease events) before the
+// recorded pxe.leases returned.
+func (p pxeBackend) Leases() []pxe.Lease {
+	call, err := p.s.current("pxe.leases()", "pxe.leases")
+	if err != nil {
+		return nil
+	}
+	var out []pxe.Lease
+	for _, ev := range p.s.rec.between("dhcp_lease", 0, call.Seq) {
+		out = append(out, pxe.Lease{MAC: ev.Str("mac"), IP: ev.Str("ip"), VendorClass: ev.Str("vendor_class")})
+	}
+	return out
+}
+
 func strMap(v any) map[string]string {
 	out := map[string]string{}
 	m, _ := v.(map[string]any)

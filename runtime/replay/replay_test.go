@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/sol"
 	"github.com/basalt-lab/basalt/builtins/sol/expect"
 	"github.com/basalt-lab/basalt/runtime/bundle"
@@ -170,4 +171,44 @@ func FuzzLoad(f *testing.F) {
 		}
 		_ = fmt.Sprint(rec.NeedsToken())
 	})
+}
+
+// The netinstall builtins answer from the record: pxe.publish's URL, the
+// HTTP request pxe.wait_request waited for, the leases pxe.leases listed.
+func TestNetinstallFromRecord(t *testing.T) {
+	events := ev(1, 0, "job_start") +
+		ev(2, 0, "call", "builtin", "pxe.publish", "args", []string{`"preseed.cfg"`, `"..."`}, "outcome", "ok", "result", "http://10.0.0.1:8080/files/preseed.cfg", "pos", "job.star:3:16") +
+		ev(3, 0, "dhcp_lease", "mac", "52:54:00:be:e2:01", "ip", "10.0.0.100", "vendor_class", "d-i") +
+		ev(4, 0, "http", "file", "files/preseed.cfg", "client", "10.0.0.100:4242", "status", 200) +
+		ev(5, 0, "http", "file", "debian/dists/bookworm/Release", "client", "10.0.0.100:4243", "status", 404) +
+		ev(6, 0, "call", "builtin", "pxe.wait_request", "args", []string{`"debian/"`}, "outcome", "ok", "pos", "job.star:4:21") +
+		ev(7, 0, "call", "builtin", "pxe.leases", "args", []string{}, "outcome", "ok", "pos", "job.star:5:14") +
+		ev(8, 0, "job_end")
+	rec, err := Load(writeBundle(t, "", events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSession(rec)
+	n := s.PXE().(pxe.Netinstall)
+	u, err := n.PublishData("preseed.cfg", []byte("d-i ..."))
+	if err != nil || u != "http://10.0.0.1:8080/files/preseed.cfg" {
+		t.Errorf("PublishData = %q, %v; want the recorded URL", u, err)
+	}
+	s.Called(map[string]any{"builtin": "pxe.publish", "args": []any{`"preseed.cfg"`, `"..."`}, "outcome": "ok"})
+	r, err := n.WaitRequest(context.Background(), "debian/")
+	if want := (pxe.Request{Proto: "http", File: "debian/dists/bookworm/Release", Client: "10.0.0.100:4243", Status: 404}); err != nil || r != want {
+		t.Errorf("WaitRequest(debian/) = %+v, %v; want %+v", r, err, want)
+	}
+	s.Called(map[string]any{"builtin": "pxe.wait_request", "args": []any{`"debian/"`}, "outcome": "ok"})
+	if l := n.Leases(); len(l) != 1 || l[0] != (pxe.Lease{MAC: "52:54:00:be:e2:01", IP: "10.0.0.100", VendorClass: "d-i"}) {
+		t.Errorf("Leases = %+v, want the recorded lease", l)
+	}
+	s.Called(map[string]any{"builtin": "pxe.leases", "args": []any{}, "outcome": "ok"})
+	if d := s.Divergence(); d != nil {
+		t.Errorf("divergence %v, want none", d)
+	}
+	// One call too many parts from the recording.
+	if _, err := n.PublishData("late.cfg", nil); err == nil || s.Divergence() == nil {
+		t.Errorf("PublishData after the recording's last call = %v, divergence %v; want both", err, s.Divergence())
+	}
 }
