@@ -203,7 +203,12 @@ func (rec *Record) event(ev bundle.Event, n int, problem func(string, ...any)) {
 	}
 }
 
+// strs returns a list of strings: a JSON array's strings, or the
+// []string of a live event.
 func strs(v any) []string {
+	if l, ok := v.([]string); ok {
+		return l
+	}
 	l, _ := v.([]any)
 	var out []string
 	for _, x := range l {

@@ -212,3 +212,25 @@ func TestNetinstallFromRecord(t *testing.T) {
 		t.Errorf("PublishData after the recording's last call = %v, divergence %v; want both", err, s.Divergence())
 	}
 }
+
+// A replayed ipmi or power call must ask the same of the BMC as the
+// recorded one; its timeout= may differ.
+func TestCalledArgs(t *testing.T) {
+	events := ev(1, 0, "call", "builtin", "power.wait", "args", []string{`"off"`, `timeout="30s"`}, "outcome", "ok", "pos", "job.star:3:15") +
+		ev(2, 0, "call", "builtin", "ipmi.bootdev", "args", []string{`"pxe"`}, "outcome", "ok", "pos", "job.star:4:17") +
+		ev(3, 0, "job_end")
+	rec, err := Load(writeBundle(t, "", events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSession(rec)
+	s.Called(map[string]any{"builtin": "power.wait", "args": []string{`"off"`, `timeout="2m"`}, "pos": "edited.star:3:15", "outcome": "ok"})
+	if d := s.Divergence(); d != nil {
+		t.Fatalf("power.wait with another timeout: divergence %v, want none", d)
+	}
+	s.Called(map[string]any{"builtin": "ipmi.bootdev", "args": []string{`"disk"`}, "pos": "edited.star:4:17", "outcome": "ok"})
+	want := `ipmi.bootdev at edited.star:4:17: expected ipmi.bootdev("pxe") (recorded at job.star:4:17); got ipmi.bootdev("disk")`
+	if d := s.Divergence(); d == nil || d.String() != want {
+		t.Errorf("ipmi.bootdev(disk) divergence = %v, want %s", d, want)
+	}
+}
