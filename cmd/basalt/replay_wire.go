@@ -27,9 +27,10 @@ func wireReplay(ctx context.Context, env *builtins.Env, dev *lab.Device, s *repl
 	if dev.Type != nil {
 		patterns = dev.Type.ErrorPatterns
 	}
-	// No typing delays: nothing reads the keys but the comparison.
+	// No typing delays: nothing reads the keys but the comparison; and no
+	// terminal answers: the recorded device got its own.
 	con := sol.New(s.Transport(), sol.Options{ErrorPatterns: patterns, Capture: b.Console(), Emit: b.Emit,
-		AddSecret: b.AddSecret, Log: env.Logger()})
+		AddSecret: b.AddSecret, Log: env.Logger(), NoTermAnswers: true})
 	if err := con.Start(ctx); err != nil {
 		return nil, builtins.Infra(fmt.Errorf("replay console: %w", err))
 	}
