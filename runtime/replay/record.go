@@ -33,7 +33,8 @@ import (
 // Op is one step of the recording the console is fed in step with: the
 // job typed (send), started a console epoch (mark), or waited in vain
 // (an expect that timed out). Offset is how many console.log bytes had
-// been written when it happened.
+// been written when it happened (for a line typed with verify_echo, when
+// its typing began).
 type Op struct {
 	Seq    int64
 	Kind   string // send | mark | timeout
