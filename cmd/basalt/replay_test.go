@@ -152,6 +152,10 @@ func TestReplayEdited(t *testing.T) {
 			func(src string) string {
 				return `sol.sendline at ` + lineOf(src, `"echo hidden"`) + `.*expected a secret send; got typing "echo hidden\\n"`
 			}},
+		{"last call of the stages left out", `    test.case("after", "ok" in target.run("echo ok").output)` + "\n", "", 1,
+			func(src string) string {
+				return `the end of stage check: expected the recorded call target.run at .*replayed.star:\d+:\d+; got no such call before cleanup off`
+			}},
 		{"call left out", `    test.case("ipmi-power", ipmi.power_status() == "on")` + "\n", "", 1,
 			func(src string) string {
 				return `target.run at ` + lineOf(src, `cat /proc/cmdline`) + `.*expected ipmi.power_status\(\) \(recorded at .*replayed.star:\d+:\d+\); got target.run\("cat /proc/cmdline"\)`

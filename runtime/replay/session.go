@@ -59,6 +59,8 @@ type Session struct {
 	note    *Divergence // an expect the recording cannot satisfy, in the current call
 	sent    []string    // texts typed so far (for fetch's nonce)
 	typedTo int         // the op after a compared send whose keys have not gone out; 0 for none
+	where   string      // "stage NAME" or "cleanup NAME" the job is in
+	missed  *Divergence // a recorded call a cleanup's start skipped
 }
 
 // NewSession starts a replay of rec.
@@ -462,14 +464,20 @@ func (s *Session) EnterStage(kind, name string, attempt int) {
 		s.cond.Broadcast()
 		return
 	}
-	// A stage begins after the previous one passed or an attempt failed
-	// (then at its failing call): the recording's calls before it should
-	// all have been made. (A cleanup may follow a stage that ended early.)
-	if kind == "stage" && s.div == nil && s.call < len(s.rec.Calls) && s.rec.Calls[s.call].Seq < at.Seq {
+	// The recording's calls before this start that the job has not made:
+	// a stage begins after the previous one passed or an attempt failed
+	// (at its failing call), so they are a divergence now; a cleanup may
+	// follow stages that ended early, so they are one if the stages all
+	// ran (Finish).
+	if s.call < len(s.rec.Calls) && s.rec.Calls[s.call].Seq < at.Seq && s.missed == nil {
 		c := s.rec.Calls[s.call]
-		s.div = &Divergence{Seq: c.Seq, Pos: c.Str("pos"), Call: c.Str("builtin"),
-			Expected: "the recorded call " + c.Str("builtin") + " at " + c.Str("pos"), Got: "the stage ended before it"}
+		s.missed = &Divergence{Seq: c.Seq, Pos: "the end of " + s.where,
+			Expected: "the recorded call " + c.Str("builtin") + " at " + c.Str("pos"), Got: "no such call before " + kind + " " + name}
 	}
+	if kind == "stage" && s.div == nil && s.missed != nil {
+		s.div, s.missed = s.missed, nil
+	}
+	s.where = kind + " " + name
 	for s.op < len(s.rec.Ops) && s.rec.Ops[s.op].Seq < at.Seq {
 		s.op++
 	}
@@ -488,9 +496,16 @@ func (s *Session) EnterStage(kind, name string, attempt int) {
 func (s *Session) Finish(complete bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if complete && s.div == nil && s.call < len(s.rec.Calls) {
+	if !complete || s.div != nil {
+		return
+	}
+	if s.missed != nil {
+		s.div = s.missed
+		return
+	}
+	if s.call < len(s.rec.Calls) {
 		c := s.rec.Calls[s.call]
-		s.div = &Divergence{Seq: c.Seq, Call: c.Str("builtin"), Pos: c.Str("pos"),
+		s.div = &Divergence{Seq: c.Seq, Pos: "the end of " + s.where,
 			Expected: "the recorded call " + c.Str("builtin") + " at " + c.Str("pos"), Got: "the job ended before it"}
 	}
 }
