@@ -89,6 +89,14 @@ func TestReplaySim(t *testing.T) {
 			if g, w := testResults(t, out), testResults(t, tc.bundle); g != w {
 				t.Errorf("replay %s tests = %s, want the recorded %s", tc.name, g, w)
 			}
+			// The line typed with secret=True is in neither bundle.
+			for _, dir := range []string{tc.bundle, out} {
+				for _, f := range []string{"events.jsonl", "console.log", "result.json"} {
+					if data, _ := os.ReadFile(filepath.Join(dir, f)); strings.Contains(string(data), "echo hidden") {
+						t.Errorf("%s/%s holds the secret line", dir, f)
+					}
+				}
+			}
 		})
 	}
 }
