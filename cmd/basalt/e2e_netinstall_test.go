@@ -111,4 +111,11 @@ func TestE2ENetinstall(t *testing.T) {
 		t.Error("no segment removed event")
 	}
 	leftovers(t, "netinstall", netns)
+
+	// The recording replays without the VM, its segment or a DHCP client:
+	// pxe.publish, wait_request and leases answer from it.
+	if b, err := exec.CommandContext(ctx, bin, "replay", out, "--out", filepath.Join(dir, "replay")).CombinedOutput(); err != nil ||
+		!strings.Contains(string(b), "replay: the job made the recorded calls") {
+		t.Errorf("basalt replay of the netinstall bundle: %v\n%s", err, b)
+	}
 }
