@@ -300,7 +300,7 @@ func TestResolveHTTP(t *testing.T) {
 			t.Errorf("Archive(%s) lacks run.sh", r.Commit)
 		}
 	}
-	_, err = c.Resolve(context.Background(), srv.URL+"/nope.git", "")
+	_, err := c.Resolve(context.Background(), srv.URL+"/nope.git", "")
 	if builtins.ClassOf(err) != builtins.ClassInfra || !strings.Contains(err.Error(), "fetch "+srv.URL+"/nope.git") {
 		t.Errorf("Resolve(missing repository over HTTP) = %v, want an infrastructure error naming the URL", err)
 	}
