@@ -234,3 +234,48 @@ func TestCalledArgs(t *testing.T) {
 		t.Errorf("ipmi.bootdev(disk) divergence = %v, want %s", d, want)
 	}
 }
+
+// Each stage and cleanup is compared from where the recording began it: a
+// cleanup after a stage that ended early answers from the recorded
+// cleanup; an attempt the recording lacks is a divergence.
+func TestEnterStage(t *testing.T) {
+	events := ev(1, 0, "stage_start", "stage", "boot", "attempt", 1) +
+		ev(2, 0, "call", "builtin", "power.on", "args", []string{}, "outcome", "ok", "pos", "job.star:3:13") +
+		ev(3, 0, "call", "builtin", "ipmi.bootdev", "args", []string{`"pxe"`}, "outcome", "ok", "pos", "job.star:4:17") +
+		ev(4, 0, "stage_end", "stage", "boot", "attempt", 1) +
+		ev(5, 0, "cleanup_start", "cleanup", "off") +
+		ev(6, 0, "call", "builtin", "power.off", "args", []string{}, "outcome", "error", "class", "infra", "error", "power.off: BMC gone", "pos", "job.star:7:14") +
+		ev(7, 0, "job_end")
+	rec, err := Load(writeBundle(t, "", events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSession(rec)
+	ctl := s.Controller()
+	s.EnterStage("stage", "boot", 1)
+	if err := ctl.Power(context.Background(), "on"); err != nil {
+		t.Fatalf("Power(on) = %v", err)
+	}
+	s.Called(map[string]any{"builtin": "power.on", "args": []string{}, "outcome": "ok"})
+	// The stage ends (a job error of its own) before ipmi.bootdev.
+	s.EnterStage("cleanup", "off", 0)
+	err = ctl.Power(context.Background(), "off")
+	if err == nil || !strings.Contains(err.Error(), "BMC gone (as recorded)") {
+		t.Errorf("Power(off) in the cleanup = %v, want the recorded error", err)
+	}
+	s.Called(map[string]any{"builtin": "power.off", "args": []string{}, "outcome": "error"})
+	s.Finish(false)
+	if d := s.Divergence(); d != nil {
+		t.Errorf("divergence %v after a stage that ended early, want none", d)
+	}
+	s.Finish(true)
+	if d := s.Divergence(); d == nil || !strings.Contains(d.String(), "the end of stage boot: expected the recorded call ipmi.bootdev at job.star:4:17") {
+		t.Errorf("divergence %v of a complete run that left out ipmi.bootdev, want it named", d)
+	}
+
+	s = NewSession(rec)
+	s.EnterStage("stage", "boot", 2)
+	if d := s.Divergence(); d == nil || !strings.Contains(d.Got, "stage boot attempt 2, which the recording does not have") {
+		t.Errorf("attempt 2: divergence %v, want the attempt named", d)
+	}
+}
