@@ -158,6 +158,7 @@ func (a *app) replayJob(dir, file string, f *replayFlags) error {
 		return finish(pipeline.Outcome{Status: pipeline.StatusError, Class: class, Err: declErr}, nil)
 	}
 	b.Update(func(r *bundle.Result) { r.Params = plan.ParamStrings(); r.Inputs = inputs(plan) })
+	fmt.Fprintf(a.stdout, "replay of %s: recorded %s, %s\n", dir, rec.Result.Started.Format(time.RFC3339), rec.Result.Status)
 	out.start(plan, dev, outDir)
 
 	s := replay.NewSession(rec)
