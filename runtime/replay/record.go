@@ -48,8 +48,10 @@ type Op struct {
 
 // Record is a bundle read for replay.
 type Record struct {
-	Dir     string
-	Result  bundle.Result
+	Dir    string
+	Result bundle.Result
+	// Events are the recorded events a replay answers from (calls, what
+	// pxe.serve and target.fetch did, stage starts), in file order.
 	Events  []bundle.Event
 	Console []byte
 	// Index is console.idx (or what the events' offsets tell): where in
@@ -145,9 +147,16 @@ func (rec *Record) readEvents(problem func(string, ...any)) {
 	}
 }
 
+// keep are the event types a replay answers from (Record.Events): a large
+// bundle's other events (expects, TFTP blocks, prints) are not kept.
+var keep = map[string]bool{"call": true, "pxe_serve": true, "publish": true, "target_fetch": true, "http": true,
+	"dhcp_lease": true, "stage_start": true, "cleanup_start": true}
+
 // event adds one event of events.jsonl line n.
 func (rec *Record) event(ev bundle.Event, n int, problem func(string, ...any)) {
-	rec.Events = append(rec.Events, ev)
+	if keep[ev.Type] {
+		rec.Events = append(rec.Events, ev)
+	}
 	needOffset := func() bool {
 		if ev.ConsoleOffset < 0 {
 			problem("events.jsonl: line %d: %s event without console_offset", n, ev.Type)
