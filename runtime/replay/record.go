@@ -16,6 +16,7 @@
 //	target_run  token (the target's command markers)
 //	target_ip   the target's address when it was a device fact
 //	target_fetch sha256; the fetched file under artifacts/
+//	http, dhcp_lease  what pxe.wait_request and pxe.leases return
 //	stage_start, cleanup_start      where each stage begins
 package replay
 
