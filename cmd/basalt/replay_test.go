@@ -148,6 +148,10 @@ func TestReplayEdited(t *testing.T) {
 			func(src string) string {
 				return `sol.expect at ` + lineOf(src, `"(busybox) "`) + `.*expected a match in the recorded console before .*; got no match for "\(busybox\) "`
 			}},
+		{"expect fails where the recording's next one timed out", "sol.expect(\"(sim-initramfs) \")\n    test.case(\"quiet\"", "sol.expect(\"(busybox) \")\n    test.case(\"quiet\"", 4,
+			func(src string) string {
+				return `sol.expect at ` + lineOf(src, `"(busybox) "`) + `.*expected a match before the recorded expect for "never printed" timed out \(through console.log byte \d+, \+[0-9.]+s, stage check\); got no match for "\(busybox\) "`
+			}},
 		{"typed command differs", `target.run("echo ok")`, `target.run("echo okay")`, 2,
 			func(src string) string {
 				return `target.run at ` + lineOf(src, `echo okay`) + `.*expected typing .*eval 'echo ok'.*; got typing .*eval 'echo okay'`

@@ -251,13 +251,21 @@ func (c *Console) ExpectWith(ctx context.Context, o sol.ExpectOptions, patterns 
 	if err == nil || !sc.expired.Load() {
 		return m, err
 	}
-	if s.op < len(s.rec.Ops) && s.rec.Ops[s.op].Kind == "timeout" {
-		s.advance(s.op + 1) // the recorded expect timed out here as well
-		return m, err
-	}
 	names := make([]string, len(patterns))
 	for i, p := range patterns {
 		names[i] = p.String()
+	}
+	if s.op < len(s.rec.Ops) && s.rec.Ops[s.op].Kind == "timeout" {
+		// The recorded expect timed out here as well; if it was another
+		// one (the recorded job's had matched before), and the call fails
+		// with it, that is the divergence.
+		op := s.rec.Ops[s.op]
+		if rp := strings.Join(op.Patterns, " | "); rp != strings.Join(names, " | ") && s.note == nil {
+			s.note = &Divergence{Seq: op.Seq, Expected: "a match before the recorded expect for " + rp + " timed out (through " + s.rec.Where(max(s.feed-1, 0)) + ")",
+				Got: "no match for " + strings.Join(names, " | ")}
+		}
+		s.advance(s.op + 1)
+		return m, err
 	}
 	next := "the end of the recording"
 	seq := int64(0)
