@@ -55,8 +55,9 @@ type Options struct {
 	// once (console.log). It is written from the console's reader goroutine.
 	Capture io.Writer
 	// Emit records machine events: console_connect, console_gap, expect,
-	// send_start (a line typed with VerifyEcho), send, send_retry. A send event holds the typed text unless it was
-	// typed as secret (the recorder masks known secrets in it).
+	// send_start (a line typed with VerifyEcho), send, send_retry. A send
+	// event holds the typed text unless it was typed as secret (the
+	// recorder masks known secrets in it).
 	Emit func(typ string, fields map[string]any)
 	// AddSecret is called with text typed as secret, before it is typed,
 	// so that the capture writer and the recorder can redact its echo.

@@ -21,9 +21,8 @@
 //
 // The marker is cut in two by an empty shell string in the typed line, so
 // its echo never holds a whole marker; token is random per [Target]
-// (Config.Token gives a recorded one to a replay) and n
-// counts commands, so output left over from an earlier command cannot
-// match. The output is exactly what the console showed between the
+// (Config.Token gives a recorded one to a replay) and n counts commands,
+// so output left over from an earlier command cannot match. The output is exactly what the console showed between the
 // markers, with the end marker's leading newline removed and "\r\n" read as
 // "\n"; whole lines looking like printk output are left out (Result.Raw
 // keeps them). Run then waits for the shell prompt so the next expect
@@ -36,11 +35,11 @@
 // directory of its own beside a nonce file (procfs files stat to size 0,
 // which busybox httpd would send as Content-Length), starts `busybox httpd
 // -f` there in the background on a port it picks (a taken port makes httpd
-// exit; another is tried), GETs the nonce (nonces and ports are drawn from a
-// generator seeded with the token, so a replay types the same ones), downloads the copy with
-// github.com/hashicorp/go-retryablehttp, resuming with a Range request after
-// a dropped connection, and finally kills that httpd and removes the
-// directory. The file is streamed into the result bundle (Recorder.Artifact)
+// exit; another is tried), GETs the nonce (nonces and ports are drawn from
+// a generator seeded with the token, so a replay types the same ones),
+// downloads the copy with github.com/hashicorp/go-retryablehttp, resuming
+// with a Range request after a dropped connection, and finally kills that
+// httpd and removes the directory. The file is streamed into the result bundle (Recorder.Artifact)
 // and checked against the given sha256 or the one sha256sum computes on the
 // target for the copy. push,
 // deploy_image and kexec have the dispatcher serve the source through a

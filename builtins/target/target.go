@@ -98,7 +98,7 @@ type Config struct {
 	// target_run event holds, so that the replayed job types what the
 	// recorded one typed.
 	Token string
-	// Emit records machine events (target_run, target_fetch,
+	// Emit records machine events (target_ip, target_run, target_fetch,
 	// target_push, deploy_progress, target_kexec, and package artifact's
 	// artifact_download, artifact_cached, artifact_resume); nil discards them.
 	Emit func(typ string, fields map[string]any)
