@@ -24,7 +24,9 @@ var (
 	durationRE = regexp.MustCompile(`\b\d+(\.\d+)?\s?(ns|us|µs|ms|s|sec|secs|seconds?|[kKMGT]i?B/s|[kMG]?bit/s|[kMG]b/s)\b`)
 	// MAC addresses: aa:bb:cc:dd:ee:ff and aa-bb-..., and the six bytes
 	// apart that PXE ROMs print ("CLIENT MAC ADDR: 02 42 DD 30 25 94").
-	macRE      = regexp.MustCompile(`\b[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){4}\b`)
+	// Runs of 6 bytes are a MAC; of 7, pxelinux's BOOTIF (the ARP
+	// hardware type, then the MAC); longer ones a hex dump, left alone.
+	macRE      = regexp.MustCompile(`\b(?:[0-9A-Fa-f]{2}[:-]){5,}[0-9A-Fa-f]{2}\b`)
 	macSpaceRE = regexp.MustCompile(`\b(?:[0-9A-Fa-f]{2} ){5,}[0-9A-Fa-f]{2}\b`)
 	// IPv6 candidates, checked with netip.ParseAddr; IPv4 with a port.
 	ip6RE = regexp.MustCompile(`[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?`)
@@ -32,9 +34,13 @@ var (
 	// Hex: 0x with 8 or more digits (pointers), and words of 8 or more hex
 	// digits with a letter among them (nonces, kernel pointers printed
 	// without 0x, digests).
-	hex0xRE  = regexp.MustCompile(`\b0[xX][0-9A-Fa-f]{8,}\b`)
-	hexRE    = regexp.MustCompile(`\b[0-9A-Fa-f]{8,}\b`)
-	spacesRE = regexp.MustCompile(`[ \t]+`)
+	// basalt's own nonces, which may hold no letter: the markers
+	// target.run frames output with (BASALT-1a2b3c4d-1-S, typed as
+	// BAS""ALT-...), basalt.nonce=, basalt-fetch- directories.
+	basaltNonceRE = regexp.MustCompile(`(?i)(BAS(?:""|'')?ALT[-.a-z]*[-=])[0-9a-f]{8,}\b`)
+	hex0xRE       = regexp.MustCompile(`\b0[xX][0-9A-Fa-f]{8,}\b`)
+	hexRE         = regexp.MustCompile(`\b[0-9A-Fa-f]{8,}\b`)
+	spacesRE      = regexp.MustCompile(`[ \t]+`)
 )
 
 // MaxNormalizedLine is how much of a console line Normalize reads: a line
@@ -57,16 +63,21 @@ func Normalize(line string) string {
 		line = line[i+1:]
 	}
 	line = cleanLine(line, MaxNormalizedLine)
+	line = spacesRE.ReplaceAllString(line, " ")
 	line = kernelTime.ReplaceAllString(line, "")
 	line = uuidRE.ReplaceAllString(line, "<UUID>")
 	line = dateTimeRE.ReplaceAllString(line, "<TIME>")
-	line = macRE.ReplaceAllString(line, "<MAC>")
-	line = macSpaceRE.ReplaceAllStringFunc(line, func(s string) string {
-		if strings.Count(s, " ") == 5 { // six bytes; a hex dump has more
+	mac := func(s string) string {
+		switch len(s) {
+		case 17:
 			return "<MAC>"
+		case 20:
+			return s[:3] + "<MAC>"
 		}
 		return s
-	})
+	}
+	line = macRE.ReplaceAllStringFunc(line, mac)
+	line = macSpaceRE.ReplaceAllStringFunc(line, mac)
 	line = replaceIP6(line)
 	line = clockRE.ReplaceAllString(line, "<TIME>")
 	line = ip4RE.ReplaceAllStringFunc(line, func(s string) string {
@@ -80,6 +91,7 @@ func Normalize(line string) string {
 		return "<IP4>"
 	})
 	line = durationRE.ReplaceAllString(line, "<DUR>")
+	line = basaltNonceRE.ReplaceAllString(line, "${1}<HEX>")
 	line = hex0xRE.ReplaceAllString(line, "0x<HEX>")
 	line = hexRE.ReplaceAllStringFunc(line, func(s string) string {
 		if strings.IndexFunc(s, func(r rune) bool { return (r >= 'a' && r <= 'f') || (r >= 'A' && r <= 'F') }) < 0 {
@@ -87,8 +99,7 @@ func Normalize(line string) string {
 		}
 		return "<HEX>"
 	})
-	line = spacesRE.ReplaceAllString(line, " ")
-	return strings.TrimSpace(line)
+	return strings.TrimSpace(spacesRE.ReplaceAllString(line, " "))
 }
 
 // replaceIP6 replaces the IPv6 addresses in line (RFC 4291 section 2.2's
@@ -118,7 +129,7 @@ func replaceIP6(line string) string {
 }
 
 func isWordByte(c byte) bool {
-	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	return c == '_' || c == '<' || c == '>' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // notableRE marks the console lines basalt diff lists when only one side
