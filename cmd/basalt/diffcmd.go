@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -81,16 +79,10 @@ func (a *app) diff(dirA, dirB string, asJSON bool) error {
 // without result.json is a usage error (64), one that cannot be compared
 // exit 2.
 func readDiffBundle(dir string) (*bundle.Read, error) {
-	if fi, err := os.Stat(dir); err != nil {
-		return nil, usagef("bundle %s: %w", dir, osErr(err))
-	} else if !fi.IsDir() {
-		return nil, usagef("bundle %s is not a directory", dir)
+	if err := bundleDir(dir); err != nil {
+		return nil, err
 	}
 	rd, err := bundle.ReadForDiff(dir)
-	var bad *bundle.BadBundleError
-	if errors.As(err, &bad) && bad.Missing {
-		return nil, usagef("%s holds no result bundle (no result.json)", dir)
-	}
 	if err != nil {
 		return nil, &exitError{code: pipeline.ExitJob, err: err}
 	}
