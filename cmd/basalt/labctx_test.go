@@ -42,7 +42,8 @@ func TestLabContextBMC(t *testing.T) {
 	add("0x10") // before the job
 	ctx := context.Background()
 	start := bmcSnapshot(ctx, dev, "start")
-	add("0x30") // during the job
+	add("0x30")           // during the job
+	b.SetSensor(0x40, 20) // the fan slows from 4800 to 1000 RPM
 	end := bmcSnapshot(ctx, dev, "end")
 
 	dir := t.TempDir()
@@ -68,7 +69,33 @@ func TestLabContextBMC(t *testing.T) {
 			added, got.SELCount, got.Errors)
 	}
 
+	// The sim BMC's sensors (bmcsim.DefaultSensors), at the start and
+	// the end.
+	var sStart, sEnd []ipmi.SensorReading
+	json.Unmarshal(got.SensorsStart, &sStart)
+	json.Unmarshal(got.SensorsEnd, &sEnd)
+	reading := func(rs []ipmi.SensorReading, name string) string {
+		for _, r := range rs {
+			if r.Name == name {
+				return r.Reading + " " + r.Units
+			}
+		}
+		return "(none)"
+	}
+	for _, tc := range []struct{ name, start, end string }{
+		{"CPU Temp", "42.000 degrees C", "42.000 degrees C"},
+		{"Fan 1", "4800.000 RPM", "1000.000 RPM"},
+		{"12V", "12.000 Volts", "12.000 Volts"},
+	} {
+		if a, z := reading(sStart, tc.name), reading(sEnd, tc.name); a != tc.start || z != tc.end {
+			t.Errorf("lab_context.bmc sensor %s = %s at the start, %s at the end; want %s, %s", tc.name, a, z, tc.start, tc.end)
+		}
+	}
+
 	page, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	if !strings.Contains(string(page), "<tr><td>Fan 1</td><td>4800.000</td><td>1000.000</td></tr>") {
+		t.Error("report.html does not show the fan's readings at the start and the end")
+	}
 	if !strings.Contains(string(page), `<span class="sel-added">1</span> system event log records added`) || !strings.Contains(string(page), "Temperature #48") {
 		t.Error("report.html does not show the SEL record added during the job")
 	}

@@ -41,7 +41,7 @@ type runFlags struct {
 	// hold keeps a failed job's device as it is for this long
 	// (--hold-on-failure); session, when set, runs after the stages
 	// instead (basalt shell).
-	hold    time.Duration
+	hold time.Duration
 	// baseline is a bundle this run is compared with at its end
 	// (result.json baseline).
 	baseline string
