@@ -397,9 +397,12 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 	// The BMC's SEL and sensors before and after: result.json lab_context.
-	labStart := bmcSnapshot(a.abort, lab.DeviceOf(env), "start")
+	// Through the job's own IPMI session, before the first stage and
+	// after the last cleanup.
+	labDev, labBMC := lab.DeviceOf(env), jobLabReader(env)
+	labStart := bmcSnapshot(a.abort, labDev, labBMC, "start")
 	outcome := r.Run(ctx)
-	recordLabBMC(b, labStart, bmcSnapshot(a.abort, lab.DeviceOf(env), "end"))
+	recordLabBMC(b, labStart, bmcSnapshot(a.abort, labDev, labBMC, "end"))
 	if closeBackends != nil {
 		closeBackends()
 	}
