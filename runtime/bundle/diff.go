@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/rogpeppe/go-internal/diff"
 )
@@ -162,11 +163,18 @@ func ReadForDiff(dir string) (*Read, error) {
 
 // DiffBundles compares bundles a and b (see Diff).
 func DiffBundles(a, b *Read) (*Diff, error) {
+	// Both consoles at once: normalising is most of the work.
+	var (
+		ca, cb *console
+		errB   error
+		wg     sync.WaitGroup
+	)
+	wg.Go(func() { cb, errB = readConsole(b, "b") })
 	ca, err := readConsole(a, "a")
-	if err != nil {
-		return nil, err
+	wg.Wait()
+	if err == nil {
+		err = errB
 	}
-	cb, err := readConsole(b, "b")
 	if err != nil {
 		return nil, err
 	}
