@@ -117,4 +117,11 @@ func TestDiffCommand(t *testing.T) {
 	if len(bl.Stages) != 3 || bl.Stages[1].A == nil || bl.Stages[1].B == nil {
 		t.Errorf("baseline stages = %+v, want boot, check and off on both sides", bl.Stages)
 	}
+	// basalt report says it too.
+	_, rep := runBundle(t, "report", warned)
+	for _, want := range []string{"baseline " + fail + ": differs (basalt diff " + fail + " " + warned + ")", "only in this run: console.log:", "WARNING: CPU: 0 PID: 1 at drivers/watchdog.c:12"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("basalt report of a --baseline run lacks %q:\n%s", want, rep)
+		}
+	}
 }

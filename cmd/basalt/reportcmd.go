@@ -22,7 +22,8 @@ func (a *app) reportCmd() *cobra.Command {
 		Long: `report prints what a run printed at its end, from the bundle it wrote: the job,
 its stages with their status and time, the known issues the failure matches, the
 test counts and every failed test with its stage and message, the verdict, the
-error, and the console's last lines with their time and stage.
+error, how the run compared with its --baseline bundle, and the console's last
+lines with their time and stage.
 
 --html rewrites the bundle's report.html with this basalt (a bundle from an older
 one, or one whose report was lost) and prints its path.
@@ -78,6 +79,7 @@ func (a *app) report(dir string, rewrite bool) error {
 		out.stageLine("cleanup", st)
 	}
 	out.summaryTo(res, dir, false)
+	out.baseline(res)
 	if res.Status != pipeline.StatusPass {
 		if lines := timedTail(rd); len(lines) > 0 {
 			out.printf("console.log, last %d lines:\n", len(lines))
