@@ -397,6 +397,7 @@ func (d *Diff) align(a, b *Read, ca, cb *console) {
 	fa, fb := openConsole(a), openConsole(b)
 	defer fa.close()
 	defer fb.close()
+	dropped := 0
 	for _, stage := range order {
 		la, lb := ca.byStage[stage], cb.byStage[stage]
 		wa, wb := la[:min(len(la), DiffAlignWindow)], lb[:min(len(lb), DiffAlignWindow)]
@@ -422,6 +423,9 @@ func (d *Diff) align(a, b *Read, ca, cb *console) {
 			}
 			if hunk == nil {
 				if len(d.Hunks) >= DiffMaxHunks {
+					if k == 0 || ops[k-1].op == ' ' && !nearChange(ops, k-1) {
+						dropped++ // the first line of a hunk not kept
+					}
 					continue
 				}
 				hunk = &Hunk{Stage: stage}
@@ -463,8 +467,8 @@ func (d *Diff) align(a, b *Read, ca, cb *console) {
 			}
 		}
 	}
-	if len(d.Hunks) >= DiffMaxHunks {
-		d.Notes = append(d.Notes, fmt.Sprintf("more than %d hunks: the rest are not shown", DiffMaxHunks))
+	if dropped > 0 {
+		d.Notes = append(d.Notes, fmt.Sprintf("%d hunks past the first %d are not shown", dropped, DiffMaxHunks))
 	}
 }
 

@@ -120,3 +120,19 @@ func TestDiffBeyondWindow(t *testing.T) {
 		t.Errorf("only in b %+v, notes %q; want the panic and a note on the window", d.OnlyB, d.Notes)
 	}
 }
+
+// Past DiffMaxHunks hunks, the rest are counted in a note, not kept.
+func TestDiffMaxHunks(t *testing.T) {
+	var sa, sb strings.Builder
+	for i := range DiffMaxHunks + 5 {
+		fmt.Fprintf(&sa, "same %d\nsame %d.\nsame %d..\nsame %d...\nsame %d....\nsame %d.....\nsame %d......\nthis is a %d\n", i, i, i, i, i, i, i, i)
+		fmt.Fprintf(&sb, "same %d\nsame %d.\nsame %d..\nsame %d...\nsame %d....\nsame %d.....\nsame %d......\nthis is b %d\n", i, i, i, i, i, i, i, i)
+	}
+	d, err := DiffBundles(makeBundle(t, "pass", [][2]string{{"s", sa.String()}}, nil), makeBundle(t, "pass", [][2]string{{"s", sb.String()}}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Hunks) != DiffMaxHunks || len(d.Notes) != 1 || d.Notes[0] != "5 hunks past the first 50 are not shown" {
+		t.Errorf("%d hunks, notes %q; want %d and a note on the 5 left out", len(d.Hunks), d.Notes, DiffMaxHunks)
+	}
+}
