@@ -179,6 +179,9 @@ func DiffBundles(a, b *Read) (*Diff, error) {
 		return nil, err
 	}
 	d := &Diff{A: side(a, ca), B: side(b, cb), OnlyA: []DiffLine{}, OnlyB: []DiffLine{}}
+	if a.Result.Job != b.Result.Job {
+		d.Notes = append(d.Notes, fmt.Sprintf("the bundles are of different jobs (%s, %s): their stages line up by name only", a.Result.Job, b.Result.Job))
+	}
 	d.Notes = append(d.Notes, ca.notes...)
 	d.Notes = append(d.Notes, cb.notes...)
 	d.stages(a.Result, b.Result)
