@@ -187,6 +187,15 @@ func TestSensorsSimAgainstIPMISim(t *testing.T) {
 			t.Errorf("ipmitool %s:\nsim BMC (%v):\n%s\nipmi_sim (%v):\n%s", strings.Join(args, " "), gerr, got, werr, want)
 		}
 	}
+	// What the sim BMC says it supports, ipmi_sim's MC says too.
+	mcSim, _ := ipmitool(b.IPMI(), "17", "mc", "info")
+	mcPeer, _ := ipmitool(peer.cfg, "3", "mc", "info")
+	for _, dev := range []string{"Sensor Device", "SDR Repository Device", "SEL Device", "Chassis Device"} {
+		if !strings.Contains(mcSim, "    "+dev+"\n") || !strings.Contains(mcPeer, "    "+dev+"\n") {
+			t.Errorf("ipmitool mc info: %q listed by the sim BMC %v and ipmi_sim %v; want both:\n%s\n%s", dev,
+				strings.Contains(mcSim, dev), strings.Contains(mcPeer, dev), mcSim, mcPeer)
+		}
+	}
 	list, _ := ipmitool(b.IPMI(), "17", "sensor", "list")
 	for _, want := range []string{`CPU Temp\s+\| 42\.000\s+\| degrees C\s+\| ok`, `Fan 1\s+\| 4800\.000\s+\| RPM\s+\| ok`, `12V\s+\| 12\.000\s+\| Volts\s+\| ok`} {
 		if !regexp.MustCompile(want).MatchString(list) {

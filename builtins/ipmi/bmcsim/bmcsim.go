@@ -223,6 +223,9 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 		IPMIVersion:    0x20,
 		ManufacturerID: 0x0f3f, // arbitrary; not a registered IANA number of a vendor we mimic
 		ProductID:      0x0001,
+		// Table 20-2: a chassis device with a SEL, an SDR repository and
+		// sensors (sel.go, sdr.go), as ipmi_sim's MC says of itself.
+		AdditionalDeviceSupport: 0x87,
 	}, guid, b.hal, bmc.WithClock(clock.Real))
 	// The reference store holds four sessions; basalt's controller, its
 	// SOL console and an operator's ipmitool fit, with room for sessions
