@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/basalt-lab/basalt/builtins"
 )
@@ -134,5 +135,23 @@ func TestDiffMaxHunks(t *testing.T) {
 	}
 	if len(d.Hunks) != DiffMaxHunks || len(d.Notes) != 1 || d.Notes[0] != "5 hunks past the first 50 are not shown" {
 		t.Errorf("%d hunks, notes %q; want %d and a note on the 5 left out", len(d.Hunks), d.Notes, DiffMaxHunks)
+	}
+}
+
+// A console of binary garbage diffs without harm: the lines it shows are
+// valid UTF-8 without control characters.
+func TestDiffBinaryConsole(t *testing.T) {
+	garbage := string([]byte{0x00, 0xff, 0x1b, '[', '2', 'J', 0xc3, 0x28, '\r', 'x', '\n', 0x07, 0xfe, '\n', 'o', 'k', '\n'})
+	d, err := DiffBundles(makeBundle(t, "pass", [][2]string{{"s", "ok\n"}}, nil), makeBundle(t, "pass", [][2]string{{"s", garbage}}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Same || len(d.Hunks) != 1 {
+		t.Fatalf("diff with a garbage console: same %v, hunks %+v; want one hunk", d.Same, d.Hunks)
+	}
+	for _, l := range d.Hunks[0].Lines {
+		if !utf8.ValidString(l.Text) || strings.ContainsAny(l.Text, "\x00\x1b\x07\r") {
+			t.Errorf("hunk line %q: invalid UTF-8 or a control character", l.Text)
+		}
 	}
 }
