@@ -155,3 +155,47 @@ func TestDiffBinaryConsole(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDiffBundles50MB diffs two 50 MB consoles of kernel lines that
+// part once (the README's figure): time and bytes allocated per diff.
+func BenchmarkDiffBundles50MB(b *testing.B) {
+	console := func(warn bool) string {
+		var sb strings.Builder
+		for n := 0; sb.Len() < 50<<20; n++ {
+			if warn && n == 400000 {
+				sb.WriteString("[ 1997.973619] WARNING: CPU: 1 PID: 9 at net/core/dev.c:42\n")
+				continue
+			}
+			fmt.Fprintf(&sb, "[%12.6f] eth0: rx packet %d from 192.0.2.%d at 0x%016x len %d\n", float64(n)/300, n, n%254+1, uint64(n)*0x9e3779b97f4a7c15, n%1500)
+		}
+		return sb.String()
+	}
+	x, y := makeBenchBundle(b, console(false)), makeBenchBundle(b, console(true))
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := DiffBundles(x, y)
+		if err != nil || d.FirstDivergence == nil {
+			b.Fatalf("DiffBundles = %v, %v; want a divergence", d, err)
+		}
+	}
+}
+
+func makeBenchBundle(b *testing.B, con string) *Read {
+	dir := b.TempDir()
+	bd, err := Create(dir, Result{Job: "j"}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bd.Emit("stage_start", map[string]any{"stage": "soak", "attempt": 1})
+	bd.Console().Write([]byte(con))
+	bd.Emit("stage_end", map[string]any{"stage": "soak", "status": "pass"})
+	bd.Update(func(r *Result) { r.Status = "pass" })
+	if err := bd.Close(); err != nil {
+		b.Fatal(err)
+	}
+	rd, err := ReadForDiff(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rd
+}
