@@ -18,8 +18,8 @@ import (
 
 // The bounds of a console diff, so that two 50 MB consoles take tens of
 // MB, not gigabytes. Each side keeps, per console line, a hash of its
-// normalised text, its offset, number and length (24 bytes), for at most DiffMaxLines
-// lines; lines past that are counted, not compared. The consoles are
+// normalised text, its offset, number and length (24 bytes), for at most
+// DiffMaxLines lines; lines past that are counted, not compared. The consoles are
 // aligned stage by stage (a stage's lines with the same stage's on the
 // other side), each on its first DiffAlignWindow lines per side: past
 // that, a stage's lines are compared one for one, which still finds the
