@@ -136,6 +136,7 @@ type Console struct {
 	// answeredAt is typed when the reader last delivered output, and term
 	// follows the output (both the reader's).
 	wmu        sync.Mutex
+	people     atomic.Int32 // terminals attached that answer for themselves
 	typed      atomic.Uint64
 	answeredAt uint64
 	term       term
@@ -382,10 +383,10 @@ func (c *Console) run(conn io.ReadWriteCloser) {
 // line's Enter and what it printed: a prompt that was already delivered,
 // and typed at, has no line feed between it and its request).
 func (c *Console) answer(conn io.Writer, p []byte) {
-	if c.o.NoTermAnswers {
+	a, afterLF := c.term.write(p)
+	if c.o.NoTermAnswers || c.people.Load() > 0 {
 		return
 	}
-	a, afterLF := c.term.write(p)
 	typed := c.typed.Load()
 	quiet := typed == c.answeredAt
 	c.answeredAt = typed
@@ -403,6 +404,16 @@ func (c *Console) answer(conn io.Writer, p []byte) {
 		// The reader sees the loss on its next Read.
 		c.log.Debug("console: answer the terminal request", "transport", c.t.String(), "error", err)
 	}
+}
+
+// PersonAttached says a person's terminal now sees the output and types
+// what it answers itself (basalt console, read-write): the console stops
+// answering for it until the returned function is called, so the device
+// does not get two answers.
+func (c *Console) PersonAttached() (detached func()) {
+	c.people.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { c.people.Add(-1) }) }
 }
 
 // deliver hands bytes read to the capture and to the matcher, and wakes
@@ -617,7 +628,8 @@ func (c *Console) expectFailed(ctx context.Context, names []string, start time.T
 	fields["outcome"] = "timeout"
 	c.emit("expect", fields)
 	tail := c.redact(string(c.tail))
-	return builtins.Device(&TimeoutError{Patterns: names, Tail: []byte(tail), After: time.Since(start)})
+	pending := c.redact(string(c.m.Since(c.m.End() - int64(c.m.Buffered()))))
+	return builtins.Device(&TimeoutError{Patterns: names, Tail: []byte(tail), After: time.Since(start), Pending: []byte(pending)})
 }
 
 // redact replaces the secrets typed on this console in s, including a
@@ -651,6 +663,11 @@ type TimeoutError struct {
 	Patterns []string
 	Tail     []byte
 	After    time.Duration
+	// Pending is the output that came after the last match and matched
+	// nothing (at most the console's window), secrets masked: what a
+	// command that never printed its end marker printed before it was
+	// given up.
+	Pending []byte
 }
 
 // Error names the patterns and the console's last line, bounded: the whole

@@ -276,3 +276,24 @@ func TestTermRequestAfterEchoInOneReadAnswered(t *testing.T) {
 		t.Fatalf("typed %q, want the answer", got)
 	}
 }
+
+// While a person's terminal is attached (basalt console, read-write) it
+// answers for itself: the console does not answer too, and does again
+// once the person detaches.
+func TestTermNoAnswerWhilePersonAttached(t *testing.T) {
+	line, tr, c, ctx := typedRig(t)
+	detach := c.PersonAttached()
+	io.WriteString(line.Device(), "# \x1b[6n")
+	if _, err := c.Expect(ctx, expect.Literal("# \x1b[6n")); err != nil {
+		t.Fatal(err)
+	}
+	detach()
+	detach() // twice is once
+	io.WriteString(line.Device(), "\r\n# \x1b[6n")
+	if _, err := c.Expect(ctx, expect.Literal("# \x1b[6n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(<-tr.typed); got != "\x1b[2;3R" {
+		t.Fatalf("typed %q, want only the answer after the person left", got)
+	}
+}
