@@ -188,20 +188,6 @@ func (a *app) replayJob(dir, file string, f *replayFlags) error {
 	return finish(outcome, s)
 }
 
-// bundleDir is the usage error (exit 64) of a BUNDLE argument that names
-// no result bundle.
-func bundleDir(dir string) error {
-	if fi, err := os.Stat(dir); err != nil {
-		return usagef("bundle %s: %w", dir, osErr(err))
-	} else if !fi.IsDir() {
-		return usagef("bundle %s is not a directory", dir)
-	}
-	if !bundle.Exists(dir) {
-		return usagef("%s holds no result bundle (no result.json)", dir)
-	}
-	return nil
-}
-
 // replayDevice is the device of a replay: the recorded device's name, MAC
 // and facts, of the recorded type (the lab's, else a built-in one), so that
 // ctx.device, error patterns and prompts are the recorded run's.

@@ -205,6 +205,11 @@ func TestReplayBadBundle(t *testing.T) {
 	events, _ := os.ReadFile(filepath.Join(rec, "events.jsonl"))
 	console, _ := os.ReadFile(filepath.Join(rec, "console.log"))
 	lines := strings.SplitAfter(string(events), "\n")
+	// Cut inside the job_end line: the events after it (the BMC's lab
+	// context) go too.
+	jobEnd := strings.Index(string(events), `"type":"job_end"`)
+	jobEnd = strings.LastIndex(string(events[:jobEnd]), "\n") + 1
+	jobEndLine := strings.Count(string(events[:jobEnd]), "\n") + 1
 	sendLine := 0
 	for i, l := range lines {
 		if strings.Contains(l, `"type":"send"`) && strings.Contains(l, `"text":`) {
@@ -218,8 +223,8 @@ func TestReplayBadBundle(t *testing.T) {
 		code  int
 		wants []string
 	}{
-		{"events cut short", func(d string) { write(t, d, "events.jsonl", events[:len(events)-40]) }, 2,
-			[]string{"events.jsonl: line " + strconv.Itoa(len(lines)-1) + " is cut short (the file is truncated)", "events.jsonl: no job_end event"}},
+		{"events cut short", func(d string) { write(t, d, "events.jsonl", events[:jobEnd+20]) }, 2,
+			[]string{"events.jsonl: line " + strconv.Itoa(jobEndLine) + " is cut short (the file is truncated)", "events.jsonl: no job_end event"}},
 		{"events line edited", func(d string) {
 			l := append([]string(nil), lines...)
 			l[3] = "{not json\n"
