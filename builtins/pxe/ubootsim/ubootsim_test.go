@@ -164,10 +164,11 @@ func TestShell(t *testing.T) {
 	run("printenv greeting", `^greeting=hello world\r\n`)
 	run("setenv greeting", "")
 	run("printenv greeting", `not defined`)
-	// Not yet on the network.
-	run("tftpboot 0x800000 "+r.served.Files["kernel"], "\\*\\*\\* ERROR: `ipaddr' not set")
-	run("setenv autoload no; dhcp", `DHCP client bound to address 127\.0\.0\.1 \(\d+ ms\)\r\n`)
-	run("printenv serverip", "serverip="+regexp.QuoteMeta(r.served.TFTPHost))
+	// The static address of the default environment (CONFIG_IPADDR,
+	// CONFIG_SERVERIP); without one, not on the network.
+	run("printenv ipaddr serverip", "ipaddr=127.0.0.1\r\nserverip="+regexp.QuoteMeta(r.served.TFTPHost))
+	run("setenv ipaddr; tftpboot 0x800000 "+r.served.Files["kernel"], "\\*\\*\\* ERROR: `ipaddr' not set")
+	run("setenv ipaddr 127.0.0.1", "")
 	run(fmt.Sprintf("setenv tftpdstp %d", r.served.TFTPPort), "")
 	run("tftpboot 0x800000 "+r.served.TFTPHost+":"+r.served.Files["kernel"],
 		fmt.Sprintf(`Filename '%s'\.\r\nLoad address: 0x800000\r\nLoading: #+.*\r\n.*\r\ndone\r\nBytes transferred = %d \(%x hex\)\r\n`,
@@ -229,7 +230,7 @@ func TestAutoboot(t *testing.T) {
 	c2.expect(t, 0, `Hit any key`)
 	c2.send(t, "\r")
 	at := c2.expect(t, 0, "=> $")
-	c2.send(t, fmt.Sprintf("setenv bootcmd 'setenv autoload no; dhcp; setenv tftpdstp %d; tftp ${kernel_addr_r} %s; bootz'; setenv bootdelay 1; saveenv; reset\r", r.served.TFTPPort, r.served.Files["kernel"]))
+	c2.send(t, fmt.Sprintf("setenv bootcmd 'setenv tftpdstp %d; tftp ${kernel_addr_r} %s; bootz'; setenv bootdelay 1; saveenv; reset\r", r.served.TFTPPort, r.served.Files["kernel"]))
 	c2.expect(t, at, `Saving Environment to NVRAM\.\.\. OK\r\nresetting \.\.\.\r\n`)
 	if b, err := <-bootc, <-errc; b != nil || err != ubootsim.ErrReset {
 		t.Fatalf("Run after reset = %v, %v; want ErrReset", b, err)
