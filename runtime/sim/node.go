@@ -377,6 +377,11 @@ func (n *Node) uboot(ctx context.Context) (*ubootsim.Boot, error) {
 	tftp := n.cfg.TFTPAddr
 	n.mu.Unlock()
 	server, _, _ := net.SplitHostPort(tftp)
+	// On loopback no DHCP server is reachable (nor may a broadcast leave
+	// this host): the board has no Link, so dhcp broadcasts nothing and
+	// gives up as U-Boot does when nobody answers, and its default
+	// environment holds a static address instead (CONFIG_IPADDR,
+	// CONFIG_SERVERIP): its own loopback address and basalt's TFTP server.
 	b, err := ubootsim.Run(uctx, ubootsim.Config{Console: tty, Store: n.ubootEnv, MAC: n.cfg.Device.MAC,
 		IP: n.ip, ServerIP: server})
 	if err == nil {

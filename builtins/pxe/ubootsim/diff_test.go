@@ -2,15 +2,20 @@ package ubootsim_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/pxe/ubootsim"
+	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/basalt-lab/basalt/runtime/qemu"
 )
 
 // realUBoot is Debian's U-Boot 2023.01 for qemu x86 (u-boot-qemu), the
@@ -62,6 +67,21 @@ func session(t *testing.T, b *board, cmds []string, boot time.Duration) []string
 	for _, c := range cmds {
 		io.WriteString(b.in, c+"\r")
 		end := b.waitFrom(t, at, "\r\n=> ", 10*time.Second)
+		outs = append(outs, b.text()[at:end-len("=> ")])
+		at = end
+	}
+	return outs
+}
+
+// more types cmds at the prompt the board is at and returns what each
+// printed, as session does.
+func more(t *testing.T, b *board, cmds []string) []string {
+	t.Helper()
+	at := len(b.text())
+	var outs []string
+	for _, c := range cmds {
+		io.WriteString(b.in, c+"\r")
+		end := b.waitFrom(t, at, "\r\n=> ", time.Minute)
 		outs = append(outs, b.text()[at:end-len("=> ")])
 		at = end
 	}
@@ -131,5 +151,139 @@ func TestDifferentialRealUBoot(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("%q: sim printed %q, real U-Boot %q", c, got[i], want[i])
 		}
+	}
+}
+
+// The sim's dhcp against the real U-Boot's, both asking basalt's DHCP
+// server (server mode) on one segment: a network namespace with a bridge,
+// real U-Boot's e1000 on a tap of it, the sim's NIC on a veth of it. The
+// same MAC gets the same lease; what each prints for the exchange and the
+// environment it leaves must be the same bytes (the time in "(N ms)" and
+// the number of broadcasts before the link was up aside), and basalt must
+// have seen the same DHCP messages from both. The sim is told the real
+// one's vendor class and architecture (x86: "U-Boot", none) with U-Boot's
+// own bootp_vci and bootp_arch variables.
+func TestDifferentialRealUBootDHCP(t *testing.T) {
+	qemuBin, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+	}
+	if _, err := os.Stat(realUBoot); err != nil {
+		t.Skip("no real U-Boot to compare with (apt-get install u-boot-qemu)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	ns, err := qemu.NewNetNS(fmt.Sprintf("bubd-%d", os.Getpid()%100000))
+	if err != nil {
+		t.Skipf("cannot create a network namespace: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	a := ns.Addr.Addr().As4()
+	sub := fmt.Sprintf("%d.%d.%d", a[0], a[1], a[2])
+	r, err := lab.ParseDHCPRange(sub + ".100-" + sub + ".109")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &events{}
+	var srv *pxe.Server
+	// basalt's server comes up on the segment after the first commands,
+	// afresh for each board: the same lease for the same MAC.
+	startServer := func() {
+		if srv != nil {
+			srv.Close()
+		}
+		srv = pxe.NewServer(pxe.Config{TFTPAddr: ns.Addr.Addr().String() + ":69", HTTPAddr: ns.Addr.Addr().String() + ":8080",
+			DHCP: "server", DHCPInterface: ns.Bridge, DHCPRange: r, DHCPRouter: ns.Addr.Addr(), DHCPLease: time.Hour,
+			DHCPMACs: []string{boardMAC}, SocketsIn: ns.Exec,
+			LoaderDir: t.TempDir(), CacheDir: t.TempDir(), Emit: ev.emit})
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatalf("start basalt's pxe server: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if srv != nil {
+			srv.Close()
+		}
+	})
+
+	// First with no server on the segment, then with basalt's.
+	alone := []string{"setenv autoload no; setenv bootp_vci U-Boot; setenv bootp_arch 0", "setenv bootpretryperiod 1000; dhcp"}
+	cmds := []string{"setenv bootpretryperiod; dhcp", "printenv ipaddr serverip netmask gatewayip"}
+	norm := regexp.MustCompile(`\(\d+ ms\)`)
+	broadcasts := regexp.MustCompile(`(BOOTP broadcast \d+\r\n)+`)
+	clean := func(outs []string) []string {
+		var c []string
+		for _, o := range outs {
+			c = append(c, broadcasts.ReplaceAllString(norm.ReplaceAllString(o, "(N ms)"), "BOOTP broadcast N\r\n"))
+		}
+		return c
+	}
+	both := func(b *board, boot time.Duration) []string {
+		first := session(t, b, alone, boot)
+		startServer()
+		return append(first, clean(more(t, b, cmds))...)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := ns.Command(ctx, qemuBin, "-bios", realUBoot, "-display", "none", "-serial", "stdio", "-monitor", "none",
+		"-m", "256", "-nic", "tap,ifname="+ns.Tap+",script=no,downscript=no,model=e1000,mac="+boardMAC)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := &board{in: stdin}
+	cmd.Stdout = real
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	want := both(real, time.Minute)
+	cmd.Process.Kill() // by PID: the qemu this test started
+	cmd.Wait()
+	srv.Close()
+	srv = nil
+	realSaw := dhcpTypes(ev)
+
+	// The sim's NIC: a veth on the bridge, its other end in a namespace
+	// of the board's own.
+	brd := ns.Name + "-b"
+	if err := ipCmd("netns", "add", brd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ipCmd("netns", "del", brd) })
+	for _, args := range [][]string{
+		{"-n", ns.Name, "link", "add", "ubp0", "type", "veth", "peer", "name", "ub0", "netns", brd},
+		{"-n", ns.Name, "link", "set", "ubp0", "master", ns.Bridge},
+		{"-n", ns.Name, "link", "set", "ubp0", "up"},
+		{"-n", brd, "link", "set", "ub0", "address", boardMAC},
+		{"-n", brd, "link", "set", "ub0", "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &wire{brdNS: brd, nic: "ub0"}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	sim := &board{in: pw}
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	go ubootsim.Run(sctx, ubootsim.Config{Console: struct {
+		io.Reader
+		io.Writer
+	}{pr, sim}, Store: &ubootsim.Store{}, BootDelay: 2, MAC: boardMAC, Link: w.link()})
+	got := both(sim, 10*time.Second)
+	simSaw := dhcpTypes(ev)[len(realSaw):]
+	t.Logf("real U-Boot: %q\nsim: %q\nbasalt saw %v then %v", want, got, realSaw, simSaw)
+
+	for i, c := range append(alone, cmds...) {
+		if got[i] != want[i] {
+			t.Errorf("%q: sim printed %q, real U-Boot %q", c, got[i], want[i])
+		}
+	}
+	// What basalt's server saw: DISCOVERs, then one REQUEST, from each.
+	if strings.Join(simSaw[len(simSaw)-2:], " ") != strings.Join(realSaw[len(realSaw)-2:], " ") || realSaw[len(realSaw)-1] != "REQUEST/U-Boot" {
+		t.Errorf("basalt's DHCP saw %v from the sim, %v from real U-Boot", simSaw, realSaw)
 	}
 }
