@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,8 @@ import (
 	"github.com/basalt-lab/basalt/builtins/pxe/ubootsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/basalt-lab/basalt/runtime/qemu"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 )
 
 // realUBoot is Debian's U-Boot 2023.01 for qemu x86 (u-boot-qemu), the
@@ -71,6 +75,30 @@ func session(t *testing.T, b *board, cmds []string, boot time.Duration) []string
 		at = end
 	}
 	return outs
+}
+
+// wireSummary is a request's fields and options but its xid, secs and
+// parameter request list.
+func wireSummary(m *dhcpv4.DHCPv4) string {
+	o := dhcpv4.Options{}
+	for k, v := range m.Options {
+		if k != dhcpv4.OptionParameterRequestList.Code() {
+			o[k] = v
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "op=%d htype=%d hlen=%d hops=%d flags=%#x ciaddr=%s yiaddr=%s siaddr=%s giaddr=%s chaddr=%s sname=%q file=%q",
+		m.OpCode, m.HWType, len(m.ClientHWAddr), m.HopCount, m.Flags, m.ClientIPAddr, m.YourIPAddr, m.ServerIPAddr,
+		m.GatewayIPAddr, m.ClientHWAddr, m.ServerHostName, m.BootFileName)
+	keys := make([]int, 0, len(o))
+	for k := range o {
+		keys = append(keys, int(k))
+	}
+	sort.Ints(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %d=%x", k, o[uint8(k)])
+	}
+	return b.String()
 }
 
 // more types cmds at the prompt the board is at and returns what each
@@ -162,7 +190,9 @@ func TestDifferentialRealUBoot(t *testing.T) {
 // the number of broadcasts before the link was up aside), and basalt must
 // have seen the same DHCP messages from both. The sim is told the real
 // one's vendor class and architecture (x86: "U-Boot", none) with U-Boot's
-// own bootp_vci and bootp_arch variables.
+// own bootp_vci and bootp_arch variables, and its default bootfile (sent in
+// the file field). The DISCOVER and REQUEST each sent are captured on the
+// bridge and compared field by field.
 func TestDifferentialRealUBootDHCP(t *testing.T) {
 	qemuBin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -207,8 +237,51 @@ func TestDifferentialRealUBootDHCP(t *testing.T) {
 		}
 	})
 
+	// Every packet to port 67 on the bridge, from both boards.
+	var capConn net.PacketConn
+	if err := ns.Exec(func() (err error) {
+		capConn, err = nclient4.NewRawUDPConn(ns.Bridge, dhcpv4.ServerPort)
+		return err
+	}); err != nil {
+		t.Fatalf("capture on %s: %v", ns.Bridge, err)
+	}
+	var capMu sync.Mutex
+	var captured []*dhcpv4.DHCPv4
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := capConn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if m, err := dhcpv4.FromBytes(buf[:n]); err == nil && m.OpCode == dhcpv4.OpcodeBootRequest {
+				capMu.Lock()
+				captured = append(captured, m)
+				capMu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { capConn.Close() })
+	// sent returns the first DISCOVER and the last REQUEST captured since
+	// from, and how many there were.
+	sent := func(from int) (discover, request *dhcpv4.DHCPv4, n int) {
+		capMu.Lock()
+		defer capMu.Unlock()
+		for _, m := range captured[from:] {
+			switch m.MessageType() {
+			case dhcpv4.MessageTypeDiscover:
+				if discover == nil {
+					discover = m
+				}
+			case dhcpv4.MessageTypeRequest:
+				request = m
+			}
+		}
+		return discover, request, len(captured)
+	}
+
 	// First with no server on the segment, then with basalt's.
-	alone := []string{"setenv autoload no; setenv bootp_vci U-Boot; setenv bootp_arch 0", "setenv bootpretryperiod 1000; dhcp"}
+	alone := []string{"setenv autoload no; setenv bootp_vci U-Boot; setenv bootp_arch 0; setenv bootfile bzImage", "setenv bootpretryperiod 1000; dhcp"}
 	cmds := []string{"setenv bootpretryperiod; dhcp", "printenv ipaddr serverip netmask gatewayip"}
 	norm := regexp.MustCompile(`\(\d+ ms\)`)
 	broadcasts := regexp.MustCompile(`(BOOTP broadcast \d+\r\n)+`)
@@ -244,6 +317,7 @@ func TestDifferentialRealUBootDHCP(t *testing.T) {
 	srv.Close()
 	srv = nil
 	realSaw := dhcpTypes(ev)
+	realDisc, realReq, nReal := sent(0)
 
 	// The sim's NIC: a veth on the bridge, its other end in a namespace
 	// of the board's own.
@@ -275,6 +349,25 @@ func TestDifferentialRealUBootDHCP(t *testing.T) {
 	}{pr, sim}, Store: &ubootsim.Store{}, BootDelay: 2, MAC: boardMAC, Link: w.link()})
 	got := both(sim, 10*time.Second)
 	simSaw := dhcpTypes(ev)[len(realSaw):]
+	simDisc, simReq, _ := sent(nReal)
+	if realDisc == nil || realReq == nil || simDisc == nil || simReq == nil {
+		t.Fatalf("captured DISCOVER and REQUEST: real %v %v, sim %v %v", realDisc, realReq, simDisc, simReq)
+	}
+	// The packets, field by field and option by option, but for the xid,
+	// the seconds and the parameter request list: Debian's x86 build has
+	// CONFIG_BOOTP_BOOTFILESIZE and asks for option 13 too.
+	for _, p := range [][2]*dhcpv4.DHCPv4{{realDisc, simDisc}, {realReq, simReq}} {
+		r, m := p[0], p[1]
+		if got, want := wireSummary(m), wireSummary(r); got != want {
+			t.Errorf("%s on the wire:\n sim  %s\n real %s", r.MessageType(), got, want)
+		}
+		if prl := fmt.Sprint(r.ParameterRequestList()); prl != "Subnet Mask, Router, Domain Name Server, Host Name, Boot File Size, Root Path" {
+			t.Errorf("real U-Boot's parameter request list %s", prl)
+		}
+		if prl := fmt.Sprint(m.ParameterRequestList()); prl != "Subnet Mask, Router, Domain Name Server, Host Name, Root Path" {
+			t.Errorf("the sim's parameter request list %s, want Highbank's (no boot file size)", prl)
+		}
+	}
 	t.Logf("real U-Boot: %q\nsim: %q\nbasalt saw %v then %v", want, got, realSaw, simSaw)
 
 	for i, c := range append(alone, cmds...) {
