@@ -90,7 +90,11 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 	// of type sim): a node of its own in this process, whose BMC is on a free
 	// loopback port, booting from our TFTP server.
 	if dev.Type.Is("sim") && dev.IPMI.Host == "" {
-		node, err := sim.Start(life, sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log})
+		scfg := sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log}
+		if seg != nil {
+			scfg.Segment = seg.NetNS // U-Boot's NIC on the segment, DHCP from basalt there
+		}
+		node, err := sim.Start(life, scfg)
 		if err != nil {
 			return release, builtins.Infra(err)
 		}
