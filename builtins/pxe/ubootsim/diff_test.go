@@ -101,6 +101,22 @@ func wireSummary(m *dhcpv4.DHCPv4) string {
 	return b.String()
 }
 
+// startBoard starts cmd (qemu running real U-Boot) with its serial line
+// on stdin and stdout.
+func startBoard(t *testing.T, cmd *exec.Cmd) *board {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &board{in: stdin}
+	cmd.Stdout = b
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // more types cmds at the prompt the board is at and returns what each
 // printed, as session does.
 func more(t *testing.T, b *board, cmds []string) []string {
@@ -149,15 +165,7 @@ func TestDifferentialRealUBoot(t *testing.T) {
 	// No NIC: nothing leaves the VM.
 	cmd := exec.CommandContext(ctx, qemu, "-bios", realUBoot, "-display", "none", "-serial", "stdio",
 		"-monitor", "none", "-nic", "none", "-m", "256")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	real := &board{in: stdin}
-	cmd.Stdout = real
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	real := startBoard(t, cmd)
 	defer func() {
 		cmd.Process.Kill() // by PID: the qemu this test started
 		cmd.Wait()
@@ -302,15 +310,7 @@ func TestDifferentialRealUBootDHCP(t *testing.T) {
 	defer cancel()
 	cmd := ns.Command(ctx, qemuBin, "-bios", realUBoot, "-display", "none", "-serial", "stdio", "-monitor", "none",
 		"-m", "256", "-nic", "tap,ifname="+ns.Tap+",script=no,downscript=no,model=e1000,mac="+boardMAC)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	real := &board{in: stdin}
-	cmd.Stdout = real
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	real := startBoard(t, cmd)
 	want := both(real, time.Minute)
 	cmd.Process.Kill() // by PID: the qemu this test started
 	cmd.Wait()

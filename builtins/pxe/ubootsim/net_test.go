@@ -151,15 +151,7 @@ func boot(t *testing.T, link *ubootsim.Link) (*console, func(cmd, want string)) 
 	at := c.expect(t, 0, `Hit any key`)
 	c.send(t, " ")
 	at = c.expect(t, at, "=> $")
-	return c, func(cmd, want string) {
-		t.Helper()
-		c.send(t, cmd+"\r")
-		at = c.expect(t, at, regexp.QuoteMeta(cmd)+"\r\n")
-		if want != "" {
-			at = c.expect(t, at, want)
-		}
-		at = c.expect(t, at, "^(?s:.*)=> $")
-	}
+	return c, c.runner(t, &at)
 }
 
 // dhcpTypes are the message types basalt's DHCP saw from the board, with

@@ -69,6 +69,21 @@ func (c *console) expect(t *testing.T, from int, re string) int {
 	}
 }
 
+// runner returns a function that types cmd, waits for its echo, for want
+// (a regexp, "" for none) after it and for the prompt; *at is where the
+// output read so far ends.
+func (c *console) runner(t *testing.T, at *int) func(cmd, want string) {
+	return func(cmd, want string) {
+		t.Helper()
+		c.send(t, cmd+"\r")
+		*at = c.expect(t, *at, regexp.QuoteMeta(cmd)+"\r\n")
+		if want != "" {
+			*at = c.expect(t, *at, want)
+		}
+		*at = c.expect(t, *at, "^(?s:.*)=> $")
+	}
+}
+
 func (c *console) send(t *testing.T, s string) {
 	t.Helper()
 	if _, err := c.w.Write([]byte(s)); err != nil {
@@ -149,15 +164,7 @@ func TestShell(t *testing.T) {
 	c.send(t, " ")
 	at = c.expect(t, at, "\r\n=> $")
 
-	run := func(cmd, want string) {
-		t.Helper()
-		c.send(t, cmd+"\r")
-		at = c.expect(t, at, regexp.QuoteMeta(cmd)+"\r\n")
-		if want != "" {
-			at = c.expect(t, at, want)
-		}
-		at = c.expect(t, at, "^(?s:.*)=> $")
-	}
+	run := c.runner(t, &at)
 	run("printenv nosuch", `^## Error: "nosuch" not defined\r\n`)
 	run("frobnicate 1", `^Unknown command 'frobnicate' - try 'help'\r\n`)
 	run("setenv greeting hello  world", "")
