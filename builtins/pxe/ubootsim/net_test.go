@@ -224,7 +224,8 @@ func dnsmasq(t *testing.T, ns, iface string, args ...string) {
 }
 
 // U-Boot's dhcp against dnsmasq, the real peer: its offer is unicast to
-// the offered address (U-Boot sets no broadcast flag) and still taken;
+// the offered address (U-Boot sets no broadcast flag) and still taken; an
+// option U-Boot does not know is printed;
 // with autoload the boot file dnsmasq names comes from dnsmasq's own TFTP
 // server, siaddr and file into serverip and bootfile.
 func TestDHCPDnsmasq(t *testing.T) {
@@ -234,9 +235,12 @@ func TestDHCPDnsmasq(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "zImage"), k, 0o644)
 	dnsmasq(t, w.srvNS, w.srv, "--dhcp-range="+w.subnet+".150,"+w.subnet+".159,255.255.255.0,1h",
 		"--enable-tftp", "--tftp-root="+root, "--dhcp-boot=zImage,,"+w.addr,
-		"--dhcp-vendorclass=set:uboot,U-Boot.armv7", "--dhcp-option=tag:uboot,option:root-path,/srv/nfs/board")
+		"--dhcp-vendorclass=set:uboot,U-Boot.armv7", "--dhcp-option=tag:uboot,option:root-path,/srv/nfs/board",
+		"--dhcp-option-force=option:ntp-server,"+w.addr)
 	c, run := boot(t, w.link())
-	run("dhcp", `BOOTP broadcast 1\r\n(BOOTP broadcast \d+\r\n)*DHCP client bound to address `+regexp.QuoteMeta(w.subnet)+`\.15\d \(\d+ ms\)\r\n`+
+	// Option 42 unasked for: Highbank's U-Boot has no SNTP and says so,
+	// for the OFFER and again for the ACK.
+	run("dhcp", `BOOTP broadcast 1\r\n(BOOTP broadcast \d+\r\n)*\*\*\* Unhandled DHCP Option in OFFER/ACK: 42\r\n\*\*\* Unhandled DHCP Option in OFFER/ACK: 42\r\nDHCP client bound to address `+regexp.QuoteMeta(w.subnet)+`\.15\d \(\d+ ms\)\r\n`+
 		`Using eth_xgmac device\r\nTFTP from server `+regexp.QuoteMeta(w.addr)+`; our IP address is `+regexp.QuoteMeta(w.subnet)+`\.15\d\r\nFilename 'zImage'\.\r\n(?s:.*)Bytes transferred = 50000 \(c350 hex\)\r\n`)
 	run("printenv bootfile serverip rootpath", fmt.Sprintf("bootfile=zImage\r\nserverip=%s\r\nrootpath=/srv/nfs/board\r\n", w.addr))
 	c.send(t, "bootz\r")
@@ -274,7 +278,10 @@ func TestDHCPNoServer(t *testing.T) {
 	c.send(t, " ")
 	at = c.expect(t, at, "=> $")
 	c.send(t, "setenv bootpretryperiod 1000; dhcp\r")
-	at = c.expect(t, at, `^.*\r\nBOOTP broadcast 1\r\nBOOTP broadcast 2\r\nBOOTP broadcast 3\r\n\r\nRetry time exceeded; starting again\r\n=> $`)
+	// Three broadcasts in 1 s (0, 250, 750 ms), as real U-Boot sends
+	// (TestDifferentialRealUBootDHCP); how many is the scheduler's, not
+	// asserted here.
+	at = c.expect(t, at, `^.*\r\nBOOTP broadcast 1\r\n(BOOTP broadcast \d\r\n)*\r\nRetry time exceeded; starting again\r\n=> $`)
 	c.send(t, "setenv netretry once; dhcp\r")
 	at = c.expect(t, at, `^.*\r\nBOOTP broadcast 1\r\n(BOOTP broadcast \d\r\n)+\r\nRetry time exceeded; starting again\r\nBOOTP broadcast 1\r\n(BOOTP broadcast \d\r\n)+\r\nRetry time exceeded; starting again\r\n=> $`)
 	c.send(t, "printenv ipaddr serverip\r")
