@@ -58,8 +58,12 @@ func newNIC(seg *qemu.NetNS, mac string) (*nic, error) {
 		}
 	}
 	n.link = &ubootsim.Link{Interface: nicName, Exec: n.ns.Exec, SetAddr: func(ip net.IP, mask net.IPMask) error {
+		// The lease replaces whatever the last one was.
 		ones, _ := mask.Size()
-		return ipCmd("-n", name, "addr", "replace", fmt.Sprintf("%s/%d", ip, ones), "dev", nicName)
+		if err := ipCmd("-n", name, "addr", "flush", "dev", nicName); err != nil {
+			return err
+		}
+		return ipCmd("-n", name, "addr", "add", fmt.Sprintf("%s/%d", ip, ones), "dev", nicName)
 	}}
 	return n, nil
 }

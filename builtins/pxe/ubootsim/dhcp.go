@@ -81,6 +81,9 @@ var errNoLease = errors.New("no DHCP lease")
 // errAbort is ^C during the net loop.
 var errAbort = errors.New("abort")
 
+// errNoEthernet is a Link whose interface cannot be opened.
+var errNoEthernet = errors.New("no ethernet")
+
 // dhcp is cmd/net.c's do_dhcp, netboot_common around net_loop(DHCP):
 // net/bootp.c's exchange (DISCOVER, OFFER, REQUEST, ACK) on the board's
 // Link, the environment from the ACK, then, unless autoload is off, the
@@ -118,7 +121,7 @@ func (b *board) dhcp(ctx context.Context, argv []string) int {
 	var l *lease
 	for try := 1; ; try++ {
 		l, err = b.exchange(ctx, mac, file)
-		if err == nil || errors.Is(err, errAbort) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, errAbort) || errors.Is(err, errNoEthernet) || ctx.Err() != nil {
 			break
 		}
 		if !forever && try > retries {
@@ -223,9 +226,10 @@ func (b *board) exchange(ctx context.Context, mac net.HardwareAddr, file string)
 			return err
 		})
 		if err != nil {
-			// No such NIC: eth_init fails, as U-Boot's does without one.
+			// No such NIC: eth_init fails, as U-Boot's does without
+			// one, and net_loop returns without starting again.
 			b.printf("No ethernet found.\n")
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", errNoEthernet, err)
 		}
 		defer conn.Close()
 		go func() {

@@ -292,3 +292,13 @@ func TestDHCPNoServer(t *testing.T) {
 	c.send(t, "\x03")
 	c.expect(t, at, "\r\nAbort\r\n=> $")
 }
+
+// A Link whose interface is not there: U-Boot's "No ethernet found.", a
+// failed command, not a retry, even with netretry yes.
+func TestDHCPNoEthernet(t *testing.T) {
+	c, run := boot(t, &ubootsim.Link{Interface: "nosuch-nic0"})
+	run("setenv netretry yes; dhcp", `^No ethernet found\.\r\n`)
+	if strings.Count(c.out(), "No ethernet found.") != 1 {
+		t.Errorf("dhcp retried a NIC that is not there:\n%s", c.out())
+	}
+}
