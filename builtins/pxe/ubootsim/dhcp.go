@@ -89,16 +89,18 @@ var errNoEthernet = errors.New("no ethernet")
 // Link, the environment from the ACK, then, unless autoload is off, the
 // boot file over TFTP (net_auto_load).
 func (b *board) dhcp(ctx context.Context, argv []string) int {
-	addr, server, file, ok := b.loadArgs(argv)
+	addr, _, _, ok := b.loadArgs(argv)
 	if !ok {
 		return b.usage("dhcp", "[loadAddress] [[hostIPaddr:]bootfilename]")
 	}
-	// Only a name given on the command line beats the server's
-	// (net_boot_file_name_explicit); one from the environment is sent in
-	// the DISCOVER's file field and replaced by the reply's.
+	// net_boot_file_name: the name on the command line as typed (with a
+	// hostIPaddr: prefix) beats the server's (net_boot_file_name_explicit);
+	// else the environment's bootfile, sent in the DISCOVER's file field
+	// and replaced by the reply's.
 	explicit := len(argv) == 3 || (len(argv) == 2 && !isHex(argv[1]))
-	if !explicit {
-		file = b.env["bootfile"]
+	name := b.env["bootfile"]
+	if explicit {
+		name = argv[len(argv)-1]
 	}
 	mac, err := net.ParseMAC(b.env["ethaddr"])
 	if err != nil || len(mac) != 6 {
@@ -115,12 +117,12 @@ func (b *board) dhcp(ctx context.Context, argv []string) int {
 	case "once":
 		retries = 1
 	default:
-		n, _ := strconv.ParseUint(strings.TrimPrefix(v, "0x"), 0, 32)
+		n, _ := strconv.ParseUint(v, 0, 32) // simple_strtoul, base 0
 		retries = int(n)
 	}
 	var l *lease
 	for try := 1; ; try++ {
-		l, err = b.exchange(ctx, mac, file)
+		l, err = b.exchange(ctx, mac, name)
 		if err == nil || errors.Is(err, errAbort) || errors.Is(err, errNoEthernet) || ctx.Err() != nil {
 			break
 		}
@@ -131,19 +133,23 @@ func (b *board) dhcp(ctx context.Context, argv []string) int {
 	if err != nil {
 		return 1
 	}
+	// store_bootp_params: the boot file goes to the environment at once
+	// (the explicit one too); netboot_update_env sets the rest after
+	// net_loop.
 	if !explicit && l.bootFile != "" {
-		file = l.bootFile
+		name = l.bootFile
 	}
-	// store_bootp_params: the boot file goes to the environment at once;
-	// netboot_update_env sets the rest after net_loop.
-	if l.bootFile != "" && !explicit {
-		b.env["bootfile"] = l.bootFile
+	if name != "" {
+		b.env["bootfile"] = name
 	}
+	// tftp_start: a hostIPaddr: prefix names the server, else siaddr,
+	// else the serverip from before.
+	_, server, file, _ := b.loadArgs([]string{"dhcp", "0", name})
 	if server == "" && l.server != nil {
 		server = l.server.String()
 	}
 	if server == "" {
-		server = b.env["serverip"] // net_server_ip from before, if any
+		server = b.env["serverip"]
 	}
 	update := func() {
 		for k, ip := range map[string]net.IP{"gatewayip": l.gateway, "netmask": l.mask, "ipaddr": l.ip, "serverip": l.server, "dnsip": l.dns} {

@@ -188,6 +188,8 @@ func TestDHCPBasaltServer(t *testing.T) {
 	run("tftpboot ${kernel_addr_r} "+sv.Files["kernel"], fmt.Sprintf(`TFTP from server %s\.1; our IP address is %s\.100\r\n(?s:.*)Bytes transferred = %d \(`, w.subnet, w.subnet, len(k)))
 	run("setenv autoload yes; dhcp ${ramdisk_addr_r} "+sv.Files["initrd"],
 		`DHCP client bound to address .*\r\nUsing eth_xgmac device\r\nTFTP from server `+regexp.QuoteMeta(w.addr)+`(?s:.*)Bytes transferred = 6000 \(1770 hex\)\r\n`)
+	// The name on the command line beats the server's, and is bootfile now.
+	run("printenv bootfile", "bootfile="+regexp.QuoteMeta(sv.Files["initrd"])+"\r\n")
 	run("wget ${kernel_addr_r} /"+sv.Files["kernel"], "") // httpdstp unset: port 80, nothing there
 	run("setenv httpdstp 8080; wget ${kernel_addr_r} /"+sv.Files["kernel"], `Transfer Successful\r\nBytes transferred = 70000 `)
 }
