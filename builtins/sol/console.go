@@ -628,7 +628,8 @@ func (c *Console) expectFailed(ctx context.Context, names []string, start time.T
 	fields["outcome"] = "timeout"
 	c.emit("expect", fields)
 	tail := c.redact(string(c.tail))
-	return builtins.Device(&TimeoutError{Patterns: names, Tail: []byte(tail), After: time.Since(start)})
+	pending := c.redact(string(c.m.Since(c.m.End() - int64(c.m.Buffered()))))
+	return builtins.Device(&TimeoutError{Patterns: names, Tail: []byte(tail), After: time.Since(start), Pending: []byte(pending)})
 }
 
 // redact replaces the secrets typed on this console in s, including a
@@ -662,6 +663,11 @@ type TimeoutError struct {
 	Patterns []string
 	Tail     []byte
 	After    time.Duration
+	// Pending is the output that came after the last match and matched
+	// nothing (at most the console's window), secrets masked: what a
+	// command that never printed its end marker printed before it was
+	// given up.
+	Pending []byte
 }
 
 // Error names the patterns and the console's last line, bounded: the whole
