@@ -94,6 +94,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.hold < 0 {
 		return usagef("--hold-on-failure must not be negative")
 	}
+	if err := f.splitDevices(); err != nil {
+		return err
+	}
+	// A multi-device job: --device ROLE=NAME for each role.
+	multi := len(f.roleDevices) > 0
+	if multi && f.deviceType != "" {
+		return usagef("--device ROLE=NAME and --device-type: a multi-device job takes --device ROLE=NAME for every role")
+	}
+	if multi && f.hold > 0 {
+		return usagef("--hold-on-failure is for single-device jobs")
+	}
 	level := slog.LevelWarn
 	if f.verbose {
 		level = slog.LevelDebug
@@ -123,7 +134,18 @@ func (a *app) runJob(file string, f *runFlags) error {
 		lb     *lab.Lab
 		dev    *lab.Device
 		labErr error
+		roles  []roleDevice
 	)
+	if multi {
+		lb, roles, err = resolveRoles(f.lab, f.roleDevices)
+		if isUsage(err) {
+			return err
+		}
+		labErr = err
+		for _, rd := range roles {
+			a.learnSecrets(nil, rd.dev)
+		}
+	}
 	if f.device != "" {
 		lb, dev, err = resolveDevice(f.lab, f.device)
 		var ue *usageError
@@ -221,6 +243,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 
+	if declErr == nil && (multi || len(plan.Job.Devices) > 0) {
+		if f.device != "" || f.deviceType != "" {
+			return usagef("%s: job %s has roles %s: give --device ROLE=NAME for each", plan.Job.Pos, plan.Job.Name, strings.Join(plan.Job.Roles(), ", "))
+		}
+		if err := checkRoles(plan, f.roleDevices); err != nil {
+			return err
+		}
+		if labErr == nil {
+			declErr = compatibleRoles(plan, lb, roles)
+		}
+	}
 	if declErr == nil && f.device == "" && f.deviceType == "" && plan.Job.DeviceType != "" {
 		return usagef("%s: job %s is for device type %q: give --device NAME, a device file or sim", plan.Job.Pos, plan.Job.Name, plan.Job.DeviceType)
 	}
@@ -236,6 +269,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	res := bundle.Result{Job: jobName, File: file, Runner: bundle.Runner{Name: "basalt", Version: versionString()}}
 	if dev != nil {
 		res.Device = lab.Facts(dev)
+	}
+	if multi {
+		res.Devices = roleFacts(roles)
 	}
 	if poolInfo != nil {
 		res.Extra = map[string]any{"pool": poolInfo}
@@ -295,7 +331,18 @@ func (a *app) runJob(file string, f *runFlags) error {
 		out.printf("device %s: the first free of pool %s (waited %s)\n", poolHeld.Device, poolName(f.deviceType, f.deviceTags),
 			(time.Duration(poolInfo["waited_ms"].(int64)) * time.Millisecond).String())
 	}
-	out.start(plan, dev, dir)
+	if multi {
+		out.startRoles(plan, roles, dir)
+		held, err := lockRoles(a.ctx, lb, roles, plan.Job.Name, f.wait, b.Emit)
+		for _, h := range held {
+			defer h.Release()
+		}
+		if err != nil {
+			return fail(err, builtins.ClassOf(err))
+		}
+	} else {
+		out.start(plan, dev, dir)
+	}
 
 	heldPath := ""
 	if poolHeld != nil {
@@ -339,7 +386,14 @@ func (a *app) runJob(file string, f *runFlags) error {
 	// a.abort, which only a second signal cancels. The job's deadline
 	// starts now: opening the console is part of it.
 	jobStart := time.Now()
-	closeBackends, err := wire(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, lb, b)
+	wireAll := wire
+	if multi {
+		if err := roleEnvs(env, b, roles); err != nil {
+			return fail(err, builtins.ClassOf(err))
+		}
+		wireAll = wireRoles
+	}
+	closeBackends, err := wireAll(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, lb, b)
 	if err != nil {
 		if closeBackends != nil {
 			closeBackends()
@@ -513,7 +567,12 @@ var simTypes = []string{"sim", "highbank"}
 // in) and that the device is of that type — or is the sim device and the
 // type is one it simulates.
 func compatible(plan *interp.Plan, lb *lab.Lab, dev *lab.Device) error {
-	want := plan.Job.DeviceType
+	return compatibleType(plan.Job.Pos, "", plan.Job.DeviceType, lb, dev)
+}
+
+// compatibleType is compatible for a device type want declared at pos;
+// what starts the messages (a role's "role server: ").
+func compatibleType(pos, what, want string, lb *lab.Lab, dev *lab.Device) error {
 	if want == "" {
 		return nil
 	}
@@ -526,19 +585,19 @@ func compatible(plan *interp.Plan, lb *lab.Lab, dev *lab.Device) error {
 		for k := range types {
 			known = append(known, k)
 		}
-		return builtins.Job(fmt.Errorf("%s: unknown device type %q (known: %v)", plan.Job.Pos, want, sortedStrings(known)))
+		return builtins.Job(fmt.Errorf("%s: %sunknown device type %q (known: %v)", pos, what, want, sortedStrings(known)))
 	}
-	if dev.Type == nil || dev.Type.Is(want) {
+	if dev == nil || dev.Type == nil || dev.Type.Is(want) {
 		return nil
 	}
 	if dev.Type.Is("sim") {
 		if slices.Contains(simTypes, want) {
 			return nil
 		}
-		return builtins.Job(fmt.Errorf("%s: the job is for device type %q; device %q is the simulator, which runs jobs of type %s",
-			plan.Job.Pos, want, dev.Name, strings.Join(simTypes, " or ")))
+		return builtins.Job(fmt.Errorf("%s: %sthe job is for device type %q; device %q is the simulator, which runs jobs of type %s",
+			pos, what, want, dev.Name, strings.Join(simTypes, " or ")))
 	}
-	return builtins.Job(fmt.Errorf("%s: the job is for device type %q but device %q is a %q", plan.Job.Pos, want, dev.Name, dev.Type.Name))
+	return builtins.Job(fmt.Errorf("%s: %sthe job is for device type %q but device %q is a %q", pos, what, want, dev.Name, dev.Type.Name))
 }
 
 // osErr drops the *PathError's operation and path, which the caller names.

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/basalt-lab/basalt/builtins"
+	"github.com/basalt-lab/basalt/builtins/pxe"
+	"github.com/basalt-lab/basalt/runtime/bundle"
+	"github.com/basalt-lab/basalt/runtime/interp"
+	"github.com/basalt-lab/basalt/runtime/lab"
+)
+
+// Multi-device jobs (job(devices = {ROLE: TYPE})): --device ROLE=NAME per
+// role; every device locked before anything runs, in device-name order;
+// one backends table per role (builtins.Env.SetRole) behind one PXE server.
+
+// splitDevices sorts the --device flags into the one device of a
+// single-device job (f.device) and the ROLE=NAME pairs of a multi-device
+// one (f.roleDevices).
+func (f *jobFlags) splitDevices() error {
+	var plain []string
+	for _, d := range f.devices {
+		role, name, ok := strings.Cut(d, "=")
+		if !ok {
+			plain = append(plain, d)
+			continue
+		}
+		if role == "" || name == "" {
+			return usagef("--device %q: want NAME, or ROLE=NAME for a role of a multi-device job", d)
+		}
+		if f.roleDevices == nil {
+			f.roleDevices = map[string]string{}
+		}
+		if prev, dup := f.roleDevices[role]; dup {
+			return usagef("--device: role %s given twice (%s and %s)", role, prev, name)
+		}
+		f.roleDevices[role] = name
+	}
+	switch {
+	case len(plain) > 1:
+		return usagef("--device given %d times without ROLE=: a multi-device job takes --device ROLE=NAME per role", len(plain))
+	case len(plain) == 1 && len(f.roleDevices) > 0:
+		return usagef("--device %s and --device ROLE=NAME: give one device, or ROLE=NAME for every role", plain[0])
+	case len(plain) == 1:
+		f.device = plain[0]
+	}
+	return nil
+}
+
+// roleDevice is a role of a multi-device job and the device it runs on.
+type roleDevice struct {
+	role string
+	dev  *lab.Device
+}
+
+// resolveRoles finds each role's device in the lab, sorted by role. A
+// device the lab lacks and two roles on one device are usage errors; a
+// broken device file is a job error (in err, with the usage errors first).
+// Each role given sim gets a node of its own, with a MAC of its own.
+func resolveRoles(labFlag string, given map[string]string) (*lab.Lab, []roleDevice, error) {
+	roles := make([]string, 0, len(given))
+	for r := range given {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	var (
+		lb    *lab.Lab
+		out   []roleDevice
+		jobEr error
+	)
+	byDev := map[string]string{}
+	for _, r := range roles {
+		name := given[r]
+		l, d, err := resolveDevice(labFlag, name)
+		if err != nil {
+			if isUsage(err) {
+				return nil, nil, usagef("--device %s=%s: %v", r, name, err)
+			}
+			if jobEr == nil {
+				jobEr = fmt.Errorf("role %s: %w", r, err)
+			}
+			continue
+		}
+		if lb == nil {
+			lb = l
+		}
+		if name == "sim" {
+			d = lab.BuiltinSim("sim-" + r) // a node, and a MAC, per role
+		} else if other, dup := byDev[d.Name]; dup {
+			return nil, nil, usagef("--device %s=%s and --device %s=%s: two roles on one device; each role needs a device of its own", other, name, r, name)
+		}
+		byDev[d.Name] = r
+		out = append(out, roleDevice{role: r, dev: d})
+	}
+	return lb, out, jobEr
+}
+
+func isUsage(err error) bool {
+	_, ok := err.(*usageError)
+	return ok
+}
+
+// checkRoles holds the --device ROLE=NAME flags to the job's roles: a role
+// with no device, or a device for a role the job lacks, is a usage error
+// naming it.
+func checkRoles(plan *interp.Plan, given map[string]string) error {
+	roles := plan.Job.Roles()
+	if len(roles) == 0 {
+		if len(given) > 0 {
+			return usagef("--device ROLE=NAME: job %s declares no devices = {ROLE: TYPE}: give --device NAME", plan.Job.Name)
+		}
+		return nil
+	}
+	var missing []string
+	for _, r := range roles {
+		if _, ok := given[r]; !ok {
+			missing = append(missing, r)
+		}
+	}
+	for r, name := range given {
+		if _, ok := plan.Job.Devices[r]; !ok {
+			return usagef("--device %s=%s: job %s has no role %s (roles: %s)", r, name, plan.Job.Name, r, strings.Join(roles, ", "))
+		}
+	}
+	if len(missing) > 0 {
+		return usagef("%s: job %s has roles %s: no device given for %s: give --device %s=NAME",
+			plan.Job.Pos, plan.Job.Name, strings.Join(roles, ", "), strings.Join(missing, ", "), missing[0])
+	}
+	return nil
+}
+
+// compatibleRoles checks each role's device against the role's type.
+func compatibleRoles(plan *interp.Plan, lb *lab.Lab, roles []roleDevice) error {
+	for _, rd := range roles {
+		if err := compatibleType(plan.Job.Pos, "role "+rd.role+": ", plan.Job.Devices[rd.role], lb, rd.dev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockRoles locks the lab devices of every role (a sim node needs no
+// lock) in device-name order, so that two multi-device jobs wanting the
+// same devices never hold one each and wait for the other's; a device
+// that cannot be had releases those taken (infrastructure error naming
+// it). Then each device must admit the job (not offline, good health).
+func lockRoles(ctx context.Context, lb *lab.Lab, roles []roleDevice, job string, wait time.Duration, emit func(string, map[string]any)) ([]*lab.Held, error) {
+	sorted := append([]roleDevice(nil), roles...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].dev.Name < sorted[j].dev.Name })
+	var held []*lab.Held
+	release := func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].Release()
+		}
+	}
+	for _, rd := range sorted {
+		if rd.dev.File == "" {
+			continue
+		}
+		h, err := lockDevice(ctx, lb, rd.dev, job, wait)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("role %s: %w (released the devices taken)", rd.role, err)
+		}
+		held = append(held, h)
+		emit("device_locked", map[string]any{"device": rd.dev.Name, "role": rd.role})
+		st, err := lab.ReadState(filepath.Dir(h.Path), rd.dev.Name)
+		if err == nil {
+			err = st.Admit(rd.dev.Name, false)
+		}
+		if err != nil {
+			release()
+			return nil, builtins.Device(fmt.Errorf("role %s: %w", rd.role, err))
+		}
+	}
+	return held, nil
+}
+
+// roleEnvs makes the env of each role (its device, facts and recorder)
+// and sets it on env, the job's own, which has no device.
+func roleEnvs(env *builtins.Env, b *bundle.Bundle, roles []roleDevice) error {
+	for _, rd := range roles {
+		rec, err := b.ForRole(rd.role)
+		if err != nil {
+			return builtins.Infra(err)
+		}
+		re := &builtins.Env{Ctx: env.Ctx, JobDir: env.JobDir, Rec: rec, Log: env.Log.With("role", rd.role), Params: env.Params,
+			Facts: lab.Facts(rd.dev), Role: rd.role}
+		lab.SetDevice(re, rd.dev)
+		env.SetRole(rd.role, re)
+	}
+	return nil
+}
+
+// wireRoles builds every role's backends, as wire does for one device,
+// behind one PXE server: two would fight over the DHCP ports, and one
+// serves each role's MAC its own config (pxe.Server.Scope). The returned
+// function releases everything, in reverse order, also on error.
+func wireRoles(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *lab.Lab, b *bundle.Bundle) (func(), error) {
+	var closers closeList
+	release := closers.close
+	pcfg := pxeConfig(lb, b.Emit, env.Logger())
+	for _, role := range env.Roles() {
+		re, _ := env.RoleEnv(role)
+		dev := lab.DeviceOf(re)
+		if dev.Segment.Kind != "" {
+			return release, builtins.Job(fmt.Errorf("role %s: device %s has a job segment, which multi-device jobs do not support yet", role, dev.Name))
+		}
+		if pcfg.DHCP == "server" && dev.MAC != "" {
+			pcfg.DHCPMACs = append(pcfg.DHCPMACs, dev.MAC)
+		}
+	}
+	srv := pxe.NewServer(pcfg)
+	if err := srv.Start(life); err != nil {
+		return release, builtins.Infra(fmt.Errorf("start PXE server: %w", err))
+	}
+	closers.add(func() { srv.Close() })
+	for _, role := range env.Roles() {
+		re, _ := env.RoleEnv(role)
+		rec := re.Rec.(*bundle.RoleRecorder)
+		scoped := srv.Scope(role)
+		pxe.SetBackend(re, scoped)
+		rest, err := wireDevice(ctx, life, deadline, re, lb, rec, srv, scoped, pcfg.CacheDir, nil)
+		closers.add(rest)
+		if err != nil {
+			return release, fmt.Errorf("role %s: %w", role, err)
+		}
+	}
+	return release, nil
+}
+
+// roleFacts are result.json's devices: each role's device, secrets
+// redacted.
+func roleFacts(roles []roleDevice) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, rd := range roles {
+		out[rd.role] = lab.Facts(rd.dev)
+	}
+	return out
+}
+
+// checkRoleDevices is `basalt check` of a multi-device job: every role's
+// device type exists and, for the roles given --device ROLE=NAME, the
+// device is of it; it returns the lines that name the devices.
+func checkRoleDevices(plan *interp.Plan, labFlag string, given map[string]string) ([]string, error) {
+	roles := plan.Job.Roles()
+	if len(roles) == 0 {
+		return nil, checkRoles(plan, given)
+	}
+	for r, name := range given {
+		if _, ok := plan.Job.Devices[r]; !ok {
+			return nil, usagef("--device %s=%s: job %s has no role %s (roles: %s)", r, name, plan.Job.Name, r, strings.Join(roles, ", "))
+		}
+	}
+	lb, _ := loadLab(labFlag)
+	var lines []string
+	byDev := map[string]string{}
+	for _, r := range roles {
+		var dev *lab.Device
+		l := lb
+		if name, ok := given[r]; ok {
+			var err error
+			l, dev, err = lookupDevice(labFlag, name, false)
+			if err != nil {
+				if isUsage(err) {
+					return nil, usagef("--device %s=%s: %v", r, name, err)
+				}
+				return nil, fmt.Errorf("role %s: %w", r, err)
+			}
+			if other, dup := byDev[dev.Name]; dup && name != "sim" {
+				return nil, usagef("--device %s=%s and --device %s=%s: two roles on one device; each role needs a device of its own", other, name, r, name)
+			}
+			byDev[dev.Name] = r
+		}
+		if err := compatibleType(plan.Job.Pos, "role "+r+": ", plan.Job.Devices[r], l, dev); err != nil {
+			return nil, err
+		}
+		if dev != nil {
+			lines = append(lines, fmt.Sprintf("device:      %s = %s (type %s)", r, dev.Name, dev.Type.Name))
+		}
+	}
+	return lines, nil
+}
+
+// startRoles is reporter.start for a multi-device job.
+func (r *reporter) startRoles(plan *interp.Plan, roles []roleDevice, dir string) {
+	on := make([]string, 0, len(roles))
+	for _, rd := range roles {
+		on = append(on, rd.role+"="+rd.dev.Name)
+	}
+	r.printf("%s %s on devices %s (%d stages, timeout %s)\n", r.paint(bold, "job"), plan.Job.Name, strings.Join(on, " "), len(plan.Stages), plan.Job.Timeout)
+	r.printf("bundle %s\n", dir)
+}
