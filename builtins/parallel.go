@@ -104,7 +104,7 @@ func Parallel(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 		}
 		fn, ok := kv[1].(starlark.Callable)
 		if !ok {
-			return nil, Job(fmt.Errorf("%s: %s: want a function, got %s", name, k, kv[1].Type()))
+			return nil, Job(fmt.Errorf("%s: %s: want a function, got %s", name, string(k), kv[1].Type()))
 		}
 		g.names = append(g.names, string(k))
 		calls = append(calls, fn)
@@ -145,9 +145,10 @@ func Parallel(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 			})
 			defer stop()
 			v, err := starlark.Call(t, fn, nil, nil)
-			g.finish(bname)
 			results[i] = result{v, err}
 			if err != nil {
+				// Before finish: the others, woken by it, must find this
+				// failure first, not a function that merely returned.
 				mu.Lock()
 				if first < 0 {
 					first = i
@@ -155,6 +156,7 @@ func Parallel(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 				}
 				mu.Unlock()
 			}
+			g.finish(bname)
 		}()
 	}
 	wg.Wait()
@@ -232,7 +234,7 @@ func Sync(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []st
 		if len(missing) == 0 {
 			return starlark.None, nil
 		}
-		if len(gone) > 0 {
+		if len(gone) > 0 && ctx.Err() == nil {
 			return nil, Job(fmt.Errorf("%s(%q) in %s: %s returned without reaching it", name, barrier, b.name, strings.Join(gone, ", ")))
 		}
 		select {
@@ -318,7 +320,7 @@ func Wait(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []st
 		if ok {
 			return m.value, nil
 		}
-		if len(running) == 0 {
+		if len(running) == 0 && ctx.Err() == nil {
 			return nil, Device(fmt.Errorf("%s(%q) in %s: not sent: %s returned without sending it", name, msg, b.name, strings.Join(gone, ", ")))
 		}
 		select {
