@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
@@ -204,7 +206,14 @@ func roleEnvs(env *builtins.Env, b *bundle.Bundle, roles []roleDevice) error {
 func wireRoles(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *lab.Lab, b *bundle.Bundle) (func(), error) {
 	var closers closeList
 	release := closers.close
-	pcfg := pxeConfig(lb, b.Emit, env.Logger())
+	byMAC := map[string]string{}
+	for _, role := range env.Roles() {
+		re, _ := env.RoleEnv(role)
+		if mac, err := net.ParseMAC(lab.DeviceOf(re).MAC); err == nil {
+			byMAC[mac.String()] = role
+		}
+	}
+	pcfg := pxeConfig(lb, pxeRoles(byMAC, b.Emit), env.Logger())
 	for _, role := range env.Roles() {
 		re, _ := env.RoleEnv(role)
 		dev := lab.DeviceOf(re)
@@ -295,4 +304,39 @@ func (r *reporter) startRoles(plan *interp.Plan, roles []roleDevice, dir string)
 	}
 	r.printf("%s %s on devices %s (%d stages, timeout %s)\n", r.paint(bold, "job"), plan.Job.Name, strings.Join(on, " "), len(plan.Stages), plan.Job.Timeout)
 	r.printf("bundle %s\n", dir)
+}
+
+// pxeRoles adds the role to the events of the PXE server that all roles
+// share, where the event names a MAC (DHCP's client, pxe_serve's mac, a
+// pxelinux.cfg/01-<mac> config) or a file under the nonce of a role's
+// boot; other events (a loader, an unknown name) stay without one.
+func pxeRoles(byMAC map[string]string, emit func(string, map[string]any)) func(string, map[string]any) {
+	var mu sync.Mutex
+	byNonce := map[string]string{}
+	return func(typ string, f map[string]any) {
+		role := ""
+		for _, k := range []string{"mac", "client"} {
+			if s, ok := f[k].(string); ok && byMAC[s] != "" {
+				role = byMAC[s]
+			}
+		}
+		mu.Lock()
+		if file, ok := f["file"].(string); ok && role == "" {
+			if mac, ok := strings.CutPrefix(file, "pxelinux.cfg/01-"); ok {
+				role = byMAC[strings.ReplaceAll(mac, "-", ":")]
+			} else if nonce, _, ok := strings.Cut(file, "/"); ok {
+				role = byNonce[nonce]
+			}
+		}
+		if n, ok := f["nonce"].(string); ok && typ == "pxe_serve" && role != "" {
+			byNonce[n] = role
+		}
+		mu.Unlock()
+		if role != "" {
+			if _, ok := f["role"]; !ok {
+				f["role"] = role
+			}
+		}
+		emit(typ, f)
+	}
 }
