@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"sort"
@@ -21,37 +23,207 @@ import (
 // role; every device locked before anything runs, in device-name order;
 // one backends table per role (builtins.Env.SetRole) behind one PXE server.
 
+// splitRoles sorts the values of a repeatable flag (--device NAME,
+// --device-type TYPE) into the plain ones and the ROLE=VALUE pairs of a
+// multi-device job.
+func splitRoles(flag, what string, values []string) ([]string, map[string]string, error) {
+	var plain []string
+	var roles map[string]string
+	for _, v := range values {
+		role, val, ok := strings.Cut(v, "=")
+		if !ok {
+			plain = append(plain, v)
+			continue
+		}
+		if role == "" || val == "" {
+			return nil, nil, usagef("--%s %q: want %s, or ROLE=%s for a role of a multi-device job", flag, v, what, what)
+		}
+		if roles == nil {
+			roles = map[string]string{}
+		}
+		if prev, dup := roles[role]; dup {
+			return nil, nil, usagef("--%s: role %s given twice (%s and %s)", flag, role, prev, val)
+		}
+		roles[role] = val
+	}
+	switch {
+	case len(plain) > 1:
+		return nil, nil, usagef("--%s given %d times without ROLE=: a multi-device job takes --%s ROLE=%s per role", flag, len(plain), flag, what)
+	case len(plain) == 1 && len(roles) > 0:
+		return nil, nil, usagef("--%s %s and --%s ROLE=%s: give one, or ROLE=%s for every role", flag, plain[0], flag, what, what)
+	}
+	return plain, roles, nil
+}
+
 // splitDevices sorts the --device flags into the one device of a
 // single-device job (f.device) and the ROLE=NAME pairs of a multi-device
 // one (f.roleDevices).
 func (f *jobFlags) splitDevices() error {
-	var plain []string
-	for _, d := range f.devices {
-		role, name, ok := strings.Cut(d, "=")
-		if !ok {
-			plain = append(plain, d)
-			continue
-		}
-		if role == "" || name == "" {
-			return usagef("--device %q: want NAME, or ROLE=NAME for a role of a multi-device job", d)
-		}
-		if f.roleDevices == nil {
-			f.roleDevices = map[string]string{}
-		}
-		if prev, dup := f.roleDevices[role]; dup {
-			return usagef("--device: role %s given twice (%s and %s)", role, prev, name)
-		}
-		f.roleDevices[role] = name
+	plain, roles, err := splitRoles("device", "NAME", f.devices)
+	if err != nil {
+		return err
 	}
-	switch {
-	case len(plain) > 1:
-		return usagef("--device given %d times without ROLE=: a multi-device job takes --device ROLE=NAME per role", len(plain))
-	case len(plain) == 1 && len(f.roleDevices) > 0:
-		return usagef("--device %s and --device ROLE=NAME: give one device, or ROLE=NAME for every role", plain[0])
-	case len(plain) == 1:
+	if len(plain) == 1 {
 		f.device = plain[0]
 	}
+	f.roleDevices = roles
 	return nil
+}
+
+// splitTypes is splitDevices for --device-type: TYPE (a single-device
+// pool run) or ROLE=TYPE (a role of a multi-device job taking the first
+// free device of the type).
+func (f *runFlags) splitTypes() error {
+	plain, roles, err := splitRoles("device-type", "TYPE", f.deviceTypes)
+	if err != nil {
+		return err
+	}
+	if len(plain) == 1 {
+		f.deviceType = plain[0]
+	}
+	for role, typ := range roles {
+		if name, dup := f.roleDevices[role]; dup {
+			return usagef("--device %s=%s and --device-type %s=%s: give role %s a device or a type, not both", role, name, role, typ, role)
+		}
+	}
+	f.roleTypes = roles
+	if f.deviceType != "" && len(f.roleDevices) > 0 {
+		return usagef("--device-type %s and --device ROLE=NAME: give every role of a multi-device job as ROLE=", f.deviceType)
+	}
+	if f.hold > 0 && len(f.roleTypes) > 0 {
+		return usagef("--hold-on-failure is for single-device jobs")
+	}
+	return nil
+}
+
+// roleGiven maps every role given on the command line to what was given.
+func (f *runFlags) roleGiven() map[string]string {
+	out := map[string]string{}
+	for r, n := range f.roleDevices {
+		out[r] = n
+	}
+	for r, t := range f.roleTypes {
+		out[r] = "type " + t
+	}
+	return out
+}
+
+// rolePools lists the candidate devices of each --device-type ROLE=TYPE
+// (with every --device-tag): a type the lab lacks, or none of it with the
+// tags, is a usage error naming the role.
+func (f *runFlags) rolePools(l *lab.Lab) error {
+	f.poolCands = map[string][]string{}
+	for r, typ := range f.roleTypes {
+		names, err := poolDevices(l, typ, f.deviceTags)
+		if err != nil {
+			if isUsage(err) {
+				return usagef("role %s: %v", r, err)
+			}
+			return err
+		}
+		f.poolCands[r] = names
+	}
+	return nil
+}
+
+// lockRolePools locks the devices of a multi-device job some of whose
+// roles take the first free device of a type. It takes all of them or
+// none: the devices named, in name order, then a free device of each
+// role's pool that no other role has; when one is busy it releases all
+// and, within --wait, tries again, so that it never holds a device while
+// waiting for another (two such jobs cannot deadlock). It returns the pool
+// roles' devices, recorded in result.json's devices.
+func (a *app) lockRolePools(ctx context.Context, lb *lab.Lab, named []roleDevice, f *runFlags, plan *interp.Plan, b *bundle.Bundle) ([]*lab.Held, []roleDevice, error) {
+	roles := make([]string, 0, len(f.roleTypes))
+	for r := range f.roleTypes {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	deadline := time.Now().Add(f.wait)
+	for {
+		held, picked, err := a.tryRolePools(ctx, lb, named, roles, f, plan, b)
+		if err == nil {
+			for _, rd := range picked {
+				a.learnSecrets(nil, rd.dev)
+				facts := lab.Facts(rd.dev)
+				b.Update(func(r *bundle.Result) { r.Devices[rd.role] = facts })
+			}
+			return held, picked, nil
+		}
+		var be *lab.BusyError
+		var pe *lab.PoolBusyError
+		if !errors.As(err, &be) && !errors.As(err, &pe) {
+			return nil, nil, err
+		}
+		if !time.Now().Before(deadline) {
+			if f.wait > 0 {
+				err = fmt.Errorf("%w; gave up after waiting %s for every device at once", err, f.wait)
+			}
+			return nil, nil, builtins.Infra(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, &builtins.Error{Class: builtins.ClassCanceled, Err: fmt.Errorf("waiting for the devices: %w", ctx.Err())}
+		case <-time.After(time.Duration(200+rand.IntN(200)) * time.Millisecond):
+		}
+	}
+}
+
+// tryRolePools is one attempt of lockRolePools, waiting for nothing.
+func (a *app) tryRolePools(ctx context.Context, lb *lab.Lab, named []roleDevice, roles []string, f *runFlags, plan *interp.Plan, b *bundle.Bundle) ([]*lab.Held, []roleDevice, error) {
+	held, err := lockRoles(ctx, lb, named, plan.Job.Name, 0, b.Emit)
+	if err != nil {
+		return nil, nil, err
+	}
+	release := func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].Release()
+		}
+	}
+	used := map[string]bool{}
+	for _, rd := range named {
+		used[rd.dev.Name] = true
+	}
+	var picked []roleDevice
+	for _, r := range roles {
+		var cands []string
+		for _, n := range f.poolCands[r] {
+			if !used[n] {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) == 0 {
+			release()
+			return nil, nil, builtins.Job(fmt.Errorf("role %s: every device of pool %s is another role's", r, poolName(f.roleTypes[r], f.deviceTags)))
+		}
+		h, err := lockPool(ctx, lb, f.roleTypes[r], f.deviceTags, cands, plan.Job.Name, 0)
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("role %s: %w", r, err)
+		}
+		held = append(held, h)
+		used[h.Device] = true
+		dev, err := lb.Device(h.Device)
+		if err == nil {
+			err = compatibleType(plan.Job.Pos, "role "+r+": ", plan.Job.Devices[r], lb, dev)
+		}
+		if err == nil {
+			var st lab.State
+			if st, err = lab.ReadState(filepath.Dir(h.Path), dev.Name); err == nil {
+				err = st.Admit(dev.Name, false)
+			}
+			if err != nil {
+				err = builtins.Device(err)
+			}
+		}
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("role %s: %w", r, err)
+		}
+		b.Emit("device_locked", map[string]any{"device": dev.Name, "role": r, "pool": poolName(f.roleTypes[r], f.deviceTags)})
+		picked = append(picked, roleDevice{role: r, dev: dev})
+	}
+	return held, picked, nil
 }
 
 // roleDevice is a role of a multi-device job and the device it runs on.

@@ -23,7 +23,7 @@ func TestSplitDevices(t *testing.T) {
 		{in: []string{"server="}, err: `--device "server=": want NAME, or ROLE=NAME`},
 		{in: []string{"a=x", "a=y"}, err: "--device: role a given twice (x and y)"},
 		{in: []string{"x", "y"}, err: "--device given 2 times without ROLE="},
-		{in: []string{"x", "a=y"}, err: "--device x and --device ROLE=NAME: give one device"},
+		{in: []string{"x", "a=y"}, err: "--device x and --device ROLE=NAME: give one, or ROLE=NAME for every role"},
 	} {
 		f := jobFlags{devices: tc.in}
 		err := f.splitDevices()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -31,9 +32,15 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
-	// deviceType and deviceTags pick the device from a pool of the lab.
-	deviceType string
-	deviceTags []string
+	// deviceType and deviceTags pick the device from a pool of the lab;
+	// deviceTypes are the --device-type flags, which splitDevices sorts
+	// into deviceType and roleTypes (ROLE=TYPE, a multi-device job).
+	deviceTypes []string
+	deviceType  string
+	roleTypes   map[string]string
+	deviceTags  []string
+	// poolCands are the devices each --device-type ROLE=TYPE picks from.
+	poolCands map[string][]string
 	// bisect maps the exit codes for git bisect run (bisectCode).
 	bisect bool
 	// maxMemoryMiB bounds the job's heap (0: no limit).
@@ -74,7 +81,7 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
 	c.Flags().StringVar(&f.out, "out", "", "bundle directory (default results/<job>-<UTC timestamp>)")
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
-	c.Flags().StringVar(&f.deviceType, "device-type", "", "run on the first free device of the lab of this type (with --wait, wait for one, first come first served)")
+	c.Flags().StringArrayVar(&f.deviceTypes, "device-type", nil, "run on the first free device of the lab of this type (with --wait, wait for one, first come first served); ROLE=TYPE for a role of a multi-device job (repeatable)")
 	c.Flags().StringArrayVar(&f.deviceTags, "device-tag", nil, "with --device-type: only devices whose tags = [...] hold this tag (repeatable: every tag)")
 	c.Flags().BoolVar(&f.bisect, "bisect", false, "exit for git bisect run: 0 pass, 1 tests failed, 125 (skip) on infrastructure and device errors, 128 (stop the bisect) when canceled or misused")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
@@ -97,11 +104,12 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if err := f.splitDevices(); err != nil {
 		return err
 	}
-	// A multi-device job: --device ROLE=NAME for each role.
-	multi := len(f.roleDevices) > 0
-	if multi && f.deviceType != "" {
-		return usagef("--device ROLE=NAME and --device-type: a multi-device job takes --device ROLE=NAME for every role")
+	if err := f.splitTypes(); err != nil {
+		return err
 	}
+	// A multi-device job: --device ROLE=NAME or --device-type ROLE=TYPE
+	// for each role.
+	multi := len(f.roleDevices)+len(f.roleTypes) > 0
 	if multi && f.hold > 0 {
 		return usagef("--hold-on-failure is for single-device jobs")
 	}
@@ -122,7 +130,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.deviceType != "" && f.device != "" {
 		return usagef("give --device or --device-type, not both")
 	}
-	if len(f.deviceTags) > 0 && f.deviceType == "" {
+	if len(f.deviceTags) > 0 && f.deviceType == "" && len(f.roleTypes) == 0 {
 		return usagef("--device-tag needs --device-type")
 	}
 	out := newReporter(a.stdout, a.stderr)
@@ -144,6 +152,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 		labErr = err
 		for _, rd := range roles {
 			a.learnSecrets(nil, rd.dev)
+		}
+		if len(f.roleTypes) > 0 && labErr == nil {
+			if lb == nil {
+				lb, labErr = loadLab(f.lab)
+			}
+			if labErr == nil {
+				a.learnSecrets(lb, nil)
+				if err := f.rolePools(lb); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if f.device != "" {
@@ -245,9 +264,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 
 	if declErr == nil && (multi || len(plan.Job.Devices) > 0) {
 		if f.device != "" || f.deviceType != "" {
-			return usagef("%s: job %s has roles %s: give --device ROLE=NAME for each", plan.Job.Pos, plan.Job.Name, strings.Join(plan.Job.Roles(), ", "))
+			return usagef("%s: job %s has roles %s: give --device ROLE=NAME (or --device-type ROLE=TYPE) for each", plan.Job.Pos, plan.Job.Name, strings.Join(plan.Job.Roles(), ", "))
 		}
-		if err := checkRoles(plan, f.roleDevices); err != nil {
+		if err := checkRoles(plan, f.roleGiven()); err != nil {
 			return err
 		}
 		if labErr == nil {
@@ -332,14 +351,22 @@ func (a *app) runJob(file string, f *runFlags) error {
 			(time.Duration(poolInfo["waited_ms"].(int64)) * time.Millisecond).String())
 	}
 	if multi {
-		out.startRoles(plan, roles, dir)
-		held, err := lockRoles(a.ctx, lb, roles, plan.Job.Name, f.wait, b.Emit)
+		var held []*lab.Held
+		if len(f.roleTypes) > 0 {
+			var picked []roleDevice
+			held, picked, err = a.lockRolePools(a.ctx, lb, roles, f, plan, b)
+			roles = append(roles, picked...)
+			sort.Slice(roles, func(i, j int) bool { return roles[i].role < roles[j].role })
+		} else {
+			held, err = lockRoles(a.ctx, lb, roles, plan.Job.Name, f.wait, b.Emit)
+		}
 		for _, h := range held {
 			defer h.Release()
 		}
 		if err != nil {
 			return fail(err, builtins.ClassOf(err))
 		}
+		out.startRoles(plan, roles, dir)
 	} else {
 		out.start(plan, dev, dir)
 	}
