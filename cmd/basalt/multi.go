@@ -226,6 +226,57 @@ func (a *app) tryRolePools(ctx context.Context, lb *lab.Lab, named []roleDevice,
 	return held, picked, nil
 }
 
+// resolveMulti resolves the devices of a multi-device run before the job
+// is declared: those named (resolveRoles) and the candidates of each pool
+// role. err is a usage error, the run's end; labErr a lab file that does
+// not load, reported in the bundle.
+func (a *app) resolveMulti(f *runFlags) (lb *lab.Lab, roles []roleDevice, labErr, err error) {
+	lb, roles, err = resolveRoles(f.lab, f.roleDevices)
+	if isUsage(err) {
+		return nil, nil, nil, err
+	}
+	labErr = err
+	for _, rd := range roles {
+		a.learnSecrets(nil, rd.dev)
+	}
+	if len(f.roleTypes) > 0 && labErr == nil {
+		if lb == nil {
+			lb, labErr = loadLab(f.lab)
+		}
+		if labErr == nil {
+			a.learnSecrets(lb, nil)
+			if err := f.rolePools(lb); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+	}
+	return lb, roles, labErr, nil
+}
+
+// lockMulti locks every device of a multi-device run (lockRoles, or
+// lockRolePools with pool roles) and returns all roles with their devices,
+// sorted by role, and the function that releases the locks (also on error).
+func (a *app) lockMulti(lb *lab.Lab, roles []roleDevice, f *runFlags, plan *interp.Plan, b *bundle.Bundle) ([]roleDevice, func(), error) {
+	var (
+		held []*lab.Held
+		err  error
+	)
+	if len(f.roleTypes) > 0 {
+		var picked []roleDevice
+		held, picked, err = a.lockRolePools(a.ctx, lb, roles, f, plan, b)
+		roles = append(roles, picked...)
+		sort.Slice(roles, func(i, j int) bool { return roles[i].role < roles[j].role })
+	} else {
+		held, err = lockRoles(a.ctx, lb, roles, plan.Job.Name, f.wait, b.Emit)
+	}
+	release := func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].Release()
+		}
+	}
+	return roles, release, err
+}
+
 // roleDevice is a role of a multi-device job and the device it runs on.
 type roleDevice struct {
 	role string

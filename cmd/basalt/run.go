@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +32,7 @@ type runFlags struct {
 	wait    time.Duration
 	verbose bool
 	// deviceType and deviceTags pick the device from a pool of the lab;
-	// deviceTypes are the --device-type flags, which splitDevices sorts
+	// deviceTypes are the --device-type flags, which splitTypes sorts
 	// into deviceType and roleTypes (ROLE=TYPE, a multi-device job).
 	deviceTypes []string
 	deviceType  string
@@ -145,24 +144,8 @@ func (a *app) runJob(file string, f *runFlags) error {
 		roles  []roleDevice
 	)
 	if multi {
-		lb, roles, err = resolveRoles(f.lab, f.roleDevices)
-		if isUsage(err) {
+		if lb, roles, labErr, err = a.resolveMulti(f); err != nil {
 			return err
-		}
-		labErr = err
-		for _, rd := range roles {
-			a.learnSecrets(nil, rd.dev)
-		}
-		if len(f.roleTypes) > 0 && labErr == nil {
-			if lb == nil {
-				lb, labErr = loadLab(f.lab)
-			}
-			if labErr == nil {
-				a.learnSecrets(lb, nil)
-				if err := f.rolePools(lb); err != nil {
-					return err
-				}
-			}
 		}
 	}
 	if f.device != "" {
@@ -351,18 +334,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 			(time.Duration(poolInfo["waited_ms"].(int64)) * time.Millisecond).String())
 	}
 	if multi {
-		var held []*lab.Held
-		if len(f.roleTypes) > 0 {
-			var picked []roleDevice
-			held, picked, err = a.lockRolePools(a.ctx, lb, roles, f, plan, b)
-			roles = append(roles, picked...)
-			sort.Slice(roles, func(i, j int) bool { return roles[i].role < roles[j].role })
-		} else {
-			held, err = lockRoles(a.ctx, lb, roles, plan.Job.Name, f.wait, b.Emit)
-		}
-		for _, h := range held {
-			defer h.Release()
-		}
+		var release func()
+		roles, release, err = a.lockMulti(lb, roles, f, plan, b)
+		defer release()
 		if err != nil {
 			return fail(err, builtins.ClassOf(err))
 		}
