@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -407,19 +408,36 @@ func lockRoles(ctx context.Context, lb *lab.Lab, roles []roleDevice, job string,
 }
 
 // roleEnvs makes the env of each role (its device, facts and recorder)
-// and sets it on env, the job's own, which has no device.
-func roleEnvs(env *builtins.Env, b *bundle.Bundle, roles []roleDevice) error {
+// and sets it on env, the job's own, which has no device. A lab device's
+// console is served to `basalt console DEVICE`, read-only, on the socket
+// beside its lock, as in a single-device job; the returned function stops
+// serving (before the locks are released: the next holder's socket has
+// the same path).
+func roleEnvs(env *builtins.Env, b *bundle.Bundle, lb *lab.Lab, roles []roleDevice) (func(), error) {
+	var hubs closeList
 	for _, rd := range roles {
-		rec, err := b.ForRole(rd.role)
-		if err != nil {
-			return builtins.Infra(err)
+		var follow io.Writer
+		var h *hub
+		if rd.dev.File != "" {
+			h = newHub()
+			follow = h
 		}
-		re := &builtins.Env{Ctx: env.Ctx, JobDir: env.JobDir, Rec: rec, Log: env.Log.With("role", rd.role), Params: env.Params,
+		rec, err := b.ForRole(rd.role, follow)
+		if err != nil {
+			return hubs.close, builtins.Infra(err)
+		}
+		if h != nil {
+			if err := h.serve(consoleSocket(lb, rd.dev)); err != nil {
+				env.Logger().Warn("no console for basalt console", "device", rd.dev.Name, "role", rd.role, "error", err)
+			}
+			hubs.add(h.close)
+		}
+		re := &builtins.Env{Ctx: env.Ctx, JobDir: env.JobDir, Rec: rec, Log: env.Logger().With("role", rd.role), Params: env.Params,
 			Facts: lab.Facts(rd.dev), Role: rd.role}
 		lab.SetDevice(re, rd.dev)
 		env.SetRole(rd.role, re)
 	}
-	return nil
+	return hubs.close, nil
 }
 
 // wireRoles builds every role's backends, as wire does for one device,

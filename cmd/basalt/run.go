@@ -389,7 +389,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	jobStart := time.Now()
 	wireAll := wire
 	if multi {
-		if err := roleEnvs(env, b, roles); err != nil {
+		stopConsoles, err := roleEnvs(env, b, lb, roles)
+		defer stopConsoles()
+		if err != nil {
 			return fail(err, builtins.ClassOf(err))
 		}
 		wireAll = wireRoles

@@ -24,8 +24,9 @@ var _ builtins.Recorder = (*RoleRecorder)(nil)
 
 // ForRole returns the recorder of role. Its console file is created now
 // (an error if it cannot be), so that every role's console log exists
-// whatever happens.
-func (b *Bundle) ForRole(role string) (*RoleRecorder, error) {
+// whatever happens. follow, when not nil, receives the role's console
+// bytes too, secrets masked (a read-only `basalt console DEVICE`).
+func (b *Bundle) ForRole(role string, follow io.Writer) (*RoleRecorder, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.roleW[role]; !ok {
@@ -38,7 +39,11 @@ func (b *Bundle) ForRole(role string) (*RoleRecorder, error) {
 			b.roleCons, b.roleW = map[string]*os.File{}, map[string]*StreamWriter{}
 		}
 		b.roleCons[role] = f
-		b.roleW[role] = NewStreamWriter(b.R, f)
+		var w io.Writer = f
+		if follow != nil {
+			w = io.MultiWriter(f, follow)
+		}
+		b.roleW[role] = NewStreamWriter(b.R, w)
 	}
 	return &RoleRecorder{Bundle: b, Role: role}, nil
 }

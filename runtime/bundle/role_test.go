@@ -21,11 +21,11 @@ func TestRoleRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := b.ForRole("server")
+	srv, err := b.ForRole("server", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err := b.ForRole("client")
+	cli, err := b.ForRole("client", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
