@@ -414,7 +414,7 @@ func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tu
 				return nil, fmt.Errorf("job: devices: role %q must be an identifier (letters, digits, _; not starting with a digit)", string(role))
 			}
 			if typ == "" {
-				return nil, fmt.Errorf("job: devices: role %s has no device type", role)
+				return nil, fmt.Errorf("job: devices: role %s has no device type", string(role))
 			}
 			j.Devices[string(role)] = string(typ)
 		}
