@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -413,16 +414,28 @@ func lockRoles(ctx context.Context, lb *lab.Lab, roles []roleDevice, job string,
 // beside its lock, as in a single-device job; the returned function stops
 // serving (before the locks are released: the next holder's socket has
 // the same path).
-func roleEnvs(env *builtins.Env, b *bundle.Bundle, lb *lab.Lab, roles []roleDevice) (func(), error) {
+//
+// follow, when set (--follow), receives every role's console by whole
+// lines, each starting with "[ROLE] ", so that two consoles never mix
+// within a line.
+func roleEnvs(env *builtins.Env, b *bundle.Bundle, lb *lab.Lab, roles []roleDevice, follow io.Writer) (func(), error) {
 	var hubs closeList
+	var followMu sync.Mutex
 	for _, rd := range roles {
-		var follow io.Writer
+		var ws []io.Writer
 		var h *hub
 		if rd.dev.File != "" {
 			h = newHub()
-			follow = h
+			ws = append(ws, h)
 		}
-		rec, err := b.ForRole(rd.role, follow)
+		if follow != nil {
+			ws = append(ws, &linePrefixer{w: follow, mu: &followMu, prefix: "[" + rd.role + "] "})
+		}
+		var w io.Writer
+		if len(ws) > 0 {
+			w = io.MultiWriter(ws...)
+		}
+		rec, err := b.ForRole(rd.role, w)
 		if err != nil {
 			return hubs.close, builtins.Infra(err)
 		}
@@ -580,4 +593,31 @@ func pxeRoles(byMAC map[string]string, emit func(string, map[string]any)) func(s
 		}
 		emit(typ, f)
 	}
+}
+
+// linePrefixer writes whole lines to w, each after prefix; a line waits
+// for its newline. Writers sharing w share mu.
+type linePrefixer struct {
+	w      io.Writer
+	mu     *sync.Mutex
+	prefix string
+	buf    []byte
+}
+
+func (p *linePrefixer) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		p.mu.Lock()
+		_, err := p.w.Write(append([]byte(p.prefix), p.buf[:i+1]...))
+		p.mu.Unlock()
+		p.buf = p.buf[i+1:]
+		if err != nil {
+			return len(b), err
+		}
+	}
+	return len(b), nil
 }

@@ -389,7 +389,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	jobStart := time.Now()
 	wireAll := wire
 	if multi {
-		stopConsoles, err := roleEnvs(env, b, lb, roles)
+		stopConsoles, err := roleEnvs(env, b, lb, roles, follow)
 		defer stopConsoles()
 		if err != nil {
 			return fail(err, builtins.ClassOf(err))
