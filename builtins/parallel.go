@@ -22,8 +22,10 @@ const (
 		"names. The first function to fail cancels the others; parallel then fails with its error (its class decides the " +
 		"stage's), the others' errors being \"parallel_error\" events. A function named after a role of the job records " +
 		"its test cases and events with that role. Inside the functions, sync, send and wait coordinate them (LAVA " +
-		"MultiNode's lava-sync, lava-send and lava-wait, within one process). ctx.state is not for the functions: it " +
-		"is one dict, and they run at once; pass values with send and wait, or return them."
+		"MultiNode's lava-sync, lava-send and lava-wait, within one process). The functions run Starlark one at a " +
+		"time, as Python threads do under the GIL, and let go of each other whenever one waits in an action builtin, " +
+		"time.sleep, sync or wait: their devices work at once, and the values they share (ctx.state, a list of " +
+		"their closure) change in one function at a time. A loop that calls no builtin holds the others until it ends."
 	SyncParams = "name"
 	SyncDoc    = "A barrier between the functions of one parallel() call: returns once every one of them has called " +
 		"sync(name) (the n-th call of each with the n-th of the others). Outside parallel() it is a job error; a function " +
@@ -39,8 +41,95 @@ const (
 		"parallel() it is a job error."
 )
 
-// groupKey is the thread-local key of a parallel function's group.
-const groupKey = "basalt.parallel"
+// groupKey is the thread-local key of a parallel function's group,
+// lockKey that of its group's interpreter lock.
+const (
+	groupKey = "basalt.parallel"
+	lockKey  = "basalt.parallel.lock"
+)
+
+// The functions of one parallel() call run Starlark one at a time, as
+// Python threads do under the GIL: each holds its group's lock while it
+// executes Starlark and lets go of it while it waits in a builtin (every
+// action builtin, time.sleep, sync, send, wait), so the devices work at
+// once while the values the functions share — ctx.state, a list of their
+// closure — are never read and written by two goroutines together
+// (go.starlark.net's values are not safe for that). sync, send and wait
+// are action builtins: the envelope lets go of the lock around them.
+
+// Unlocked lets go of the interpreter lock of a parallel() function, if
+// thread is one, while a builtin waits; call the returned function when it
+// is done waiting (defer builtins.Unlocked(thread)()). A builtin that calls
+// back into Starlark must not.
+func Unlocked(thread *starlark.Thread) func() {
+	m, _ := thread.Local(lockKey).(*sync.Mutex)
+	if m == nil {
+		return func() {}
+	}
+	m.Unlock()
+	return m.Lock
+}
+
+// inParallel reports whether thread runs a function of parallel().
+func inParallel(thread *starlark.Thread) bool {
+	m, _ := thread.Local(lockKey).(*sync.Mutex)
+	return m != nil
+}
+
+// snapshot copies the lists, dicts and sets in v (deeply), so that a
+// builtin reads its arguments unchanged while it runs without the
+// interpreter lock and another function of parallel() changes them.
+func snapshot(v starlark.Value) starlark.Value { return snapshotDepth(v, 0) }
+
+// maxSnapshotDepth bounds snapshot's recursion: a list may hold itself.
+const maxSnapshotDepth = 64
+
+func snapshotDepth(v starlark.Value, depth int) starlark.Value {
+	if depth > maxSnapshotDepth {
+		return v
+	}
+	depth++
+	switch x := v.(type) {
+	case *starlark.List:
+		elems := make([]starlark.Value, x.Len())
+		for i := range elems {
+			elems[i] = snapshotDepth(x.Index(i), depth)
+		}
+		return starlark.NewList(elems)
+	case starlark.Tuple:
+		out := make(starlark.Tuple, len(x))
+		for i, e := range x {
+			out[i] = snapshotDepth(e, depth)
+		}
+		return out
+	case *starlark.Dict:
+		d := starlark.NewDict(x.Len())
+		for _, kv := range x.Items() {
+			d.SetKey(kv[0], snapshotDepth(kv[1], depth))
+		}
+		return d
+	case *starlark.Set:
+		c := new(starlark.Set)
+		iter := x.Iterate()
+		defer iter.Done()
+		var e starlark.Value
+		for iter.Next(&e) {
+			c.Insert(e)
+		}
+		return c
+	}
+	return v
+}
+
+// snapshotArgs is snapshot for a call's arguments.
+func snapshotArgs(args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Tuple, []starlark.Tuple) {
+	a := snapshot(args).(starlark.Tuple)
+	kw := make([]starlark.Tuple, len(kwargs))
+	for i, kv := range kwargs {
+		kw[i] = starlark.Tuple{kv[0], snapshot(kv[1])}
+	}
+	return a, kw
+}
 
 // group is what the functions of one parallel() call share: their
 // barriers and their messages.
@@ -114,6 +203,7 @@ func Parallel(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 	}
 	ctx, cancel := context.WithCancelCause(env.Ctx)
 	defer cancel(nil)
+	interp := new(sync.Mutex)
 	type result struct {
 		v   starlark.Value
 		err error
@@ -128,6 +218,7 @@ func Parallel(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 		bname := g.names[i]
 		t := env.Spawn(thread.Name + "/" + bname)
 		t.SetLocal(groupKey, &branch{g: g, name: bname})
+		t.SetLocal(lockKey, interp)
 		ce := env.WithContext(ctx, env.Stage)
 		if re, ok := env.RoleEnv(bname); ok {
 			ce.Rec = re.Rec
@@ -144,7 +235,9 @@ func Parallel(thread *starlark.Thread, name string, args starlark.Tuple, kwargs 
 				}
 			})
 			defer stop()
+			interp.Lock()
 			v, err := starlark.Call(t, fn, nil, nil)
+			interp.Unlock()
 			results[i] = result{v, err}
 			if err != nil {
 				// Before finish: the others, woken by it, must find this
