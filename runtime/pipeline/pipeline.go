@@ -554,11 +554,11 @@ func (r *Runner) ctxValue(ctx context.Context, stage string, attempt int) starla
 }
 
 // DeviceModules are the modules ctx.devices.ROLE binds to the role's
-// device.
-var DeviceModules = []string{"ipmi", "power", "pxe", "sol", "target"}
+// device; test's records the role's cases and artifacts.
+var DeviceModules = []string{"ipmi", "power", "pxe", "sol", "target", "test"}
 
 // devicesValue is ctx.devices: in a multi-device job, for each role,
-// struct(name, type, device, ipmi, power, pxe, sol, target): the role's
+// struct(role, name, type, device, ipmi, power, pxe, sol, target, test): the role's
 // device name and type, its facts (what ctx.device is in a single-device
 // job) and the device modules bound to it. Empty in a single-device job.
 func (r *Runner) devicesValue() starlark.Value {
