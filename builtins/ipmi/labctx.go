@@ -44,6 +44,30 @@ type SensorReading struct {
 	Status  string   `json:"status,omitempty"`
 }
 
+// LabReader reads what a run's lab context records of a BMC: its System
+// Event Log and its sensors. *Client is one.
+type LabReader interface {
+	SEL(ctx context.Context) ([]SELEntry, error)
+	Sensors(ctx context.Context) ([]SensorReading, error)
+}
+
+// LabReaderOf returns the LabReader behind c, unwrapping controllers that
+// wrap another (an Unwrap() Controller method, as errors.Unwrap does), or
+// nil when there is none (a fake, a controller of another kind).
+func LabReaderOf(c Controller) LabReader {
+	for c != nil {
+		if r, ok := c.(LabReader); ok {
+			return r
+		}
+		u, ok := c.(interface{ Unwrap() Controller })
+		if !ok {
+			return nil
+		}
+		c = u.Unwrap()
+	}
+	return nil
+}
+
 // SEL returns the records of the BMC's System Event Log (Get SEL Info,
 // then Get SEL Entry from the first record, §31.2 and §31.5). An empty
 // log is no records and no error.

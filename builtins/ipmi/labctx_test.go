@@ -10,6 +10,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/google/go-cmp/cmp"
 )
 
 // selAdd is ipmitool's Add SEL Entry (IPMI v2.0 §31.6) of a standard
@@ -152,5 +153,72 @@ func TestClientSensorsAgainstIPMISim(t *testing.T) {
 	}
 	if !strings.Contains(list, "CPU Temp") || !strings.Contains(list, "42.000") {
 		t.Errorf("ipmitool sensor list = %q, want CPU Temp at 42 (the reference reading)", list)
+	}
+}
+
+// The sim BMC's sensors (bmcsim/sdr.go) answer as OpenIPMI's ipmi_sim's
+// do when it holds the same records (main_sdr_add) and readings
+// (sensor_add, sensor_set_value, scanning enabled): ipmitool's sdr list,
+// sdr elist, sensor list and sensor get print the same, Get Sensor
+// Reading returns the same bytes, and the client reads the same sensors.
+func TestSensorsSimAgainstIPMISim(t *testing.T) {
+	var emu strings.Builder
+	for i, s := range bmcsim.DefaultSensors {
+		var rec []string
+		for _, c := range s.Record(uint16(i + 1)) {
+			rec = append(rec, fmt.Sprintf("0x%02x", c))
+		}
+		fmt.Fprintf(&emu, "sensor_add 0x20 0 %#x %#x 0x01\n", s.Number, s.Type)
+		fmt.Fprintf(&emu, "sensor_set_event_support 0x20 0 %#x enable scanning per-state 000000000000000 000000000000000 000000000000000 000000000000000\n", s.Number)
+		fmt.Fprintf(&emu, "sensor_set_value 0x20 0 %#x %#x 0\n", s.Number, s.Raw)
+		fmt.Fprintf(&emu, "main_sdr_add 0x20 %s\n", strings.Join(rec, " "))
+	}
+	peer := startIPMISimEmu(t, false, "", emu.String())
+	b := startBMC(t, bmcsim.Config{})
+	commands := [][]string{{"sdr", "list"}, {"sdr", "elist"}, {"sensor", "list"}}
+	for _, s := range bmcsim.DefaultSensors {
+		commands = append(commands, []string{"sensor", "get", s.Name}, []string{"raw", "0x04", "0x2d", fmt.Sprintf("%#x", s.Number)})
+	}
+	commands = append(commands, []string{"raw", "0x04", "0x29", "0x30"}, []string{"raw", "0x04", "0x2d", "0x77"}, []string{"raw", "0x04", "0x29", "0x77"}) // event enables; no such sensor
+	for _, args := range commands {
+		want, werr := ipmitool(peer.cfg, "3", args...)
+		got, gerr := ipmitool(b.IPMI(), "17", args...)
+		if (werr == nil) != (gerr == nil) || got != want {
+			t.Errorf("ipmitool %s:\nsim BMC (%v):\n%s\nipmi_sim (%v):\n%s", strings.Join(args, " "), gerr, got, werr, want)
+		}
+	}
+	// What the sim BMC says it supports, ipmi_sim's MC says too.
+	mcSim, _ := ipmitool(b.IPMI(), "17", "mc", "info")
+	mcPeer, _ := ipmitool(peer.cfg, "3", "mc", "info")
+	for _, dev := range []string{"Sensor Device", "SDR Repository Device", "SEL Device", "Chassis Device"} {
+		if !strings.Contains(mcSim, "    "+dev+"\n") || !strings.Contains(mcPeer, "    "+dev+"\n") {
+			t.Errorf("ipmitool mc info: %q listed by the sim BMC %v and ipmi_sim %v; want both:\n%s\n%s", dev,
+				strings.Contains(mcSim, dev), strings.Contains(mcPeer, dev), mcSim, mcPeer)
+		}
+	}
+	list, _ := ipmitool(b.IPMI(), "17", "sensor", "list")
+	for _, want := range []string{`CPU Temp\s+\| 42\.000\s+\| degrees C\s+\| ok`, `Fan 1\s+\| 4800\.000\s+\| RPM\s+\| ok`, `12V\s+\| 12\.000\s+\| Volts\s+\| ok`} {
+		if !regexp.MustCompile(want).MatchString(list) {
+			t.Errorf("ipmitool sensor list of the sim BMC lacks %s:\n%s", want, list)
+		}
+	}
+	ctx := ctxT(t, time.Minute)
+	wantS, err := newClient(t, peer.cfg, nil).Sensors(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotS, err := newClient(t, b.IPMI(), nil).Sensors(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantS, gotS); diff != "" || len(gotS) != 3 {
+		t.Errorf("Sensors() of the sim BMC vs ipmi_sim (-ipmi_sim +sim):\n%s", diff)
+	}
+	// A reading that changes (ipmi_sim's sensor_set_value) is read anew.
+	if !b.SetSensor(0x40, 20) || b.SetSensor(0x77, 1) {
+		t.Error("SetSensor(0x40) = false or SetSensor(0x77) = true")
+	}
+	if after, _ := ipmitool(b.IPMI(), "17", "sdr", "list"); !strings.Contains(after, "1000 RPM") {
+		t.Errorf("sdr list after the fan slowed to raw 20 (1000 RPM):\n%s", after)
 	}
 }

@@ -145,6 +145,10 @@ type ctlEpoch struct {
 	mark func()
 }
 
+// Unwrap returns the controller e wraps (the lab context reads the BMC
+// through the job's own ipmi.Client).
+func (e ctlEpoch) Unwrap() ipmi.Controller { return e.Controller }
+
 func (e ctlEpoch) Power(ctx context.Context, a ipmi.Action) error {
 	if a != ipmi.Soft {
 		e.mark()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
@@ -89,6 +90,10 @@ type Options struct {
 	// TailSize is how many of the last console bytes a timeout error
 	// carries; default 1024.
 	TailSize int
+	// NoTermAnswers keeps the console from answering the device's cursor
+	// position requests (ESC [ 6 n) as a terminal does; see term. A
+	// replayed console, whose device answers nothing, sets it.
+	NoTermAnswers bool
 }
 
 // Console drives one serial console over a Transport: one reader goroutine
@@ -125,6 +130,16 @@ type Console struct {
 	cancel    context.CancelFunc
 	ctx       context.Context
 	done      chan struct{} // closed when the reader exits
+
+	// wmu orders the console's writes: what callers type and the
+	// reader's terminal answers. typed counts the typed writes begun;
+	// answeredAt is typed when the reader last delivered output, and term
+	// follows the output (both the reader's).
+	wmu        sync.Mutex
+	people     atomic.Int32 // terminals attached that answer for themselves
+	typed      atomic.Uint64
+	answeredAt uint64
+	term       term
 }
 
 type waiter struct {
@@ -310,6 +325,7 @@ func (c *Console) run(conn io.ReadWriteCloser) {
 	for {
 		n, err := conn.Read(buf)
 		if n > 0 {
+			c.answer(conn, buf[:n])
 			c.deliver(buf[:n])
 		}
 		if err == nil {
@@ -351,6 +367,53 @@ func (c *Console) run(conn io.ReadWriteCloser) {
 			"attempts":    attempts,
 		})
 	}
+}
+
+// answer types the answers to what p asks of the terminal, before p is
+// delivered: a line typed by whoever waits for p comes after them, as it
+// would from a person at a terminal.
+//
+// A request that may have been sent before something typed reached the
+// device is left unanswered, as the answer would come after that input:
+// busybox would take it, after the Enter of a typed line, as input to the
+// command, echo it into the command's output and break its end marker;
+// unanswered, busybox only waits its 20 ms. That is a request after
+// typing since the output before p was delivered, unless p shows the
+// device went on to a new line before it asked (the echo of the typed
+// line's Enter and what it printed: a prompt that was already delivered,
+// and typed at, has no line feed between it and its request).
+func (c *Console) answer(conn io.Writer, p []byte) {
+	a, afterLF := c.term.write(p)
+	if c.o.NoTermAnswers || c.people.Load() > 0 {
+		return
+	}
+	typed := c.typed.Load()
+	quiet := typed == c.answeredAt
+	c.answeredAt = typed
+	// The reader never waits for a write in progress: one that is
+	// blocked because the device does not read while it waits for us to
+	// read its output would block both.
+	if a == nil || !(quiet || afterLF) || !c.wmu.TryLock() {
+		return
+	}
+	defer c.wmu.Unlock()
+	if c.typed.Load() != typed {
+		return
+	}
+	if _, err := conn.Write(a); err != nil {
+		// The reader sees the loss on its next Read.
+		c.log.Debug("console: answer the terminal request", "transport", c.t.String(), "error", err)
+	}
+}
+
+// PersonAttached says a person's terminal now sees the output and types
+// what it answers itself (basalt console, read-write): the console stops
+// answering for it until the returned function is called, so the device
+// does not get two answers.
+func (c *Console) PersonAttached() (detached func()) {
+	c.people.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { c.people.Add(-1) }) }
 }
 
 // deliver hands bytes read to the capture and to the matcher, and wakes
@@ -565,7 +628,8 @@ func (c *Console) expectFailed(ctx context.Context, names []string, start time.T
 	fields["outcome"] = "timeout"
 	c.emit("expect", fields)
 	tail := c.redact(string(c.tail))
-	return builtins.Device(&TimeoutError{Patterns: names, Tail: []byte(tail), After: time.Since(start)})
+	pending := c.redact(string(c.m.Since(c.m.End() - int64(c.m.Buffered()))))
+	return builtins.Device(&TimeoutError{Patterns: names, Tail: []byte(tail), After: time.Since(start), Pending: []byte(pending)})
 }
 
 // redact replaces the secrets typed on this console in s, including a
@@ -599,6 +663,11 @@ type TimeoutError struct {
 	Patterns []string
 	Tail     []byte
 	After    time.Duration
+	// Pending is the output that came after the last match and matched
+	// nothing (at most the console's window), secrets masked: what a
+	// command that never printed its end marker printed before it was
+	// given up.
+	Pending []byte
 }
 
 // Error names the patterns and the console's last line, bounded: the whole

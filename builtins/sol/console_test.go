@@ -360,6 +360,10 @@ func TestTCPReset(t *testing.T) {
 	defer ln.Close()
 	reset := make(chan struct{})
 	typed := make(chan string, 1)
+	// The second connection stays open until the test has looked: its
+	// close would be a loss, and its reconnection a second gap.
+	checked := make(chan struct{})
+	defer close(checked)
 	go func() {
 		c1, err := ln.Accept()
 		if err != nil {
@@ -378,6 +382,7 @@ func TestTCPReset(t *testing.T) {
 		b := make([]byte, 64)
 		n, _ := io.ReadAtLeast(c2, b, len("hello\n"))
 		typed <- string(b[:n])
+		<-checked
 	}()
 
 	rec := &builtinstest.Recorder{}

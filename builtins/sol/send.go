@@ -179,7 +179,10 @@ func (c *Console) write(ctx context.Context, p []byte) error {
 		conn, up, done := c.conn, c.connected, c.done
 		c.mu.Unlock()
 		if conn != nil {
+			c.wmu.Lock()
+			c.typed.Add(1)
 			n, err := conn.Write(p)
+			c.wmu.Unlock()
 			p = p[n:]
 			if err == nil {
 				continue

@@ -221,7 +221,11 @@ type TimeoutError struct {
 	Timeout time.Duration
 	Left    time.Duration
 	Started bool  // the command's start marker was seen: it ran
-	Err     error // the console's *sol.TimeoutError
+	// Output is what the command printed before it was given up (as
+	// Result.Output), when it started: its whole lines, as a line cut
+	// short may read as something else.
+	Output string
+	Err    error // the console's *sol.TimeoutError
 }
 
 func (e *TimeoutError) Error() string {
@@ -239,7 +243,7 @@ func (e *TimeoutError) Unwrap() error { return e.Err }
 
 // timedOut returns the *TimeoutError of a command whose console expect
 // ran out of time, or nil for any other error.
-func timedOut(ctx context.Context, cmd string, start time.Time, started bool, err error) error {
+func (t *Target) timedOut(ctx context.Context, cmd string, start time.Time, started bool, err error) error {
 	var te *sol.TimeoutError
 	if !errors.As(err, &te) {
 		return nil
@@ -248,7 +252,13 @@ func timedOut(ctx context.Context, cmd string, start time.Time, started bool, er
 	if dl, ok := ctx.Deadline(); ok {
 		left = dl.Sub(start)
 	}
-	return &TimeoutError{Cmd: cmd, Left: left, Started: started, Err: err}
+	e := &TimeoutError{Cmd: cmd, Left: left, Started: started, Err: err}
+	if started {
+		p := string(te.Pending)
+		i := strings.LastIndexByte(p, '\n')
+		e.Output = output(p[:i+1], t.kernel)
+	}
+	return e
 }
 
 // maxLine bounds each typed line: a tty in canonical mode drops what is
@@ -285,7 +295,7 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 	c.SetMode(sol.ModeShell)
 	if err := t.typeAndStart(ctx, c, line, f); err != nil {
 		t.interrupt(ctx)
-		if te := timedOut(ctx, cmd, start, false, err); te != nil {
+		if te := t.timedOut(ctx, cmd, start, false, err); te != nil {
 			return Result{}, te
 		}
 		return Result{}, fmt.Errorf("command %q did not start: %w", cmd, err)
@@ -293,7 +303,7 @@ func (t *Target) run(ctx context.Context, cmd string, check bool) (Result, error
 	m, err := t.expectEnd(ctx, c, f)
 	if err != nil {
 		t.interrupt(ctx)
-		if te := timedOut(ctx, cmd, start, true, err); te != nil {
+		if te := t.timedOut(ctx, cmd, start, true, err); te != nil {
 			return Result{}, te
 		}
 		return Result{}, fmt.Errorf("command %q did not finish: %w", cmd, err)

@@ -49,7 +49,7 @@ defaults params overrides, and its install and run steps run one after another i
 parsed as format ("lava", "tap" or "ktap", as test.parse; nested KTAP subtests become suite.case), each case
 recorded as by test.case with prefix before its name. A non-zero exit status of run is a problem, not an
 error. timeout ("30m" or seconds) bounds the run: then it is interrupted with ^C, the shell is usable again
-and the call fails as target.run does (a device error). Returns struct(cases, problems, exit_code, output,
+and the call fails as target.run does (a device error), the cases reported before it recorded. Returns struct(cases, problems, exit_code, output,
 commit, sha256, dir). A repository that cannot be fetched is an infrastructure error naming its URL; a ref
 it does not have, a job error.`
 
@@ -213,6 +213,15 @@ func runDefinition(thread *starlark.Thread, name string, args starlark.Tuple, kw
 			te.Cmd = run // not the script that wraps it
 			if timeout.D() > 0 && timeout.D() <= te.Left+time.Second {
 				te.Timeout = timeout.D()
+			}
+			// The cases the suite reported before it was given up are
+			// results too: recorded, and the call still fails.
+			if te.Output != "" {
+				cases, problems := parseFn(te.Output)
+				problems = append(problems, report.Problem{Reason: fmt.Sprintf("%s was interrupted: %v", run, te)})
+				_, _, strs := recordCases(thread, prefix, cases, problems)
+				env.Emit("test_parse", map[string]any{"format": format, "cases": len(cases), "problems": strs, "timed_out": true,
+					"duration_ms": time.Since(start).Milliseconds(), "pos": builtins.Caller(thread)})
 			}
 		}
 		return nil, fmt.Errorf("%s: %s: %w", name, what, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/interp"
+	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/basalt-lab/basalt/runtime/pipeline"
 	"github.com/spf13/cobra"
 )
@@ -58,7 +59,9 @@ func (a *app) checkCmd() *cobra.Command {
 		Short: "Validate a job and print its plan, touching nothing",
 		Long: `check evaluates the job file's top level, validates the plan (syntax and names,
 device type, params, artifacts, stage timeouts within the job timeout, load targets)
-and prints it. It has no side effects: no device is locked or contacted.`,
+and prints it. It also reads the lab's known-issues.star (bad regexps, unknown keys,
+ids given twice are lab errors naming file:line:col, exit 2). It has no side effects:
+no device is locked or contacted.`,
 		Example: "  basalt check jobs/highbank-deploy.star\n  basalt check job.star --device sim --param image=other.img.gz",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -89,6 +92,14 @@ and prints it. It has no side effects: no device is locked or contacted.`,
 			calls, err := lintJob(args[0], jobLabDir(f.lab))
 			if err != nil {
 				return &exitError{code: pipeline.ExitJob, err: err}
+			}
+			// The lab's known issues, as run reads them at its end: a bad
+			// regexp or key there would otherwise show only when a run
+			// fails.
+			if dir := jobLabDir(f.lab); dir != "" {
+				if _, err := lab.LoadKnownIssues(dir); err != nil {
+					return &exitError{code: pipeline.ExitJob, err: fmt.Errorf("lab %s: %w", dir, err)}
+				}
 			}
 			plan, err := interp.Declare(interp.Options{File: args[0], Params: params, Modules: predeclared(), MaxSteps: f.maxSteps,
 				Ctx: a.ctx, Timeout: f.declareTimeout, LabDir: jobLabDir(f.lab), CacheDir: labCacheDir(jobLabDir(f.lab)),

@@ -138,7 +138,8 @@ func (a *app) console(labFlag, name string) error {
 	if err != nil {
 		return fail(err)
 	}
-	con := sol.New(tr, sol.Options{Secrets: dev.Secrets(), Capture: a.stdout})
+	// The person's terminal answers the device's terminal requests.
+	con := sol.New(tr, sol.Options{Secrets: dev.Secrets(), Capture: a.stdout, NoTermAnswers: true})
 	ctx, cancel := context.WithTimeout(a.ctx, time.Minute)
 	err = con.Start(ctx)
 	cancel()
@@ -523,6 +524,7 @@ func (h *hub) handle(c net.Conn) {
 		mode := "read-only"
 		if rw {
 			mode = "read-write"
+			defer con.PersonAttached()()
 		}
 		if _, err := fmt.Fprintf(c, "ok %s\n", mode); err != nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,18 +75,9 @@ func newQemuLab(t *testing.T, ctx context.Context, netns string) *qemuLab {
 		t.Skip("dnsmasq not installed (apt-get install dnsmasq-base)")
 	}
 	dir := t.TempDir()
-
+	shared := e2eShared(t, ctx)
 	bin := filepath.Join(dir, "basalt")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	k, err := qemu.DebianKernel(ctx, filepath.Join(dir, "kernel"))
-	if err != nil {
-		t.Fatalf("Debian kernel: %v", err)
-	}
+	must(t, os.Link(shared.bin, bin))
 
 	// The job's directory: the job and its images.
 	jobDir := filepath.Join(dir, "job")
@@ -94,16 +86,9 @@ func newQemuLab(t *testing.T, ctx context.Context, netns string) *qemuLab {
 	src, err := os.ReadFile(filepath.Join("..", "..", "jobs", "qemu-master.star"))
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(jobDir, "qemu-master.star"), src, 0o644))
-	must(t, copyFile(k.Vmlinuz, filepath.Join(images, "vmlinuz")))
-	// The master initrd, built with `basalt initrd build`; its
-	// /etc/rc.local starts an httpd of its own on port 80 with another
-	// document root, which target.fetch must not use.
-	rc := filepath.Join(dir, "rc.local")
-	must(t, os.WriteFile(rc, []byte("mkdir -p /srv\necho 'master image web root' > /srv/index.html\nhttpd -p 80 -h /srv\n"), 0o644))
-	basaltInitrd(t, ctx, bin, filepath.Join(images, "master.cpio.gz"), "--version", "e2e-master", "--prompt", "(initramfs) ",
-		"--modules-dir", k.ModulesDir, "--module", "e1000", "--module", "virtio_pci", "--module", "virtio_blk",
-		"--file", rc+":/etc/rc.local")
-	buildDiskImage(t, ctx, bin, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz"))
+	for _, name := range []string{"vmlinuz", "master.cpio.gz", "disk.img.gz"} {
+		must(t, os.Link(filepath.Join(shared.images, name), filepath.Join(images, name)))
+	}
 
 	if netns == "" {
 		// segment = "netns": basalt makes the network of each job itself.
@@ -147,6 +132,71 @@ func newQemuLab(t *testing.T, ctx context.Context, netns string) *qemuLab {
 		"device(name = \"qemu01\", type = \"qemu\", mac = \"52:54:00:be:e2:01\", vm_tap = %q, vm_disk_mb = 64)\n", ns.Tap)), 0o644))
 
 	return &qemuLab{dir: dir, bin: bin, jobDir: jobDir, images: images, labDir: labDir, ns: ns}
+}
+
+// e2eBuild is what every qemu lab of the package's tests starts from,
+// built once per test binary: basalt, a Debian kernel, the master initrd
+// and the disk image. Each lab gets hard links to them (nothing writes
+// them) instead of five minutes of rebuilding in `make e2e`.
+type e2eBuild struct {
+	bin, images string
+}
+
+var (
+	e2eOnce   sync.Once
+	e2eBuilt  *e2eBuild
+	e2eErr    error
+	e2eShared = func(t *testing.T, ctx context.Context) *e2eBuild {
+		t.Helper()
+		e2eOnce.Do(func() { e2eBuilt, e2eErr = buildE2E(ctx) })
+		if e2eErr != nil {
+			t.Fatal(e2eErr)
+		}
+		return e2eBuilt
+	}
+	// e2eDir holds e2eBuild; TestMain removes it after the tests.
+	e2eDir string
+)
+
+func buildE2E(ctx context.Context) (*e2eBuild, error) {
+	dir, err := os.MkdirTemp("", "basalt-e2e-build-")
+	if err != nil {
+		return nil, err
+	}
+	e2eDir = dir
+	bin := filepath.Join(dir, "basalt")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	k, err := qemu.DebianKernel(ctx, filepath.Join(dir, "kernel"))
+	if err != nil {
+		return nil, fmt.Errorf("Debian kernel: %w", err)
+	}
+	images := filepath.Join(dir, "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return nil, err
+	}
+	if err := copyFile(k.Vmlinuz, filepath.Join(images, "vmlinuz")); err != nil {
+		return nil, err
+	}
+	// The master initrd, built with `basalt initrd build`; its
+	// /etc/rc.local starts an httpd of its own on port 80 with another
+	// document root, which target.fetch must not use.
+	rc := filepath.Join(dir, "rc.local")
+	if err := os.WriteFile(rc, []byte("mkdir -p /srv\necho 'master image web root' > /srv/index.html\nhttpd -p 80 -h /srv\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := basaltInitrd(ctx, bin, filepath.Join(images, "master.cpio.gz"), "--version", "e2e-master", "--prompt", "(initramfs) ",
+		"--modules-dir", k.ModulesDir, "--module", "e1000", "--module", "virtio_pci", "--module", "virtio_blk",
+		"--file", rc+":/etc/rc.local"); err != nil {
+		return nil, err
+	}
+	if err := buildDiskImage(ctx, bin, dir, k.Vmlinuz, filepath.Join(images, "disk.img.gz")); err != nil {
+		return nil, err
+	}
+	return &e2eBuild{bin: bin, images: images}, nil
 }
 
 // TestE2EQemuMaster is `make e2e`: jobs/qemu-master.star on a qemu VM that
@@ -231,27 +281,36 @@ func copyFile(src, dst string) error {
 	return os.WriteFile(dst, data, 0o644)
 }
 
-func basaltInitrd(t *testing.T, ctx context.Context, bin, path string, args ...string) {
-	t.Helper()
+func basaltInitrd(ctx context.Context, bin, path string, args ...string) error {
 	cmd := exec.CommandContext(ctx, bin, append([]string{"initrd", "build", "-o", path}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("basalt initrd build %s: %v\n%s", path, err, out)
+		return fmt.Errorf("basalt initrd build %s: %v\n%s", path, err, out)
 	}
+	return nil
 }
 
 // buildDiskImage makes the bootable disk the job deploys: a FAT
 // filesystem (no partition table; SeaBIOS boots its syslinux boot sector)
 // holding the kernel, the disk OS's initrd and syslinux.cfg.
-func buildDiskImage(t *testing.T, ctx context.Context, bin, dir, vmlinuz, out string) {
-	t.Helper()
+func buildDiskImage(ctx context.Context, bin, dir, vmlinuz, out string) error {
 	w := filepath.Join(dir, "diskos")
-	must(t, os.MkdirAll(w, 0o755))
+	if err := os.MkdirAll(w, 0o755); err != nil {
+		return err
+	}
 	initPath := filepath.Join(w, "init")
-	must(t, os.WriteFile(initPath, []byte(diskOSInit), 0o755))
-	basaltInitrd(t, ctx, bin, filepath.Join(w, "diskos.gz"), "--version", "disk-os-1", "--hostname", "disk-os",
-		"--prompt", "root@disk-os:~# ", "--file", initPath+":/init")
-	must(t, copyFile(vmlinuz, filepath.Join(w, "vmlinuz")))
-	must(t, os.WriteFile(filepath.Join(w, "syslinux.cfg"), []byte(syslinuxCfg), 0o644))
+	if err := os.WriteFile(initPath, []byte(diskOSInit), 0o755); err != nil {
+		return err
+	}
+	if err := basaltInitrd(ctx, bin, filepath.Join(w, "diskos.gz"), "--version", "disk-os-1", "--hostname", "disk-os",
+		"--prompt", "root@disk-os:~# ", "--file", initPath+":/init"); err != nil {
+		return err
+	}
+	if err := copyFile(vmlinuz, filepath.Join(w, "vmlinuz")); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(w, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
+		return err
+	}
 	img := filepath.Join(w, "disk.img")
 	for _, c := range [][]string{
 		{"mkfs.vfat", "-C", img, "32768"},
@@ -259,19 +318,28 @@ func buildDiskImage(t *testing.T, ctx context.Context, bin, dir, vmlinuz, out st
 		{"syslinux", "--install", img},
 	} {
 		if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", c, err, out)
+			return fmt.Errorf("%v: %v\n%s", c, err, out)
 		}
 	}
 	in, err := os.Open(img)
-	must(t, err)
+	if err != nil {
+		return err
+	}
 	defer in.Close()
 	f, err := os.Create(out)
-	must(t, err)
-	defer f.Close()
+	if err != nil {
+		return err
+	}
 	zw := gzip.NewWriter(f)
-	_, err = io.Copy(zw, in)
-	must(t, err)
-	must(t, zw.Close())
+	if _, err := io.Copy(zw, in); err != nil {
+		f.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // TestE2EQemuShell is basalt shell on the qemu lab, driven through a real

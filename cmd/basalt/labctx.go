@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -22,27 +23,44 @@ type labSnapshot struct {
 	errs    []string
 }
 
-// bmcSnapshot reads the SEL and the sensors of dev's BMC, on a session of
-// its own that it closes again (so the job's own session is not held up
-// and a BMC with few session slots keeps them). Failures are recorded,
-// not returned: the lab context costs the job nothing.
-func bmcSnapshot(ctx context.Context, dev *lab.Device, when string) labSnapshot {
+// bmcSnapshot reads the SEL and the sensors of dev's BMC through r, the
+// job's own IPMI client (ipmi.LabReaderOf its ipmi backend), so the lab
+// context opens no session of its own: a BMC with few session slots keeps
+// them, and the reads are ipmi events of the job like its other calls. It
+// runs before the first stage and after the last cleanup, when the job
+// makes no call of its own. Without r (a device whose ipmi backend is no
+// ipmi.Client) it opens a session of its own and closes it again.
+// Failures are recorded, not returned: the lab context costs the job
+// nothing.
+func bmcSnapshot(ctx context.Context, dev *lab.Device, r ipmi.LabReader, when string) labSnapshot {
 	var s labSnapshot
 	if dev == nil || dev.IPMI.Host == "" {
 		return s
 	}
 	ctx, cancel := context.WithTimeout(ctx, labSnapshotTimeout)
 	defer cancel()
-	c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{})
-	defer c.Close()
+	if r == nil {
+		c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{})
+		defer c.Close()
+		r = c
+	}
 	var err error
-	if s.sel, err = c.SEL(ctx); err != nil {
+	if s.sel, err = r.SEL(ctx); err != nil {
 		s.errs = append(s.errs, fmt.Sprintf("sel at %s: %v", when, err))
 	}
-	if s.sensors, err = c.Sensors(ctx); err != nil {
+	if s.sensors, err = r.Sensors(ctx); err != nil {
 		s.errs = append(s.errs, fmt.Sprintf("sensors at %s: %v", when, err))
 	}
 	return s
+}
+
+// jobLabReader is the job's IPMI client, for bmcSnapshot; nil without one.
+func jobLabReader(env *builtins.Env) ipmi.LabReader {
+	c, ok := ipmi.BackendOf(env)
+	if !ok {
+		return nil
+	}
+	return ipmi.LabReaderOf(c)
 }
 
 // recordLabBMC puts into the bundle's lab context the SEL records the

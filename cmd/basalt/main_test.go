@@ -18,9 +18,21 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(cleanAfter{m}, map[string]func(){
 		"basalt": func() { os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// cleanAfter runs the tests, then removes what the e2e tests built once
+// for all of them (testscript.Main exits after Run).
+type cleanAfter struct{ m *testing.M }
+
+func (c cleanAfter) Run() int {
+	code := c.m.Run()
+	if e2eDir != "" {
+		os.RemoveAll(e2eDir)
+	}
+	return code
 }
 
 func TestScripts(t *testing.T) {

@@ -98,6 +98,11 @@ type reportDOM struct {
 	Console      []string `json:"console"`
 	Untimed      int      `json:"untimed"`
 	StageMarks   []string `json:"stageMarks"`
+	// The comparison with a --baseline bundle.
+	Baseline           string   `json:"baseline"`
+	BaselineDivergence []string `json:"baselineDivergence"`
+	BaselineOnly       []string `json:"baselineOnly"`
+	BaselineStages     []string `json:"baselineStages"`
 }
 
 const readDOM = `(() => {
@@ -116,6 +121,10 @@ const readDOM = `(() => {
     console: all("#console .line .x", e => e.textContent),
     untimed: all("#console .line .t", e => e.textContent).filter(t => !t.startsWith("+")).length,
     stageMarks: all("#console .stage-mark", e => e.dataset.stage),
+    baseline: text("#baseline .verdict"),
+    baselineDivergence: all("#baseline-divergence .x", e => e.textContent),
+    baselineOnly: all("#baseline-only tr.only-b .x", e => e.textContent),
+    baselineStages: all("#baseline-stages tr.stage-row", e => e.dataset.stage),
   };
 })()`
 
@@ -227,6 +236,24 @@ func TestReportInChromium(t *testing.T) {
 	}
 	if got.Marks == 0 {
 		t.Error("fail report timeline has no event marks")
+	}
+	if got.Baseline != "" {
+		t.Errorf("fail report (no --baseline) has a baseline section: %q", got.Baseline)
+	}
+
+	// A run with --baseline: the report compares it with the baseline.
+	got = load("baseline", baselineBundle(t, fail))
+	if got.Baseline != "differs" {
+		t.Errorf("baseline report verdict = %q, want differs", got.Baseline)
+	}
+	if len(got.BaselineDivergence) != 2 || !strings.Contains(got.BaselineDivergence[1], "WARNING: CPU: 0") {
+		t.Errorf("baseline report first divergence = %q, want the baseline's line and the WARNING", got.BaselineDivergence)
+	}
+	if !slices.Contains(got.BaselineOnly, "WARNING: CPU: 0 PID: 1 at drivers/watchdog.c:12") {
+		t.Errorf("baseline report lines only in this run = %q, want the WARNING", got.BaselineOnly)
+	}
+	if want := []string{"boot", "check", "off"}; !slices.Equal(got.BaselineStages, want) {
+		t.Errorf("baseline report stages = %q, want %q", got.BaselineStages, want)
 	}
 	mu.Lock()
 	defer mu.Unlock()

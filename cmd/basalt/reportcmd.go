@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/pipeline"
 	"github.com/spf13/cobra"
@@ -21,15 +22,19 @@ func (a *app) reportCmd() *cobra.Command {
 		Long: `report prints what a run printed at its end, from the bundle it wrote: the job,
 its stages with their status and time, the known issues the failure matches, the
 test counts and every failed test with its stage and message, the verdict, the
-error, and the console's last lines with their time and stage.
+error, how the run compared with its --baseline bundle, and the console's last
+lines with their time and stage.
 
 --html rewrites the bundle's report.html with this basalt (a bundle from an older
 one, or one whose report was lost) and prints its path.
 
 A bundle that lacks files or was cut short is still reported, with a warning
 naming what is missing. A directory without result.json exits 64; a bundle of
-another schema version exits 2, naming both versions. Otherwise report exits 0,
-whatever the run's verdict.`,
+another schema version exits 2, naming both versions. Otherwise report exits with
+the code the run exited with (0 passed, 1 tests failed, 2 job, 3 infrastructure,
+4 device error, 5 canceled), so CI can gate on a bundle it downloaded; a run cut
+short (status still running: the runner was killed) exits 3. --html exits 0 once
+report.html is written.`,
 		Example: "  basalt report results/highbank-deploy-20261201T223424.000Z\n  basalt report --html results/42",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -41,13 +46,8 @@ whatever the run's verdict.`,
 }
 
 func (a *app) report(dir string, rewrite bool) error {
-	if fi, err := os.Stat(dir); err != nil {
-		return usagef("bundle %s: %w", dir, osErr(err))
-	} else if !fi.IsDir() {
-		return usagef("bundle %s is not a directory", dir)
-	}
-	if !bundle.Exists(dir) {
-		return usagef("%s holds no result bundle (no result.json)", dir)
+	if err := bundleDir(dir); err != nil {
+		return err
 	}
 	rd, err := bundle.ReadBundle(dir)
 	if err != nil {
@@ -79,6 +79,7 @@ func (a *app) report(dir string, rewrite bool) error {
 		out.stageLine("cleanup", st)
 	}
 	out.summaryTo(res, dir, false)
+	out.baseline(res)
 	if res.Status != pipeline.StatusPass {
 		if lines := timedTail(rd); len(lines) > 0 {
 			out.printf("console.log, last %d lines:\n", len(lines))
@@ -86,6 +87,40 @@ func (a *app) report(dir string, rewrite bool) error {
 				out.printf("  | %s\n", l)
 			}
 		}
+	}
+	if code := runExitCode(res); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// runExitCode is the exit code of the run that wrote res, as `basalt run`
+// chose it: from its status and its error's class. A run cut short
+// (status running, or none) ended without a verdict because the runner
+// was killed: an infrastructure error.
+func runExitCode(res bundle.Result) int {
+	switch res.Status {
+	case pipeline.StatusPass, pipeline.StatusFail, pipeline.StatusError, pipeline.StatusCanceled:
+	default:
+		return pipeline.ExitInfra
+	}
+	class := ""
+	if res.Error != nil {
+		class = res.Error.Class
+	}
+	return pipeline.ExitCode(res.Status, builtins.Class(class))
+}
+
+// bundleDir checks that dir is a directory holding a bundle: a usage
+// error (64) otherwise.
+func bundleDir(dir string) error {
+	if fi, err := os.Stat(dir); err != nil {
+		return usagef("bundle %s: %w", dir, osErr(err))
+	} else if !fi.IsDir() {
+		return usagef("bundle %s is not a directory", dir)
+	}
+	if !bundle.Exists(dir) {
+		return usagef("%s holds no result bundle (no result.json)", dir)
 	}
 	return nil
 }

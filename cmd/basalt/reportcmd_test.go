@@ -35,8 +35,8 @@ func TestReportCommand(t *testing.T) {
 	pass, fail := simBundles(t)
 
 	code, out := runBundle(t, "report", fail)
-	if code != 0 {
-		t.Fatalf("report FAIL exit %d, want 0\n%s", code, out)
+	if code != 4 {
+		t.Fatalf("report FAIL exit %d, want 4, the run's own (a device error)\n%s", code, out)
 	}
 	for _, want := range []string{
 		"job fails on device sim: error",
@@ -91,8 +91,8 @@ func TestReportCommand(t *testing.T) {
 	os.WriteFile(filepath.Join(cut, "events.jsonl"), ev[:len(ev)/2], 0o644)
 	os.Remove(filepath.Join(cut, "junit.xml"))
 	code, out = runBundle(t, "report", cut)
-	if code != 0 {
-		t.Errorf("report of a truncated bundle exit %d, want 0 (report what is there)\n%s", code, out)
+	if code != 4 {
+		t.Errorf("report of a truncated bundle exit %d, want 4, the run's (report what is there)\n%s", code, out)
 	}
 	for _, want := range []string{"warning: bundle " + cut + ": events.jsonl: line ", "is cut short", "junit.xml: missing", "no job_end event", "fail: disk-present"} {
 		if !strings.Contains(out, want) {
@@ -104,6 +104,28 @@ func TestReportCommand(t *testing.T) {
 	}
 	if page, _ := os.ReadFile(filepath.Join(cut, "report.html")); !strings.Contains(string(page), "junit.xml: missing") {
 		t.Error("report.html of a truncated bundle does not name what is missing")
+	}
+
+	// The run's exit code for each verdict: tests failed, infrastructure
+	// error, canceled, and a run cut short by SIGKILL (status running).
+	for _, tc := range []struct {
+		from, to string
+		code     int
+	}{
+		{`"status": "error"`, `"status": "fail"`, 1},
+		{`"class": "device"`, `"class": "infra"`, 3},
+		{`"status": "error"`, `"status": "canceled"`, 5},
+		{`"status": "error"`, `"status": "running"`, 3},
+	} {
+		edited := copyBundle(t, fail)
+		res, _ := os.ReadFile(filepath.Join(edited, "result.json"))
+		if !strings.Contains(string(res), tc.from) {
+			t.Fatalf("result.json lacks %s", tc.from)
+		}
+		os.WriteFile(filepath.Join(edited, "result.json"), []byte(strings.Replace(string(res), tc.from, tc.to, 1)), 0o644)
+		if code, out := runBundle(t, "report", edited); code != tc.code {
+			t.Errorf("report of a bundle with %s: exit %d, want %d\n%s", tc.to, code, tc.code, out)
+		}
 	}
 
 	// Another schema version: refused, naming both.

@@ -109,7 +109,7 @@ error (a retry may fix it), 4 device error, 5 canceled, 64 usage error (no bundl
 		Version:       versionString(),
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(a.runCmd(), a.checkCmd(), a.docCmd(), a.versionCmd(), a.powerCmd(), a.bootdevCmd(), a.consoleCmd(), a.releaseCmd(), a.shellCmd(), a.exportCmd(), a.fmtCmd(), a.lintCmd(), a.reportCmd())
+	root.AddCommand(a.runCmd(), a.checkCmd(), a.docCmd(), a.versionCmd(), a.powerCmd(), a.bootdevCmd(), a.consoleCmd(), a.releaseCmd(), a.shellCmd(), a.exportCmd(), a.fmtCmd(), a.lintCmd(), a.reportCmd(), a.diffCmd())
 	a.addLabCommands(root)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root

@@ -47,8 +47,11 @@ type runFlags struct {
 	// hold keeps a failed job's device as it is for this long
 	// (--hold-on-failure); session, when set, runs after the stages
 	// instead (basalt shell).
-	hold    time.Duration
-	session func(o pipeline.Outcome, con *sol.Console)
+	hold time.Duration
+	// baseline is a bundle this run is compared with at its end
+	// (result.json baseline).
+	baseline string
+	session  func(o pipeline.Outcome, con *sol.Console)
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -86,6 +89,7 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
 	c.Flags().Uint64Var(&f.maxMemoryMiB, "max-memory", interp.DefaultMemoryLimit>>20, "job memory limit in MiB: a job whose heap grows past it ends with a job error (0: none)")
 	c.Flags().DurationVar(&f.hold, "hold-on-failure", 0, "when the job fails, keep the device, its console and servers as they are for this long before the cleanup (basalt console DEVICE attaches, basalt release DEVICE ends it)")
+	c.Flags().StringVar(&f.baseline, "baseline", "", "compare this run with the bundle in this directory at its end (as basalt diff; result.json baseline, report.html)")
 	return c
 }
 
@@ -125,6 +129,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	if f.out != "" && bundle.Exists(f.out) {
 		return usagef("--out %s already holds a result bundle; give a new directory", f.out)
+	}
+	if f.baseline != "" {
+		// A baseline that cannot be compared is the command line's
+		// mistake, found before anything runs.
+		if _, err := readDiffBundle(f.baseline); err != nil {
+			var ee *exitError
+			if errors.As(err, &ee) {
+				return &exitError{code: ee.code, err: fmt.Errorf("--baseline: %w", ee.err)}
+			}
+			return usagef("--baseline: %v", err)
+		}
 	}
 	if f.deviceType != "" && f.device != "" {
 		return usagef("give --device or --device-type, not both")
@@ -302,6 +317,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if err != nil {
 		return &exitError{code: pipeline.ExitInfra, err: err}
 	}
+	if f.baseline != "" {
+		b.CompareWith(f.baseline)
+	}
 	fail := func(err error, class builtins.Class) error {
 		info := &bundle.ErrorInfo{Class: string(class), Message: err.Error()}
 		status := pipeline.StatusError
@@ -313,6 +331,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		b.Triage(known)
 		b.Close()
 		out.summary(b.Result(), dir)
+		out.baseline(b.Result())
 		a.ciReport(b.Result(), plan, dir)
 		return &exitError{code: pipeline.ExitCode(status, class)}
 	}
@@ -435,9 +454,12 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 	// The BMC's SEL and sensors before and after: result.json lab_context.
-	labStart := bmcSnapshot(a.abort, lab.DeviceOf(env), "start")
+	// Through the job's own IPMI session, before the first stage and
+	// after the last cleanup.
+	labDev, labBMC := lab.DeviceOf(env), jobLabReader(env)
+	labStart := bmcSnapshot(a.abort, labDev, labBMC, "start")
 	outcome := r.Run(ctx)
-	recordLabBMC(b, labStart, bmcSnapshot(a.abort, lab.DeviceOf(env), "end"))
+	recordLabBMC(b, labStart, bmcSnapshot(a.abort, labDev, labBMC, "end"))
 	if closeBackends != nil {
 		closeBackends()
 	}
@@ -468,6 +490,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 		fmt.Fprintf(a.stderr, "basalt: %v\n", err)
 	}
 	out.summary(b.Result(), dir)
+	out.baseline(b.Result())
 	a.ciReport(b.Result(), plan, dir)
 	code := outcome.ExitCode()
 	if code == 0 {

@@ -76,3 +76,34 @@ func TestTriageRun(t *testing.T) {
 		t.Errorf("result.json of the run with a bad known-issues.star does not name it: %s", data)
 	}
 }
+
+// basalt check reads the lab's known-issues.star as run does: a bad
+// regexp, an unknown key or an id given twice is a lab error (exit 2)
+// naming file:line:col; a good one passes.
+func TestCheckKnownIssues(t *testing.T) {
+	dir := t.TempDir()
+	job := filepath.Join(dir, "job.star")
+	writeFiles(t, dir, map[string]string{"job.star": "job(name = \"j\")\n\ndef s(ctx):\n    pass\n\nstage(\"s\", s)\n",
+		"good/lab.star": `lab(name = "good")`, "good/known-issues.star": knownIssues,
+		"none/lab.star":   `lab(name = "none")`,
+		"regexp/lab.star": `lab(name = "r")`, "regexp/known-issues.star": "known_issue(id = \"LAB-1\", stage = \"boot\",\n    console = \"oops (\")\n",
+		"key/lab.star": `lab(name = "k")`, "key/known-issues.star": "known_issue(id = \"LAB-1\", stage = \"boot\")\nknown_issue(id = \"LAB-2\", stgae = \"boot\")\n",
+		"twice/lab.star": `lab(name = "t")`, "twice/known-issues.star": "known_issue(id = \"LAB-1\", stage = \"boot\")\nknown_issue(id = \"LAB-1\", stage = \"smoke\")\n",
+	})
+	for _, tc := range []struct {
+		lab  string
+		code int
+		want string
+	}{
+		{"good", 0, "ok"},
+		{"none", 0, "ok"},
+		{"regexp", 2, filepath.Join(dir, "regexp", "known-issues.star") + `:2:5: known_issue LAB-1: console = "oops (": error parsing regexp`},
+		{"key", 2, filepath.Join(dir, "key", "known-issues.star") + `:2:12: known_issue: unexpected keyword argument "stgae" (did you mean stage?)`},
+		{"twice", 2, filepath.Join(dir, "twice", "known-issues.star") + ":2:"},
+	} {
+		code, out := runBundle(t, "check", job, "--lab", filepath.Join(dir, tc.lab))
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("check --lab %s exit %d, want %d and %q:\n%s", tc.lab, code, tc.code, tc.want, out)
+		}
+	}
+}

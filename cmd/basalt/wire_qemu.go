@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/basalt-lab/basalt/builtins"
 	"github.com/basalt-lab/basalt/builtins/ipmi/bmcsim"
@@ -69,6 +70,7 @@ func qemuBMC(ctx context.Context, l *lab.Lab, dev *lab.Device, log *slog.Logger,
 		}
 	}
 	var bmc atomic.Pointer[bmcsim.BMC]
+	started := time.Now()
 	vm, err := qemu.Start(ctx, qemu.Config{
 		Qemu:        str("vm_qemu"),
 		Memory:      num("vm_memory_mb", 0),
@@ -104,6 +106,8 @@ func qemuBMC(ctx context.Context, l *lab.Lab, dev *lab.Device, log *slog.Logger,
 	}
 	bmc.Store(b)
 	cleanup = append(cleanup, func() { b.Close() })
-	emit("qemu", map[string]any{"event": "started", "pid": vm.PID(), "disk": disk})
+	// duration_ms: from exec to QMP's greeting, qemu's own start-up
+	// (which a bare qemu boot counts as part of the boot).
+	emit("qemu", map[string]any{"event": "started", "pid": vm.PID(), "disk": disk, "duration_ms": time.Since(started).Milliseconds()})
 	return b.IPMI(), release, nil
 }

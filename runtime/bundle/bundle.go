@@ -67,8 +67,13 @@ type Result struct {
 	Triage []Triage `json:"triage,omitempty"`
 	// LabContext is what the lab did during the job: console gaps,
 	// retypes, protocol retries.
-	LabContext *LabContext    `json:"lab_context,omitempty"`
-	Extra      map[string]any `json:"extra,omitempty"`
+	LabContext *LabContext `json:"lab_context,omitempty"`
+	// Baseline is the diff of a baseline bundle (a, `basalt run
+	// --baseline`) with this run (b), without its hunks.
+	Baseline *Diff `json:"baseline,omitempty"`
+	// BaselineError says why there is no Baseline.
+	BaselineError string         `json:"baseline_error,omitempty"`
+	Extra         map[string]any `json:"extra,omitempty"`
 }
 
 // Triage is a known issue that a failed run matches.
@@ -179,6 +184,8 @@ type Bundle struct {
 	jobLog  *os.File
 	printTo io.Writer
 	closed  bool
+	// baseline is the bundle Close compares this one with (CompareWith).
+	baseline string
 
 	// failedCalls names, by stage, the builtin of the stage's last failed
 	// call (triage's builtin=).
@@ -614,6 +621,18 @@ func (b *Bundle) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	errs = append(errs, b.closeFiles())
+	if b.baseline != "" {
+		// After the files are closed: the diff reads console.log whole.
+		d, err := compareBaseline(b.baseline, b.Dir)
+		b.mu.Lock()
+		if err != nil {
+			b.result.BaselineError = err.Error()
+		} else {
+			b.result.Baseline = d
+		}
+		b.mu.Unlock()
+		errs = append(errs, b.Save())
+	}
 	// Last: report.html is made from the files as they now are.
 	errs = append(errs, WriteReport(b.Dir, b.R))
 	for _, e := range errs {
@@ -622,6 +641,14 @@ func (b *Bundle) Close() error {
 		}
 	}
 	return nil
+}
+
+// CompareWith makes Close diff the bundle in dir (the baseline, side a)
+// with this one (side b) and keep the summary in result.json's baseline.
+func (b *Bundle) CompareWith(dir string) {
+	b.mu.Lock()
+	b.baseline = dir
+	b.mu.Unlock()
 }
 
 // consoleBefore returns up to max bytes of console.log that end at off.

@@ -62,7 +62,7 @@
 // arguments it needs, for Config.ExtraArgs:
 //
 //	-qmp unix:DIR/bmc-qmp.sock,server=on,wait=off
-//	-chardev socket,id=basalt-sol0,host=H,port=P,server=on,wait=off
+//	-chardev socket,id=basalt-sol0,host=H,port=P,server=on,wait=off,nodelay=on
 //	-serial chardev:basalt-sol0
 //
 // The script maps ipmi_sim's "chassis_control 0x20 get|set PARM [VALUE]"

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,11 @@ type Repo struct {
 	Commit string // full SHA
 	gitDir string
 	git    string
+	// remote is URL less its password, which git gets from a credential
+	// helper reading it from the environment: a command line is readable
+	// by every user of the machine (/proc/PID/cmdline), an environment
+	// only by its owner.
+	remote, password string
 }
 
 // Shown is the repository's URL with any password removed.
@@ -88,7 +94,14 @@ func (c *Cache) Resolve(ctx context.Context, rawURL, ref string) (*Repo, error) 
 	}
 	sum := sha256.Sum256([]byte(rawURL))
 	key := hex.EncodeToString(sum[:16])
-	r := &Repo{URL: rawURL, gitDir: filepath.Join(c.Dir, "git", key+".git"), git: git}
+	r := &Repo{URL: rawURL, gitDir: filepath.Join(c.Dir, "git", key+".git"), git: git, remote: rawURL}
+	if p, err := url.Parse(rawURL); err == nil && p.User != nil {
+		if pw, ok := p.User.Password(); ok {
+			r.password = pw
+			p.User = url.User(p.User.Username())
+			r.remote = p.String()
+		}
+	}
 	locks := filepath.Join(c.Dir, "lock")
 	if err := os.MkdirAll(locks, 0o755); err != nil {
 		return nil, builtins.Infra(fmt.Errorf("fetch %s: %w", shown, err))
@@ -116,7 +129,7 @@ func (c *Cache) Resolve(ctx context.Context, rawURL, ref string) (*Repo, error) 
 	start := time.Now()
 	// Every branch and tag, and HEAD under a name of ours: a later ref of
 	// the same repository resolves from the cache's copy.
-	if _, err := r.run(ctx, nil, "fetch", "--quiet", "--prune", "--no-tags", "--", rawURL,
+	if _, err := r.run(ctx, nil, "fetch", "--quiet", "--prune", "--no-tags", "--", r.remote,
 		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", "+HEAD:refs/basalt/HEAD"); err != nil {
 		if ctx.Err() != nil {
 			return nil, infraOrCanceled(ctx, fmt.Errorf("fetch %s: %w", shown, ctx.Err()))
@@ -129,7 +142,7 @@ func (c *Cache) Resolve(ctx context.Context, rawURL, ref string) (*Repo, error) 
 			// A commit no branch or tag reaches: servers that allow it
 			// (uploadpack.allowAnySHA1InWant, file:// and most forges)
 			// give it when asked by name.
-			r.run(ctx, nil, "fetch", "--quiet", "--no-tags", "--", rawURL, ref)
+			r.run(ctx, nil, "fetch", "--quiet", "--no-tags", "--", r.remote, ref)
 		}
 		if !r.hasCommit(ctx, ref) {
 			return nil, builtins.Job(fmt.Errorf("%s: no commit %s in the repository", shown, ref))
@@ -186,6 +199,13 @@ func (r *Repo) run(ctx context.Context, stdout io.Writer, args ...string) ([]byt
 	// the system's git configuration (a url.insteadOf there would fetch
 	// something other than what the job names).
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_ASKPASS=", "SSH_ASKPASS=")
+	if r.password != "" {
+		// gitcredentials(7): the empty value clears any helper, then
+		// ours answers "get" with the password from the environment.
+		cmd.Args = slices.Insert(cmd.Args, 1, "-c", "credential.helper=",
+			"-c", `credential.helper=!f() { test "$1" = get && printf 'password=%s\n' "$BASALT_GIT_PASSWORD"; }; f`)
+		cmd.Env = append(cmd.Env, "BASALT_GIT_PASSWORD="+r.password)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout = &out
 	if stdout != nil {

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/basalt-lab/basalt/builtins"
@@ -261,10 +263,10 @@ func TestOpenTarball(t *testing.T) {
 	}
 }
 
-// A repository over HTTP from a real smart-HTTP server: git's own
-// http-backend (CGI), as forges and cgit installs serve it.
-func TestResolveHTTP(t *testing.T) {
-	dir, first, second := gitRepo(t)
+// httpBackend serves the repository dir (and those beside it) with git's
+// own http-backend, as forges and cgit installs serve them.
+func httpBackend(t *testing.T, dir string) http.Handler {
+	t.Helper()
 	out, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
 		t.Skip("git --exec-path: ", err)
@@ -273,8 +275,14 @@ func TestResolveHTTP(t *testing.T) {
 	if _, err := os.Stat(backend); err != nil {
 		t.Skip("git-http-backend not installed: ", err)
 	}
-	h := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1"}, Stderr: io.Discard}
-	srv := httptest.NewServer(h)
+	return &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1"}, Stderr: io.Discard}
+}
+
+// A repository over HTTP from a real smart-HTTP server: git's own
+// http-backend (CGI), as forges and cgit installs serve it.
+func TestResolveHTTP(t *testing.T) {
+	dir, first, second := gitRepo(t)
+	srv := httptest.NewServer(httpBackend(t, dir))
 	defer srv.Close()
 	url := srv.URL + "/" + filepath.Base(dir)
 	c := &Cache{Dir: t.TempDir()}
@@ -292,8 +300,58 @@ func TestResolveHTTP(t *testing.T) {
 			t.Errorf("Archive(%s) lacks run.sh", r.Commit)
 		}
 	}
-	_, err = c.Resolve(context.Background(), srv.URL+"/nope.git", "")
+	_, err := c.Resolve(context.Background(), srv.URL+"/nope.git", "")
 	if builtins.ClassOf(err) != builtins.ClassInfra || !strings.Contains(err.Error(), "fetch "+srv.URL+"/nope.git") {
 		t.Errorf("Resolve(missing repository over HTTP) = %v, want an infrastructure error naming the URL", err)
+	}
+}
+
+// A repository over HTTP behind basic authentication, its password in the
+// URL: the fetch authenticates, and no command line basalt starts holds
+// the password (any user of the machine can read one in /proc); git gets
+// it from a credential helper that reads basalt's environment.
+func TestResolveHTTPPasswordNotInArgv(t *testing.T) {
+	dir, _, second := gitRepo(t)
+	const user, password = "ci", "pa$$ 'w0rd\""
+	h := httpBackend(t, dir)
+	var authed atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		authed.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	argv := filepath.Join(t.TempDir(), "argv")
+	wrapper := filepath.Join(t.TempDir(), "git")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\nprintf '%s\\n' \"$*\" >> "+argv+"\nexec git \"$@\"\n"), 0o755)
+	c := &Cache{Dir: t.TempDir(), Git: wrapper}
+	su, _ := url.Parse(srv.URL + "/" + filepath.Base(dir))
+	su.User = url.UserPassword(user, password)
+	u := su.String()
+	r, err := c.Resolve(context.Background(), u, "")
+	if err != nil || r.Commit != second {
+		t.Fatalf("Resolve(%s) = %v, %v; want commit %s", Redact(u), r, err, second)
+	}
+	if authed.Load() == 0 {
+		t.Fatal("the server saw no authenticated request")
+	}
+	data, _ := os.ReadFile(argv)
+	if len(data) == 0 {
+		t.Fatal("the git wrapper was not run")
+	}
+	for _, s := range []string{password, su.User.String()} {
+		if strings.Contains(string(data), s) {
+			t.Errorf("a git command line holds the password:\n%s", data)
+		}
+	}
+	// A wrong password is refused, and says nothing of it.
+	su.User = url.UserPassword(user, "nope")
+	bad := su.String()
+	if _, err := (&Cache{Dir: t.TempDir()}).Resolve(context.Background(), bad, ""); builtins.ClassOf(err) != builtins.ClassInfra || strings.Contains(err.Error(), "nope") {
+		t.Errorf("Resolve(wrong password) = %v, want an infrastructure error without the password", err)
 	}
 }

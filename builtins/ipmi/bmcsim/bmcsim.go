@@ -20,7 +20,10 @@
 //   - faults: [Config.Loss] drops that fraction of datagrams both ways, and
 //     [BMC.SetLoss] changes it at run time (1 = a BMC that stops answering);
 //     [Config.SessionTimeout] forgets sessions idle that long, as ipmi_sim
-//     does after 30 s.
+//     does after 30 s;
+//   - a System Event Log (sel.go) and an SDR repository of threshold
+//     sensors with readings (sdr.go, [Config.Sensors]), both answered as
+//     OpenIPMI's ipmi_sim answers them.
 //
 // External clients such as ipmitool reach it with
 //
@@ -122,6 +125,9 @@ type Config struct {
 	// little before SessionTimeout: within its last evictScan. At least
 	// go-ipmi's 3 s tolerance. Default 60s, the spec's value.
 	SessionTimeout time.Duration
+	// Sensors are the BMC's sensors, in its SDR repository (sdr.go).
+	// nil: DefaultSensors; an empty list: none.
+	Sensors []Sensor
 	// Log receives debug records; nil discards them.
 	Log *slog.Logger
 }
@@ -137,11 +143,12 @@ const serialBuffer = 64 << 10
 
 // BMC is a simulated BMC. Create it with [New], then [BMC.Start] it.
 type BMC struct {
-	sel  sel // the System Event Log (sel.go)
-	cfg  Config
-	log  *slog.Logger
-	core *bmc.BMC
-	hal  *simHAL
+	sel     sel     // the System Event Log (sel.go)
+	sensors sensors // the sensors of the SDR repository (sdr.go)
+	cfg     Config
+	log     *slog.Logger
+	core    *bmc.BMC
+	hal     *simHAL
 
 	mu      sync.Mutex
 	on      bool
@@ -216,6 +223,9 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 		IPMIVersion:    0x20,
 		ManufacturerID: 0x0f3f, // arbitrary; not a registered IANA number of a vendor we mimic
 		ProductID:      0x0001,
+		// Table 20-2: a chassis device with a SEL, an SDR repository and
+		// sensors (sel.go, sdr.go), as ipmi_sim's MC says of itself.
+		AdditionalDeviceSupport: 0x87,
 	}, guid, b.hal, bmc.WithClock(clock.Real))
 	// The reference store holds four sessions; basalt's controller, its
 	// SOL console and an operator's ipmitool fit, with room for sessions
@@ -248,13 +258,23 @@ func (b *BMC) Start(ctx context.Context, addr string) error {
 	user.Enabled = true
 	user.ChannelAccess[1] = bmc.UserChannelAccess{MaxPrivilege: bmc.PrivilegeLevelAdministrator, Enabled: true}
 	b.core = core
+	list := b.cfg.Sensors
+	if list == nil {
+		list = DefaultSensors
+	}
+	if err := b.sensors.load(ctx, b, list); err != nil {
+		uc.Close()
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	b.cancel = cancel
-	// go-ipmi's handlers, and a System Event Log (sel.go).
+	// go-ipmi's handlers, a System Event Log (sel.go) and sensor
+	// readings (sdr.go).
 	reg := handlers.NewRegistry()
 	handlers.RegisterAllHandlers(reg)
 	b.sel.register(reg)
+	b.sensors.register(reg)
 	b.srv = server.NewServer(core, b.conn, server.WithHandlerRegistry(reg))
 	b.done = make(chan struct{})
 	go func() {

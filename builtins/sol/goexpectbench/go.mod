@@ -11,6 +11,7 @@ require (
 	github.com/creack/pty v1.1.24 // indirect
 	github.com/golang/protobuf v1.5.0 // indirect
 	github.com/google/goterm v0.0.0-20190703233501-fc88cf888a3f // indirect
+	github.com/rogpeppe/go-internal v1.14.1 // indirect
 	go.starlark.net v0.0.0-20251109183026-be02852a5e1f // indirect
 	golang.org/x/crypto v0.43.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
