@@ -130,7 +130,15 @@ func (t *Table) Wrap(b Builtin) *starlark.Builtin {
 			return nil, Job(fmt.Errorf("%s: action builtins may only be called from a stage or cleanup function, not at top level", qname))
 		}
 		start := time.Now()
+		// An action waits on the lab: the other functions of a
+		// parallel() call run meanwhile (Unlocked), so it works on a
+		// copy of the lists and dicts it was given.
+		if inParallel(thread) {
+			args, kwargs = snapshotArgs(args, kwargs)
+		}
+		relock := Unlocked(thread)
 		v, err := b.Fn(thread, qname, args, kwargs)
+		relock()
 		err = envelopeError(qname, err, secrets)
 		fields := map[string]any{
 			"builtin":     qname,

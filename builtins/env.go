@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,9 @@ type TestCase struct {
 	Measurement *float64 `json:"measurement,omitempty"`
 	Units       string   `json:"units,omitempty"`
 	Stage       string   `json:"stage,omitempty"`
+	// Role is the role of a multi-device job the case was recorded for
+	// (by a parallel() function named after it); "" otherwise.
+	Role string `json:"role,omitempty"`
 	// Attempt is the stage attempt that recorded the case (1 and up; 0 in
 	// cleanup). The cases of a retried stage's failed attempts stay in
 	// result.json; junit.xml and the summary count the last attempt's.
@@ -84,6 +89,75 @@ type Env struct {
 	Params map[string]string
 	// Facts are what stage functions see as ctx.device (never secrets).
 	Facts map[string]any
+	// Role is the role (job(devices = {ROLE: TYPE})) whose device this
+	// env acts on: "" in a single-device job, and in the job's own env of
+	// a multi-device one, which has no device and no backends of its own.
+	Role string
+	// roles holds the env of each role of a multi-device job, each with
+	// its own device and backends table. Copies made by WithContext share it.
+	roles *roleTable
+	// Spawn, when set, makes a Starlark thread set up as the stage's own
+	// (print, load, step limit), for builtins that run functions in
+	// threads of their own (parallel). The pipeline sets it.
+	Spawn func(name string) *starlark.Thread
+}
+
+// roleTable is the per-run table of role envs.
+type roleTable struct {
+	mu sync.RWMutex
+	m  map[string]*Env
+}
+
+// SetRole makes re the env of role in the run of e: its device, facts,
+// recorder and backends (set on re with each module's SetBackend). Set the
+// roles before the run's threads start.
+func (e *Env) SetRole(role string, re *Env) {
+	if e.roles == nil {
+		e.roles = &roleTable{m: map[string]*Env{}}
+	}
+	e.roles.mu.Lock()
+	defer e.roles.mu.Unlock()
+	e.roles.m[role] = re
+}
+
+// Roles returns the roles of a multi-device job, sorted; nil otherwise.
+func (e *Env) Roles() []string {
+	if e == nil || e.roles == nil {
+		return nil
+	}
+	e.roles.mu.RLock()
+	defer e.roles.mu.RUnlock()
+	out := make([]string, 0, len(e.roles.m))
+	for r := range e.roles.m {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RoleEnv returns the env set for role with SetRole, as it was set.
+func (e *Env) RoleEnv(role string) (*Env, bool) {
+	if e == nil || e.roles == nil {
+		return nil, false
+	}
+	e.roles.mu.RLock()
+	defer e.roles.mu.RUnlock()
+	re, ok := e.roles.m[role]
+	return re, ok
+}
+
+// OnRole returns the env a builtin called on role's device runs in: the
+// role's device, facts, recorder and backends under e's context, stage,
+// attempt and threads.
+func (e *Env) OnRole(role string) (*Env, bool) {
+	re, ok := e.RoleEnv(role)
+	if !ok {
+		return nil, false
+	}
+	c := *re
+	c.Ctx, c.Declaring, c.Stage, c.Attempt, c.Started = e.Ctx, e.Declaring, e.Stage, e.Attempt, e.Started
+	c.Spawn, c.roles, c.Role = e.Spawn, e.roles, role
+	return &c, true
 }
 
 // Attach makes env the environment of thread. Call it before the thread
@@ -196,6 +270,9 @@ func (s *Slot[T]) From(thread *starlark.Thread) (T, error) {
 		return v, nil
 	}
 	var zero T
+	if roles := env.Roles(); len(roles) > 0 && env.DeviceName == "" {
+		return zero, Job(fmt.Errorf("%s: this job has several devices (roles %s): name the role's, ctx.devices.ROLE.%s", s.module, strings.Join(roles, ", "), s.module))
+	}
 	if env == nil || env.DeviceName == "" {
 		return zero, Job(fmt.Errorf("%s: this run has no device: run the job with --device NAME, a device file or sim", s.module))
 	}

@@ -69,6 +69,7 @@ func sleep(thread *starlark.Thread, name string, args starlark.Tuple, kwargs []s
 	}
 	ctx, cancel := builtins.CallContext(thread, 0)
 	defer cancel()
+	defer builtins.Unlocked(thread)() // other parallel() functions run meanwhile
 	t := time.NewTimer(d.D())
 	defer t.Stop()
 	select {

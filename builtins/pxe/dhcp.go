@@ -142,17 +142,18 @@ func (d *proxyDHCP) reply(m *dhcpv4.DHCPv4, bootServer bool) (*dhcpv4.DHCPv4, st
 		return nil, "not_pxe"
 	}
 	d.s.mu.Lock()
-	j := d.s.job
+	serving := len(d.s.jobs) > 0
+	j := d.s.jobFor(m.ClientHWAddr)
 	d.s.mu.Unlock()
-	if j == nil {
+	if !serving {
 		return nil, "not_serving"
+	}
+	if j == nil {
+		return nil, "other_mac"
 	}
 	if j.served.NoConfig {
 		// pxe.serve(config=False): nothing for a PXE ROM to boot.
 		return nil, "no_config"
-	}
-	if !slices.Equal(m.ClientHWAddr, j.mac) {
-		return nil, "other_mac"
 	}
 	var typ dhcpv4.MessageType
 	switch t := m.MessageType(); {

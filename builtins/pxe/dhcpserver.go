@@ -179,9 +179,8 @@ func (d *serverDHCP) leasesTo(mac net.HardwareAddr) bool {
 		return true
 	}
 	d.s.mu.Lock()
-	j := d.s.job
-	d.s.mu.Unlock()
-	return j != nil && slices.Equal(j.mac, mac)
+	defer d.s.mu.Unlock()
+	return d.s.jobFor(mac) != nil
 }
 
 // addrFor returns mac's lease, making one from the first free address
@@ -337,10 +336,10 @@ func (d *serverDHCP) reply(m *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, string) {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDNS(ips...)))
 	}
 	d.s.mu.Lock()
-	j := d.s.job
+	j := d.s.jobFor(m.ClientHWAddr)
 	d.s.mu.Unlock()
 	bootFile := ""
-	if j != nil && slices.Equal(j.mac, m.ClientHWAddr) {
+	if j != nil {
 		// The boot file and next-server exactly as the proxy picks them
 		// (no option 60/43: without PXEClient in the reply the ROM takes
 		// file and siaddr from it, PXE spec 2.1 2.2.1).

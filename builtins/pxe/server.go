@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -168,10 +169,13 @@ type Server struct {
 	ra        *routerAdverts
 	done      sync.WaitGroup
 
-	mu        sync.Mutex
-	started   bool
-	closed    bool
-	job       *job
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	// jobs holds the boot being served in each scope: "" is the Server's
+	// own (Serve, WaitFetch, Stop); a multi-device job's roles each have
+	// one (Scope), so one server serves every role's MAC at once.
+	jobs      map[string]*job
 	published map[string]string // HTTP name -> path
 	// Netinstall (publish.go): data published from memory, whether each
 	// went out whole, the HTTP requests seen, the leases given.
@@ -391,7 +395,35 @@ func (s *Server) emit(typ string, fields map[string]any) {
 // Serve stops serving any previous job and serves b: its kernel, initrd and
 // dtb under a per-job directory named by a fresh nonce, and the pxelinux,
 // iPXE and GRUB configs generated for b.MAC alone.
-func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
+func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) { return s.serveIn("", ctx, b) }
+
+// Scoped is the server as one device of a multi-device job sees it: its
+// Serve replaces only what this scope served, its WaitFetch and Stop
+// concern only that; the other scopes' boots are served alongside (each
+// for its own MAC, its files under its own nonce).
+type Scoped struct {
+	*Server
+	key string
+}
+
+// Scope returns the server as seen by scope key (a role); "" is the
+// Server's own.
+func (s *Server) Scope(key string) *Scoped { return &Scoped{Server: s, key: key} }
+
+// Serve serves b in the scope, replacing what the scope served before.
+func (c *Scoped) Serve(ctx context.Context, b Boot) (*Served, error) { return c.serveIn(c.key, ctx, b) }
+
+// WaitFetch waits for a file of the scope's boot.
+func (c *Scoped) WaitFetch(ctx context.Context, name string) error {
+	return c.waitFetchIn(c.key, ctx, name)
+}
+
+// Stop stops serving the scope's boot.
+func (c *Scoped) Stop() { c.stopIn(c.key) }
+
+var _ Backend = (*Scoped)(nil)
+
+func (s *Server) serveIn(scope string, ctx context.Context, b Boot) (*Served, error) {
 	if !s.isStarted() {
 		return nil, builtins.Infra(errors.New("server not started"))
 	}
@@ -487,8 +519,11 @@ func (s *Server) Serve(ctx context.Context, b Boot) (*Served, error) {
 	out.Config = out.Configs[loader]
 
 	s.mu.Lock()
-	old := s.job
-	s.job = j
+	if s.jobs == nil {
+		s.jobs = map[string]*job{}
+	}
+	old := s.jobs[scope]
+	s.jobs[scope] = j
 	s.mu.Unlock()
 	old.close()
 
@@ -526,12 +561,36 @@ func (s *Server) isStarted() bool {
 
 // Stop stops serving the current job; the listeners stay open. Requests for
 // its files get "file not found" from now on.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.stopIn("") }
+
+func (s *Server) stopIn(scope string) {
 	s.mu.Lock()
-	j := s.job
-	s.job = nil
+	j := s.jobs[scope]
+	delete(s.jobs, scope)
 	s.mu.Unlock()
 	j.close()
+}
+
+// jobFor returns the job served to mac in any scope, or nil. The caller
+// holds s.mu.
+func (s *Server) jobFor(mac net.HardwareAddr) *job {
+	for _, j := range s.jobs {
+		if slices.Equal(j.mac, mac) {
+			return j
+		}
+	}
+	return nil
+}
+
+// fileOf returns the job of any scope that serves name, and the file. The
+// caller holds s.mu.
+func (s *Server) fileOf(name string) (*job, *served) {
+	for _, j := range s.jobs {
+		if f, ok := j.files[name]; ok {
+			return j, f
+		}
+	}
+	return nil, nil
 }
 
 // WaitFetch returns nil once the target has fetched name whole (over TFTP
@@ -540,11 +599,15 @@ func (s *Server) Stop() {
 // ("vmlinuz"), a role ("kernel", "initrd", "dtb") or the kernel/initrd/dtb
 // argument given to Serve.
 func (s *Server) WaitFetch(ctx context.Context, name string) error {
+	return s.waitFetchIn("", ctx, name)
+}
+
+func (s *Server) waitFetchIn(scope string, ctx context.Context, name string) error {
 	if _, ok := s.publishedData(strings.TrimPrefix(name, PublishPrefix)); ok {
 		return s.waitPublished(ctx, strings.TrimPrefix(name, PublishPrefix))
 	}
 	s.mu.Lock()
-	j := s.job
+	j := s.jobs[scope]
 	s.mu.Unlock()
 	if j == nil {
 		return builtins.Job(errors.New("nothing is being served"))
@@ -557,7 +620,7 @@ func (s *Server) WaitFetch(ctx context.Context, name string) error {
 		s.mu.Lock()
 		done := j.fetched[target]
 		ch := j.changed
-		cur := s.job
+		cur := s.jobs[scope]
 		s.mu.Unlock()
 		if done {
 			return nil
@@ -616,8 +679,8 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	j := s.job
-	s.job = nil
+	jobs := s.jobs
+	s.jobs = nil
 	s.mu.Unlock()
 	var errs []error
 	if s.dhcp != nil {
@@ -634,7 +697,9 @@ func (s *Server) Close() error {
 	s.tftpFront.close()
 	s.done.Wait()
 	s.xfers.Wait() // after Serve has returned: no Add can race the Wait
-	j.close()
+	for _, j := range jobs {
+		j.close()
+	}
 	s.closeLoaders()
 	return errors.Join(errs...)
 }
@@ -643,11 +708,7 @@ func (s *Server) Close() error {
 // bootloader binary. The caller closes the returned closer (may be nil).
 func (s *Server) open(name string) (io.ReadSeeker, int64, io.Closer, string, error) {
 	s.mu.Lock()
-	j := s.job
-	var f *served
-	if j != nil {
-		f = j.files[name]
-	}
+	_, f := s.fileOf(name)
 	s.mu.Unlock()
 	if f != nil {
 		return f.reader(), f.size, nil, f.role, nil
@@ -708,11 +769,8 @@ func (s *Server) missingLoader(name string) {
 func (s *Server) markFetched(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	j := s.job
+	j, _ := s.fileOf(name)
 	if j == nil {
-		return
-	}
-	if _, ok := j.files[name]; !ok {
 		return
 	}
 	j.fetched[name] = true

@@ -14,16 +14,20 @@ import (
 )
 
 type jobFlags struct {
-	device   string
-	lab      string
-	params   []string
-	maxSteps uint64
+	// devices are the --device flags; splitDevices sorts them into device
+	// (one device) or roleDevices (ROLE=NAME, a multi-device job).
+	devices     []string
+	device      string
+	roleDevices map[string]string
+	lab         string
+	params      []string
+	maxSteps    uint64
 	// declareTimeout bounds the job file's top level (run and check).
 	declareTimeout time.Duration
 }
 
 func (f *jobFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.device, "device", "", "device to run on: a name in the lab, a device .star file, or sim (the built-in simulated node)")
+	c.Flags().StringArrayVar(&f.devices, "device", nil, "device to run on: a name in the lab, a device .star file, or sim (the built-in simulated node); ROLE=NAME for each role of a multi-device job (repeatable)")
 	c.Flags().StringVar(&f.lab, "lab", "", "lab directory (default $BASALT_LAB, else ./lab)")
 	c.Flags().StringArrayVar(&f.params, "param", nil, "override a declared job param, `k=v` (repeatable)")
 	c.Flags().Uint64Var(&f.maxSteps, "max-steps", interp.DefaultMaxSteps, "Starlark step limit of the declare phase and of each stage attempt")
@@ -65,6 +69,9 @@ no device is locked or contacted.`,
 			if err != nil {
 				return err
 			}
+			if err := f.splitDevices(); err != nil {
+				return err
+			}
 			// The contract has no secret params, but a --param (or a
 			// default) may repeat a device's password: every secret of the
 			// lab is masked in what check prints. Errors are check's to
@@ -74,6 +81,11 @@ no device is locked or contacted.`,
 			}
 			if f.device != "" {
 				if l, d, err := resolveDevice(f.lab, f.device); err == nil {
+					a.learnSecrets(l, d)
+				}
+			}
+			for _, name := range f.roleDevices {
+				if l, d, err := resolveDevice(f.lab, name); err == nil {
 					a.learnSecrets(l, d)
 				}
 			}
@@ -101,13 +113,22 @@ no device is locked or contacted.`,
 			if err := checkUses(calls, f.lab, f.device); err != nil {
 				return &exitError{code: exitCodeOf(err), err: err}
 			}
-			dev, err := checkDevice(plan, f.lab, f.device)
+			var devs []string
+			if len(plan.Job.Devices) > 0 || len(f.roleDevices) > 0 {
+				devs, err = checkRoleDevices(plan, f.lab, f.roleDevices)
+			} else {
+				var dev string
+				dev, err = checkDevice(plan, f.lab, f.device)
+				if dev != "" {
+					devs = []string{"device:      " + dev}
+				}
+			}
 			if err != nil {
 				return &exitError{code: exitCodeOf(err), err: err}
 			}
 			plan.Print(a.stdout)
-			if dev != "" {
-				fmt.Fprintf(a.stdout, "device:      %s\n", dev)
+			for _, d := range devs {
+				fmt.Fprintln(a.stdout, d)
 			}
 			fmt.Fprintln(a.stdout, "ok")
 			return nil

@@ -54,7 +54,7 @@ func TestStdlibDocumented(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"## @stdlib//master.star", "boot(ctx, kernel = None, initrd = None, append = \"nosplash break\", loader = None, timeout = \"5m\")", "save_node(", "## @stdlib//health.star"} {
+	for _, want := range []string{"## @stdlib//master.star", "boot(ctx, kernel = None, initrd = None, append = \"nosplash break\", loader = None, timeout = \"5m\", dev = None)", "save_node(", "## @stdlib//health.star"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("basalt doc stdlib lacks %q", want)
 		}

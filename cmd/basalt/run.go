@@ -31,9 +31,15 @@ type runFlags struct {
 	follow  bool
 	wait    time.Duration
 	verbose bool
-	// deviceType and deviceTags pick the device from a pool of the lab.
-	deviceType string
-	deviceTags []string
+	// deviceType and deviceTags pick the device from a pool of the lab;
+	// deviceTypes are the --device-type flags, which splitTypes sorts
+	// into deviceType and roleTypes (ROLE=TYPE, a multi-device job).
+	deviceTypes []string
+	deviceType  string
+	roleTypes   map[string]string
+	deviceTags  []string
+	// poolCands are the devices each --device-type ROLE=TYPE picks from.
+	poolCands map[string][]string
 	// bisect maps the exit codes for git bisect run (bisectCode).
 	bisect bool
 	// maxMemoryMiB bounds the job's heap (0: no limit).
@@ -77,7 +83,7 @@ cancellation (5) and usage mistakes (64: no bundle is written).`,
 	c.Flags().StringVar(&f.out, "out", "", "bundle directory (default results/<job>-<UTC timestamp>)")
 	c.Flags().BoolVar(&f.follow, "follow", false, "stream the console to stdout while the job runs")
 	c.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for a busy device instead of failing at once")
-	c.Flags().StringVar(&f.deviceType, "device-type", "", "run on the first free device of the lab of this type (with --wait, wait for one, first come first served)")
+	c.Flags().StringArrayVar(&f.deviceTypes, "device-type", nil, "run on the first free device of the lab of this type (with --wait, wait for one, first come first served); ROLE=TYPE for a role of a multi-device job (repeatable)")
 	c.Flags().StringArrayVar(&f.deviceTags, "device-tag", nil, "with --device-type: only devices whose tags = [...] hold this tag (repeatable: every tag)")
 	c.Flags().BoolVar(&f.bisect, "bisect", false, "exit for git bisect run: 0 pass, 1 tests failed, 125 (skip) on infrastructure and device errors, 128 (stop the bisect) when canceled or misused")
 	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages to stderr")
@@ -97,6 +103,18 @@ func (a *app) runJob(file string, f *runFlags) error {
 	}
 	if f.hold < 0 {
 		return usagef("--hold-on-failure must not be negative")
+	}
+	if err := f.splitDevices(); err != nil {
+		return err
+	}
+	if err := f.splitTypes(); err != nil {
+		return err
+	}
+	// A multi-device job: --device ROLE=NAME or --device-type ROLE=TYPE
+	// for each role.
+	multi := len(f.roleDevices)+len(f.roleTypes) > 0
+	if multi && f.hold > 0 {
+		return usagef("--hold-on-failure is for single-device jobs")
 	}
 	level := slog.LevelWarn
 	if f.verbose {
@@ -126,7 +144,7 @@ func (a *app) runJob(file string, f *runFlags) error {
 	if f.deviceType != "" && f.device != "" {
 		return usagef("give --device or --device-type, not both")
 	}
-	if len(f.deviceTags) > 0 && f.deviceType == "" {
+	if len(f.deviceTags) > 0 && f.deviceType == "" && len(f.roleTypes) == 0 {
 		return usagef("--device-tag needs --device-type")
 	}
 	out := newReporter(a.stdout, a.stderr)
@@ -138,7 +156,13 @@ func (a *app) runJob(file string, f *runFlags) error {
 		lb     *lab.Lab
 		dev    *lab.Device
 		labErr error
+		roles  []roleDevice
 	)
+	if multi {
+		if lb, roles, labErr, err = a.resolveMulti(f); err != nil {
+			return err
+		}
+	}
 	if f.device != "" {
 		lb, dev, err = resolveDevice(f.lab, f.device)
 		var ue *usageError
@@ -236,6 +260,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 		}
 	}
 
+	if declErr == nil && (multi || len(plan.Job.Devices) > 0) {
+		if f.device != "" || f.deviceType != "" {
+			return usagef("%s: job %s has roles %s: give --device ROLE=NAME (or --device-type ROLE=TYPE) for each", plan.Job.Pos, plan.Job.Name, strings.Join(plan.Job.Roles(), ", "))
+		}
+		if err := checkRoles(plan, f.roleGiven()); err != nil {
+			return err
+		}
+		if labErr == nil {
+			declErr = compatibleRoles(plan, lb, roles)
+		}
+	}
 	if declErr == nil && f.device == "" && f.deviceType == "" && plan.Job.DeviceType != "" {
 		return usagef("%s: job %s is for device type %q: give --device NAME, a device file or sim", plan.Job.Pos, plan.Job.Name, plan.Job.DeviceType)
 	}
@@ -251,6 +286,9 @@ func (a *app) runJob(file string, f *runFlags) error {
 	res := bundle.Result{Job: jobName, File: file, Runner: bundle.Runner{Name: "basalt", Version: versionString()}}
 	if dev != nil {
 		res.Device = lab.Facts(dev)
+	}
+	if multi {
+		res.Devices = roleFacts(roles)
 	}
 	if poolInfo != nil {
 		res.Extra = map[string]any{"pool": poolInfo}
@@ -314,7 +352,17 @@ func (a *app) runJob(file string, f *runFlags) error {
 		out.printf("device %s: the first free of pool %s (waited %s)\n", poolHeld.Device, poolName(f.deviceType, f.deviceTags),
 			(time.Duration(poolInfo["waited_ms"].(int64)) * time.Millisecond).String())
 	}
-	out.start(plan, dev, dir)
+	if multi {
+		var release func()
+		roles, release, err = a.lockMulti(lb, roles, f, plan, b)
+		defer release()
+		if err != nil {
+			return fail(err, builtins.ClassOf(err))
+		}
+		out.startRoles(plan, roles, dir)
+	} else {
+		out.start(plan, dev, dir)
+	}
 
 	heldPath := ""
 	if poolHeld != nil {
@@ -358,7 +406,16 @@ func (a *app) runJob(file string, f *runFlags) error {
 	// a.abort, which only a second signal cancels. The job's deadline
 	// starts now: opening the console is part of it.
 	jobStart := time.Now()
-	closeBackends, err := wire(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, lb, b)
+	wireAll := wire
+	if multi {
+		stopConsoles, err := roleEnvs(env, b, lb, roles, follow)
+		defer stopConsoles()
+		if err != nil {
+			return fail(err, builtins.ClassOf(err))
+		}
+		wireAll = wireRoles
+	}
+	closeBackends, err := wireAll(ctx, a.abort, jobStart.Add(plan.Job.Timeout), env, lb, b)
 	if err != nil {
 		if closeBackends != nil {
 			closeBackends()
@@ -536,7 +593,12 @@ var simTypes = []string{"sim", "highbank"}
 // in) and that the device is of that type — or is the sim device and the
 // type is one it simulates.
 func compatible(plan *interp.Plan, lb *lab.Lab, dev *lab.Device) error {
-	want := plan.Job.DeviceType
+	return compatibleType(plan.Job.Pos, "", plan.Job.DeviceType, lb, dev)
+}
+
+// compatibleType is compatible for a device type want declared at pos;
+// what starts the messages (a role's "role server: ").
+func compatibleType(pos, what, want string, lb *lab.Lab, dev *lab.Device) error {
 	if want == "" {
 		return nil
 	}
@@ -549,19 +611,19 @@ func compatible(plan *interp.Plan, lb *lab.Lab, dev *lab.Device) error {
 		for k := range types {
 			known = append(known, k)
 		}
-		return builtins.Job(fmt.Errorf("%s: unknown device type %q (known: %v)", plan.Job.Pos, want, sortedStrings(known)))
+		return builtins.Job(fmt.Errorf("%s: %sunknown device type %q (known: %v)", pos, what, want, sortedStrings(known)))
 	}
-	if dev.Type == nil || dev.Type.Is(want) {
+	if dev == nil || dev.Type == nil || dev.Type.Is(want) {
 		return nil
 	}
 	if dev.Type.Is("sim") {
 		if slices.Contains(simTypes, want) {
 			return nil
 		}
-		return builtins.Job(fmt.Errorf("%s: the job is for device type %q; device %q is the simulator, which runs jobs of type %s",
-			plan.Job.Pos, want, dev.Name, strings.Join(simTypes, " or ")))
+		return builtins.Job(fmt.Errorf("%s: %sthe job is for device type %q; device %q is the simulator, which runs jobs of type %s",
+			pos, what, want, dev.Name, strings.Join(simTypes, " or ")))
 	}
-	return builtins.Job(fmt.Errorf("%s: the job is for device type %q but device %q is a %q", plan.Job.Pos, want, dev.Name, dev.Type.Name))
+	return builtins.Job(fmt.Errorf("%s: %sthe job is for device type %q but device %q is a %q", pos, what, want, dev.Name, dev.Type.Name))
 }
 
 // osErr drops the *PathError's operation and path, which the caller names.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins/target"
 	"github.com/basalt-lab/basalt/runtime/bundle"
 	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/basalt-lab/basalt/runtime/segment"
 	"github.com/basalt-lab/basalt/runtime/sim"
 )
 
@@ -39,24 +42,13 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 	if dev == nil {
 		return nil, nil
 	}
-	var closers []func()
-	release := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var closers closeList
+	release := closers.close
 	emit := b.Emit
 	log := env.Logger()
 
 	// PXE: TFTP and HTTP from lab.star (loopback by default).
-	pcfg := pxe.Config{}
-	if lb != nil {
-		pcfg = pxe.LabConfig(lb)
-	}
-	if pcfg.CacheDir == "" {
-		pcfg.CacheDir = lab.DefaultCacheDir()
-	}
-	pcfg.Emit, pcfg.Log = emit, log
+	pcfg := pxeConfig(lb, emit, log)
 	// The segment of the job's own, when the device file names one: made
 	// first, removed last, after everything that runs on it.
 	seg, segDev, err := jobSegment(dev, &pcfg, emit)
@@ -64,7 +56,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 		return release, err
 	}
 	if seg != nil {
-		closers = append(closers, func() {
+		closers.add(func() {
 			if err := seg.Close(); err != nil {
 				log.Warn("remove the job's segment", "interface", seg.Interface, "err", err)
 				emit("segment", map[string]any{"event": "remove_failed", "kind": seg.Kind, "interface": seg.Interface, "error": err.Error()})
@@ -83,18 +75,71 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 	if err := srv.Start(life); err != nil {
 		return release, builtins.Infra(fmt.Errorf("start PXE server: %w", err))
 	}
-	closers = append(closers, func() { srv.Close() })
+	closers.add(func() { srv.Close() })
 	pxe.SetBackend(env, srv)
+	rest, err := wireDevice(ctx, life, deadline, env, lb, b, srv, srv, pcfg.CacheDir, seg)
+	closers.add(rest)
+	return release, err
+}
 
+// closeList is what to release, in reverse order of adding.
+type closeList []func()
+
+func (c *closeList) add(f func()) { *c = append(*c, f) }
+
+func (c *closeList) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
+// pxeConfig is the PXE server's config from lab.star (loopback by default).
+func pxeConfig(lb *lab.Lab, emit func(string, map[string]any), log *slog.Logger) pxe.Config {
+	pcfg := pxe.Config{}
+	if lb != nil {
+		pcfg = pxe.LabConfig(lb)
+	}
+	if pcfg.CacheDir == "" {
+		pcfg.CacheDir = lab.DefaultCacheDir()
+	}
+	pcfg.Emit, pcfg.Log = emit, log
+	return pcfg
+}
+
+// recorder is what wiring a device needs of the bundle: the bundle's own
+// for a single-device job, a role's (bundle.RoleRecorder: events with the
+// role, console-ROLE.log) in a multi-device one.
+type recorder interface {
+	Emit(typ string, fields map[string]any)
+	AddSecret(v string)
+	Console() io.Writer
+}
+
+// wireDevice builds the backends of env's device but the PXE server,
+// which the caller started (srv; pub is the pxe backend the device's
+// target publishes through): the sim node or the qemu VM and its BMC, the
+// IPMI client, the power backend, the console and the target. The
+// returned function releases them, in reverse order, also on error.
+func wireDevice(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *lab.Lab, b recorder,
+	srv *pxe.Server, pub target.Publisher, cacheDir string, seg *segment.Segment) (func(), error) {
+	dev := lab.DeviceOf(env)
+	var closers closeList
+	release := closers.close
+	emit := b.Emit
+	log := env.Logger()
 	// A sim device without a BMC address (the built-in one, or a lab device
 	// of type sim): a node of its own in this process, whose BMC is on a free
 	// loopback port, booting from our TFTP server.
 	if dev.Type.Is("sim") && dev.IPMI.Host == "" {
-		node, err := sim.Start(life, sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log})
+		scfg := sim.Config{Device: dev, TFTPAddr: srv.TFTPAddr(), Emit: emit, Log: log}
+		if seg != nil {
+			scfg.Segment = seg.NetNS // U-Boot's NIC on the segment, DHCP from basalt there
+		}
+		node, err := sim.Start(life, scfg)
 		if err != nil {
 			return release, builtins.Infra(err)
 		}
-		closers = append(closers, func() { node.Close() })
+		closers.add(func() { node.Close() })
 		d := *dev
 		d.IPMI = node.IPMI()
 		d.IPMI.Keepalive = dev.IPMI.Keepalive // the device file's setting
@@ -113,7 +158,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 		if err != nil {
 			return release, builtins.Infra(err)
 		}
-		closers = append(closers, stop)
+		closers.add(stop)
 		d := *dev
 		d.IPMI = ip
 		dev = &d
@@ -134,7 +179,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 	var ctl ipmi.Controller
 	if dev.IPMI.Host != "" {
 		c := ipmi.NewClient(dev.Name, dev.IPMI, ipmi.Options{Emit: emit, Log: log})
-		closers = append(closers, func() { c.Close() })
+		closers.add(func() { c.Close() })
 		ctl = c
 		ipmi.SetBackend(env, power.ControllerWithEpoch(c, mark))
 	}
@@ -175,7 +220,7 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 	default:
 		return release, builtins.Infra(fmt.Errorf("console %s: %w", tr, err))
 	}
-	closers = append(closers, func() { con.Close() })
+	closers.add(func() { con.Close() })
 	sol.SetBackend(env, con)
 
 	var prompts []string
@@ -184,9 +229,9 @@ func wire(ctx, life context.Context, deadline time.Time, env *builtins.Env, lb *
 	}
 	tgt := target.New(target.Config{
 		Console:   con,
-		Publisher: srv,
+		Publisher: pub,
 		Prompt:    target.JoinPrompts(prompts...),
-		CacheDir:  pcfg.CacheDir,
+		CacheDir:  cacheDir,
 		// On a segment, the device is reachable only from inside it.
 		HTTPClient: segmentHTTPClient(seg),
 		Emit:       emit,

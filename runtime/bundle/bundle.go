@@ -37,23 +37,25 @@ const SchemaVersion = 1
 
 // Result is the content of result.json.
 type Result struct {
-	SchemaVersion int                 `json:"schema_version"`
-	Job           string              `json:"job"`
-	File          string              `json:"file"`
-	Device        map[string]any      `json:"device,omitempty"`
-	Runner        Runner              `json:"runner"`
-	Params        map[string]string   `json:"params,omitempty"`
-	Inputs        []Input             `json:"inputs"`
-	Status        string              `json:"status"` // running | pass | fail | error | canceled
-	Error         *ErrorInfo          `json:"error,omitempty"`
-	Started       time.Time           `json:"started"`
-	Ended         *time.Time          `json:"ended,omitempty"`
-	DurationMS    int64               `json:"duration_ms"`
-	Stages        []Stage             `json:"stages"`
-	Cleanup       []Stage             `json:"cleanup"`
-	Tests         []builtins.TestCase `json:"tests"`
-	Artifacts     []Artifact          `json:"artifacts"`
-	Summary       map[string]int      `json:"summary"`
+	SchemaVersion int            `json:"schema_version"`
+	Job           string         `json:"job"`
+	File          string         `json:"file"`
+	Device        map[string]any `json:"device,omitempty"`
+	// Devices are a multi-device job's devices by role (secrets redacted).
+	Devices    map[string]map[string]any `json:"devices,omitempty"`
+	Runner     Runner                    `json:"runner"`
+	Params     map[string]string         `json:"params,omitempty"`
+	Inputs     []Input                   `json:"inputs"`
+	Status     string                    `json:"status"` // running | pass | fail | error | canceled
+	Error      *ErrorInfo                `json:"error,omitempty"`
+	Started    time.Time                 `json:"started"`
+	Ended      *time.Time                `json:"ended,omitempty"`
+	DurationMS int64                     `json:"duration_ms"`
+	Stages     []Stage                   `json:"stages"`
+	Cleanup    []Stage                   `json:"cleanup"`
+	Tests      []builtins.TestCase       `json:"tests"`
+	Artifacts  []Artifact                `json:"artifacts"`
+	Summary    map[string]int            `json:"summary"`
 	// Recoveries are the failures the job recovered from: errors caught
 	// by try_call and stage attempts followed by their on_error function.
 	Recoveries []Recovery `json:"recoveries,omitempty"`
@@ -188,6 +190,11 @@ type Bundle struct {
 	// failedCalls names, by stage, the builtin of the stage's last failed
 	// call (triage's builtin=).
 	failedCalls map[string]string
+
+	// roleCons are the console-ROLE.log files of a multi-device job,
+	// roleW their redacting writers (role.go).
+	roleCons map[string]*os.File
+	roleW    map[string]*StreamWriter
 
 	limits     Limits
 	onLimit    func(error)
@@ -383,6 +390,9 @@ func (b *Bundle) TestCase(tc builtins.TestCase) {
 	b.result.Tests = append(b.result.Tests, tc)
 	b.mu.Unlock()
 	fields := map[string]any{"name": tc.Name, "result": tc.Result, "duration_ms": tc.DurationMS}
+	if tc.Role != "" {
+		fields["role"] = tc.Role
+	}
 	if tc.Attempt > 0 {
 		fields["attempt"] = tc.Attempt
 	}
@@ -592,6 +602,7 @@ func writeAtomic(name string, data []byte) error {
 // status must have been set.
 func (b *Bundle) Close() error {
 	b.conW.Flush()
+	b.flushRoles()
 	b.mu.Lock()
 	if b.result.Ended == nil {
 		now := time.Now().UTC()
@@ -661,6 +672,13 @@ func (b *Bundle) consoleBefore(off int64, max int) []byte {
 
 func (b *Bundle) closeFiles() error {
 	var first error
+	b.mu.Lock()
+	roleCons := b.roleCons
+	b.roleCons = nil
+	b.mu.Unlock()
+	for _, f := range roleCons {
+		f.Close()
+	}
 	for _, f := range []*os.File{b.events, b.console, b.conIdx, b.jobLog} {
 		if f == nil {
 			continue

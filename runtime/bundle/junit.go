@@ -74,19 +74,25 @@ const (
 func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 	secs := func(ms int64) string { return fmt.Sprintf("%.3f", float64(ms)/1000) }
 	suites := junitSuites{Name: r.Job, Time: secs(r.DurationMS)}
-	byStage := map[string]int{}
-	suite := func(stage string) *junitSuite {
-		if i, ok := byStage[stage]; ok {
+	byStage := map[[2]string]int{}
+	// A multi-device job's cases of a role are a suite of their own in
+	// their stage's (JOB.STAGE.ROLE), so CI groups them by role.
+	suiteOf := func(stage, role string) *junitSuite {
+		if i, ok := byStage[[2]string{stage, role}]; ok {
 			return &suites.Suites[i]
 		}
 		name := r.Job
 		if stage != "" {
 			name = r.Job + "." + stage
 		}
+		if role != "" {
+			name += "." + role
+		}
 		suites.Suites = append(suites.Suites, junitSuite{Name: name, Timestamp: r.Started.Format("2006-01-02T15:04:05")})
-		byStage[stage] = len(suites.Suites) - 1
+		byStage[[2]string{stage, role}] = len(suites.Suites) - 1
 		return &suites.Suites[len(suites.Suites)-1]
 	}
+	suite := func(stage string) *junitSuite { return suiteOf(stage, "") }
 	for _, st := range r.Stages {
 		s := suite(st.Name)
 		s.Time = secs(st.DurationMS)
@@ -119,11 +125,14 @@ func JUnit(r Result, console ConsoleFunc) ([]byte, error) {
 	// stage would collapse into one, so repeats are numbered.
 	seen := map[[2]string]int{}
 	for _, tc := range Standing(r) {
-		s := suite(tc.Stage)
+		s := suiteOf(tc.Stage, tc.Role)
 		name := tc.Name
-		key := [2]string{s.Name, tc.Name}
+		if tc.Role != "" {
+			name = tc.Role + "." + tc.Name // client.fetch-from-server
+		}
+		key := [2]string{s.Name, name}
 		if seen[key]++; seen[key] > 1 {
-			name = fmt.Sprintf("%s (%d)", tc.Name, seen[key])
+			name = fmt.Sprintf("%s (%d)", name, seen[key])
 		}
 		c := junitCase{Name: name, Classname: s.Name, Time: secs(tc.DurationMS)}
 		var out []string

@@ -84,6 +84,8 @@ type report struct {
 	Problems  []string
 	Triage    []Triage
 	Generated string
+	// RoleConsoles are a multi-device job's console-ROLE.log files.
+	RoleConsoles []string
 
 	rel  func(time.Time) string
 	href func(int64) string
@@ -197,6 +199,16 @@ func (rd *Read) report() *report {
 		Generated: time.Now().UTC().Format(time.RFC3339)}
 	if n, ok := res.Device["name"]; ok {
 		rp.Device = fmt.Sprint(n)
+	}
+	var roles []string
+	for role, d := range res.Devices {
+		roles = append(roles, fmt.Sprintf("%s=%v", role, d["name"]))
+		rp.RoleConsoles = append(rp.RoleConsoles, "console-"+role+".log")
+	}
+	sort.Strings(roles)
+	sort.Strings(rp.RoleConsoles)
+	if len(roles) > 0 {
+		rp.Device = strings.Join(roles, " ")
 	}
 	t0 := res.Started
 	if t0.IsZero() && len(rd.Events) > 0 {

@@ -87,7 +87,14 @@ func (p *Plan) Print(w io.Writer) {
 	if dt == "" {
 		dt = "(any)"
 	}
-	fmt.Fprintf(w, "device type: %s\n", dt)
+	if len(p.Job.Devices) > 0 {
+		fmt.Fprintln(w, "devices:")
+		for _, r := range p.Job.Roles() {
+			fmt.Fprintf(w, "  %s: %s\n", r, p.Job.Devices[r])
+		}
+	} else {
+		fmt.Fprintf(w, "device type: %s\n", dt)
+	}
 	fmt.Fprintf(w, "timeout:     %s\n", p.Job.Timeout)
 	if len(p.Job.Params) > 0 {
 		fmt.Fprintln(w, "params:")

@@ -24,13 +24,16 @@ A libraries.star file beside the job file declares git libraries, and may call n
 library(name, git, commit) with commit a full SHA. Job files load them as load("@NAME//path.star", ...);
 each is fetched once into the artifact cache and recorded with its commit in result.json's inputs.`,
 		Members: []builtins.Builtin{
-			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description="", health_check=False`,
+			{Name: "job", Params: `name, device_type=None, timeout="1h", params={}, artifacts=None, description="", health_check=False, devices=None`,
 				Doc: "Declares the job, once per job file. params maps names to default values (string, int, float or bool); " +
 					"`--param k=v` overrides them and stage functions read them as ctx.params.NAME. artifacts lists the params " +
 					"that name files (default: kernel, initrd, dtb, image, rootfs when declared); `basalt check` verifies they " +
 					"exist under the job directory or are http(s) URLs, and result.json records their sha256. health_check=True makes " +
 					"it a health check (LAVA's): when it fails its device is in bad health, refused to every other job until a " +
-					"health check passes.",
+					"health check passes. devices = {ROLE: TYPE} makes it a multi-device job instead of device_type: each role is " +
+					"a device of that type (`basalt run --device ROLE=NAME` per role), all locked before anything runs; stage " +
+					"functions act on one with ctx.devices.ROLE.ipmi, .power, .pxe, .sol, .target (its facts in ctx.devices.ROLE.device) " +
+					"and run roles at once with parallel().",
 				Fn: st.job},
 			{Name: "stage", Params: `name, fn, timeout=None, retries=0, on_error=None`,
 				Doc: "Declares a stage. Stages run in declaration order; fn(ctx) receives ctx.params, ctx.device, ctx.job, " +
@@ -46,6 +49,10 @@ each is fetched once into the artifact cache and recorded with its commit in res
 					"timeout, SIGINT and SIGTERM — in declaration order, each within its own budget.",
 				Fn: st.cleanup},
 			{Name: "try_call", Params: `fn, *args, **kwargs`, Doc: builtins.TryCallDoc, Fn: builtins.TryCall},
+			{Name: "parallel", Params: builtins.ParallelParams, Doc: builtins.ParallelDoc, Action: true, Fn: builtins.Parallel},
+			{Name: "sync", Params: builtins.SyncParams, Doc: builtins.SyncDoc, Action: true, Fn: builtins.Sync},
+			{Name: "send", Params: builtins.SendParams, Doc: builtins.SendDoc, Action: true, Fn: builtins.Send},
+			{Name: "wait", Params: builtins.WaitParams, Doc: builtins.WaitDoc, Action: true, Fn: builtins.Wait},
 		},
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -103,6 +104,20 @@ type Job struct {
 	// HealthCheck marks a health-check job (LAVA's): its result sets the
 	// device's health; a device in bad health runs only health checks.
 	HealthCheck bool
+	// Devices maps each role of a multi-device job to its device type
+	// (job(devices = {...})); nil for a single-device job.
+	Devices map[string]string
+}
+
+// Roles returns the roles of a multi-device job, sorted: the order in
+// which their devices are locked and wired.
+func (j Job) Roles() []string {
+	out := make([]string, 0, len(j.Devices))
+	for r := range j.Devices {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Param is a declared parameter and its value after overrides.
@@ -365,8 +380,10 @@ func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tu
 	)
 	var name string
 	var healthCheck bool
+	var devices *starlark.Dict
 	if err := starlark.UnpackArgs(fname, args, kwargs, "name", &name, "device_type?", &devType,
-		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc, "health_check?", &healthCheck); err != nil {
+		"timeout?", &timeout, "params?", &params, "artifacts?", &artifacts, "description?", &desc, "health_check?", &healthCheck,
+		"devices?", &devices); err != nil {
 		return nil, err
 	}
 	if st.jobSeen {
@@ -376,6 +393,32 @@ func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tu
 		return nil, fmt.Errorf("job: name %q must be non-empty and hold no slash", name)
 	}
 	j := Job{Name: name, DeviceType: devType, Description: desc, Timeout: timeout.Or(DefaultJobTimeout), Pos: builtins.Caller(thread), HealthCheck: healthCheck}
+	if devices != nil {
+		if devType != "" {
+			return nil, fmt.Errorf("job: give device_type or devices, not both")
+		}
+		if devices.Len() == 0 {
+			return nil, fmt.Errorf("job: devices is empty: give {ROLE: DEVICE_TYPE, ...}")
+		}
+		if healthCheck {
+			return nil, fmt.Errorf("job: a health check is for one device: devices and health_check = True do not go together")
+		}
+		j.Devices = map[string]string{}
+		for _, kv := range devices.Items() {
+			role, ok1 := kv[0].(starlark.String)
+			typ, ok2 := kv[1].(starlark.String)
+			if !ok1 || !ok2 {
+				return nil, fmt.Errorf("job: devices must map role names to device type names (strings), got %s: %s", kv[0].Type(), kv[1].Type())
+			}
+			if !roleName.MatchString(string(role)) {
+				return nil, fmt.Errorf("job: devices: role %q must be an identifier (letters, digits, _; not starting with a digit)", string(role))
+			}
+			if typ == "" {
+				return nil, fmt.Errorf("job: devices: role %s has no device type", string(role))
+			}
+			j.Devices[string(role)] = string(typ)
+		}
+	}
 	for _, item := range params.Items() {
 		k, ok := item[0].(starlark.String)
 		if !ok {
@@ -410,6 +453,10 @@ func (st *declState) job(thread *starlark.Thread, fname string, args starlark.Tu
 	st.jobSeen = true
 	return starlark.None, nil
 }
+
+// roleName is what a role may be called: ctx.devices.ROLE must be valid
+// Starlark, and the role names files (console-ROLE.log).
+var roleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func hasParam(ps []Param, name string) bool {
 	for _, p := range ps {

@@ -40,6 +40,13 @@ func TestDeclareErrors(t *testing.T) {
 		{"on_error", "job(name='a')\ndef f(ctx):\n    pass\nstage('s', f, on_error=3)\n", "on_error must be a function recover(ctx, error), got int"},
 		{"global reassign", "x = 1\nx = 2\n", "cannot reassign global x"},
 		{"action at top", "job(name='a')\ntest.case('x', 'pass')\n", "job.star:2:10: test.case: action builtins"},
+		{"devices and type", "job(name='a', device_type='sim', devices={'s': 'sim'})\n", "give device_type or devices, not both"},
+		{"devices empty", "job(name='a', devices={})\n", "devices is empty"},
+		{"role name", "job(name='a', devices={'my-role': 'sim'})\n", `role "my-role" must be an identifier`},
+		{"role type", "job(name='a', devices={'s': 1})\n", "devices must map role names to device type names"},
+		{"role no type", "job(name='a', devices={'s': ''})\n", "role s has no device type"},
+		{"devices health", "job(name='a', devices={'s': 'sim'}, health_check=True)\n", "a health check is for one device"},
+		{"parallel at top", "job(name='a')\nparallel({})\n", "parallel: action builtins"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := declare(t, tc.src, nil)
@@ -97,4 +104,19 @@ func FuzzDeclare(f *testing.F) {
 			t.Fatalf("Declare accepted a plan without job name or stages: %+v", p)
 		}
 	})
+}
+
+func TestRoles(t *testing.T) {
+	const stage = "def f(ctx):\n    pass\nstage('s', f)\n"
+	p, err := declare(t, "job(name='a', devices={'server': 'highbank', 'client': 'qemu'})\n"+stage, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Job.Roles(), ","); got != "client,server" || p.Job.Devices["client"] != "qemu" {
+		t.Errorf("roles = %s, devices %v; want client,server with client qemu", got, p.Job.Devices)
+	}
+	p, err = declare(t, "job(name='a', device_type='sim')\n"+stage, nil)
+	if err != nil || len(p.Job.Roles()) != 0 {
+		t.Errorf("single-device job: roles %v, %v; want none", p.Job.Roles(), err)
+	}
 }

@@ -140,6 +140,7 @@ func TestLoadDHCPServerAndSegment(t *testing.T) {
     dhcp_subnet = "10.7.0.0/24", dhcp_router = "10.7.0.1", dhcp_dns = ["10.7.0.53"], dhcp_lease_s = 600)`,
 		"devices/v1.star": `device(type = "qemu", mac = "52:54:00:00:00:07", segment = "netns")`,
 		"devices/h1.star": `device(type = "sim", mac = "52:54:00:00:00:08", segment = "vlan", segment_parent = "eth1", segment_vlan = 102, segment_addr = "10.102.0.1/24")`,
+		"devices/u1.star": `device(type = "sim", mac = "52:54:00:00:00:09", segment = "netns", sim = {"bootloader": "u-boot"})`,
 	})
 	l, err := Load(dir)
 	if err != nil {
@@ -160,6 +161,10 @@ func TestLoadDHCPServerAndSegment(t *testing.T) {
 	}
 	if v1.Segment.Kind != "netns" || h1.Segment != (Segment{Kind: "vlan", Parent: "eth1", VLAN: 102, Addr: "10.102.0.1/24"}) {
 		t.Errorf("segments = %+v, %+v; want netns and vlan eth1.102 10.102.0.1/24", v1.Segment, h1.Segment)
+	}
+	// A sim node's U-Boot gets a NIC on a netns segment.
+	if u1, err := l.Config("u1"); err != nil || u1.Segment.Kind != "netns" {
+		t.Errorf("sim with U-Boot on segment netns: %v, %+v", err, u1)
 	}
 }
 

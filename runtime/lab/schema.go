@@ -109,7 +109,7 @@ var deviceFunc = &Func{
 		Key{Name: "vm_kernel", Type: "path", Doc: "Type qemu: boot this kernel directly."},
 		Key{Name: "vm_initrd", Type: "path", Doc: "Type qemu: initrd of vm_kernel."},
 		Key{Name: "vm_append", Type: "string", Doc: "Type qemu: command line of vm_kernel."},
-		Key{Name: "segment", Type: `"netns" | "vlan"`, Doc: `A broadcast domain of the job's own, made by basalt run and removed on every exit: "netns" (type qemu without ipmi_host: a network namespace with a bridge and the VM's tap) or "vlan" (an 802.1Q subinterface of segment_parent); basalt is its DHCP server (dhcp = "server" on it), TFTP and HTTP.`},
+		Key{Name: "segment", Type: `"netns" | "vlan"`, Doc: `A broadcast domain of the job's own, made by basalt run and removed on every exit: "netns" (type qemu without ipmi_host: a network namespace with a bridge and the VM's tap; or a sim node with sim = {"bootloader": "u-boot"}: U-Boot's NIC on that bridge) or "vlan" (an 802.1Q subinterface of segment_parent); basalt is its DHCP server (dhcp = "server" on it), TFTP and HTTP.`},
 		Key{Name: "segment_parent", Type: "string", Doc: `segment = "vlan": the trunk interface the switch port of the device's VLAN is on.`},
 		Key{Name: "segment_vlan", Type: "int", Doc: `segment = "vlan": the 802.1Q VLAN ID (1-4094).`},
 		Key{Name: "segment_addr", Type: "string", Doc: `segment = "vlan": the dispatcher's address on the subinterface, an IPv4 prefix (10.102.0.1/24); the other addresses of the prefix are leased.`},

@@ -46,8 +46,12 @@ func deviceSegment(c *call, d *Device, sa segmentArgs) error {
 		}
 		return nil
 	case "netns":
-		if !d.Type.Is("qemu") || d.IPMI.Host != "" {
-			return c.errorf(`segment = "netns" is for a qemu device basalt starts (type qemu, no ipmi_host)`)
+		// A sim node basalt starts gets a NIC on the segment for its
+		// U-Boot (a veth on the bridge, in a namespace of the board's
+		// own); its PXE ROM has no DHCP client, so U-Boot it must be.
+		sim := d.Type.Is("sim") && d.IPMI.Host == "" && d.Sim.Bootloader == "u-boot"
+		if (!d.Type.Is("qemu") && !sim) || d.IPMI.Host != "" {
+			return c.errorf(`segment = "netns" is for a qemu device basalt starts (type qemu, no ipmi_host) or a sim node with sim = {"bootloader": "u-boot"}`)
 		}
 		if parent != "" || vlan != 0 || addr != "" {
 			return c.errorf(`segment_parent, segment_vlan and segment_addr are for segment = "vlan", not "netns"`)

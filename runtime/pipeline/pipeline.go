@@ -439,20 +439,9 @@ func (r *Runner) callFn(sigCtx, ctx context.Context, stage string, fn starlark.C
 	if !strings.HasPrefix(stage, "cleanup:") {
 		env.Attempt = attempt
 	}
-	thread := &starlark.Thread{Name: stage}
-	thread.Print = func(_ *starlark.Thread, msg string) { r.Bundle.Print(msg) }
-	thread.Load = func(*starlark.Thread, string) (starlark.StringDict, error) {
-		return nil, errors.New("load() is only allowed at the top level of a file")
-	}
-	steps := r.Plan.MaxSteps
-	thread.SetMaxExecutionSteps(steps)
-	thread.OnMaxSteps = func(t *starlark.Thread) {
-		t.Cancel(fmt.Sprintf("step limit of %d Starlark steps exceeded (a runaway loop?)", steps))
-	}
+	env.Spawn = r.newThread
+	thread := r.newThread(stage)
 	builtins.Attach(thread, env)
-	if r.OnThread != nil {
-		r.OnThread(thread)
-	}
 	cancelThread := func() {
 		switch {
 		case limitErr(sigCtx) != nil:
@@ -498,6 +487,25 @@ func (r *Runner) callFn(sigCtx, ctx context.Context, stage string, fn starlark.C
 	return builtins.Job(err)
 }
 
+// newThread returns a thread for a stage, cleanup or parallel function:
+// print to the job log, no load, the step limit of a stage attempt.
+func (r *Runner) newThread(name string) *starlark.Thread {
+	thread := &starlark.Thread{Name: name}
+	thread.Print = func(_ *starlark.Thread, msg string) { r.Bundle.Print(msg) }
+	thread.Load = func(*starlark.Thread, string) (starlark.StringDict, error) {
+		return nil, errors.New("load() is only allowed at the top level of a file")
+	}
+	steps := r.Plan.MaxSteps
+	thread.SetMaxExecutionSteps(steps)
+	thread.OnMaxSteps = func(t *starlark.Thread) {
+		t.Cancel(fmt.Sprintf("step limit of %d Starlark steps exceeded (a runaway loop?)", steps))
+	}
+	if r.OnThread != nil {
+		r.OnThread(thread)
+	}
+	return thread
+}
+
 // limitErr returns the classed error a job limit (memory, log volume)
 // cancelled ctx with, or nil when ctx is live or was cancelled by a signal.
 func limitErr(ctx context.Context) error {
@@ -541,7 +549,36 @@ func (r *Runner) ctxValue(ctx context.Context, stage string, attempt int) starla
 		"remaining": remainingFn,
 		"state":     r.state,
 		"outcome":   outcome,
+		"devices":   r.devicesValue(),
 	})
+}
+
+// DeviceModules are the modules ctx.devices.ROLE binds to the role's
+// device; test's records the role's cases and artifacts.
+var DeviceModules = []string{"ipmi", "power", "pxe", "sol", "target", "test"}
+
+// devicesValue is ctx.devices: in a multi-device job, for each role,
+// struct(role, name, type, device, ipmi, power, pxe, sol, target, test): the role's
+// device name and type, its facts (what ctx.device is in a single-device
+// job) and the device modules bound to it. Empty in a single-device job.
+func (r *Runner) devicesValue() starlark.Value {
+	roles := starlark.StringDict{}
+	for _, role := range r.Env.Roles() {
+		re, _ := r.Env.RoleEnv(role)
+		d := starlark.StringDict{
+			"role":   starlark.String(role),
+			"name":   starlark.String(re.DeviceName),
+			"type":   starlark.String(r.Plan.Job.Devices[role]),
+			"device": starlarkstruct.FromStringDict(starlark.String("device"), factsValue(re.Facts)),
+		}
+		for _, m := range DeviceModules {
+			if v, ok := r.Plan.Modules[m]; ok {
+				d[m] = builtins.RoleModule(role, v)
+			}
+		}
+		roles[role] = starlarkstruct.FromStringDict(starlark.String("role"), d)
+	}
+	return starlarkstruct.FromStringDict(starlark.String("devices"), roles)
 }
 
 // saveState JSON-encodes ctx.state (go.starlark.net/lib/json's rules) into
@@ -594,9 +631,11 @@ func outcomeValue(o Outcome) starlark.Value {
 }
 
 // deviceFacts converts the Env's device facts (ctx.device) to Starlark.
-func (r *Runner) deviceFacts() map[string]starlark.Value {
-	out := map[string]starlark.Value{}
-	facts := r.Env.Facts
+func (r *Runner) deviceFacts() map[string]starlark.Value { return factsValue(r.Env.Facts) }
+
+// factsValue converts device facts to Starlark.
+func factsValue(facts map[string]any) starlark.StringDict {
+	out := starlark.StringDict{}
 	keys := make([]string, 0, len(facts))
 	for k := range facts {
 		keys = append(keys, k)

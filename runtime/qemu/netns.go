@@ -35,6 +35,26 @@ type NetNS struct {
 	Addr netip.Prefix
 	// Addr6 is the bridge's IPv6 address, fdba:5a17:0:N::1/64.
 	Addr6 netip.Prefix
+	// taps are the taps AddTap made, besides Tap.
+	taps []string
+}
+
+// AddTap adds another tap on the bridge, set up as Tap is (IPv6 off), for
+// another VM of the lab (a multi-device job's second device).
+func (ns *NetNS) AddTap(name string) error {
+	if err := ip("-n", ns.Name, "tuntap", "add", "dev", name, "mode", "tap"); err != nil {
+		return err
+	}
+	ns.taps = append(ns.taps, name)
+	if out, err := ns.Command(context.Background(), "sysctl", "-qw", "net.ipv6.conf."+name+".disable_ipv6=1").CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu: netns %s: sysctl: %w: %s", ns.Name, err, strings.TrimSpace(string(out)))
+	}
+	for _, s := range [][]string{{"link", "set", name, "master", ns.Bridge}, {"link", "set", name, "up"}} {
+		if err := ip(append([]string{"-n", ns.Name}, s...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var nsName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -173,7 +193,7 @@ func (ns *NetNS) Exec(fn func() error) error {
 // running inside keep the namespace alive until they exit; stop them first.
 func (ns *NetNS) Close() error {
 	var errs []error
-	for _, dev := range []string{ns.Tap, ns.Bridge} {
+	for _, dev := range append(append([]string{}, ns.taps...), ns.Tap, ns.Bridge) {
 		// Absent if creation failed early; only the namespace matters.
 		_ = ip("-n", ns.Name, "link", "del", dev)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/basalt-lab/basalt/builtins/target/simdisk"
 	"github.com/basalt-lab/basalt/builtins/target/simshell"
 	"github.com/basalt-lab/basalt/runtime/lab"
+	"github.com/basalt-lab/basalt/runtime/qemu"
 )
 
 // MasterPrompt is the shell prompt of the sim's PXE-booted master image; the
@@ -53,6 +54,10 @@ type Config struct {
 	Dir  string
 	Emit func(typ string, fields map[string]any)
 	Log  *slog.Logger
+	// Segment is the job's netns segment (device segment = "netns"):
+	// U-Boot's NIC is a veth on its bridge and gets its address from the
+	// DHCP server there. nil: loopback only, no DHCP server reachable.
+	Segment *qemu.NetNS
 }
 
 // Node is one simulated board.
@@ -70,6 +75,7 @@ type Node struct {
 	// "u-boot"}): it outlives power cycles, as NVRAM does, for the node's
 	// life.
 	ubootEnv *ubootsim.Store
+	nic      *nic // on the job's segment; nil on loopback
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -142,6 +148,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.removeDir()
 		return nil, fmt.Errorf("sim: start BMC: %w", err)
 	}
+	if cfg.Segment != nil {
+		nc, err := newNIC(cfg.Segment, cfg.Device.MAC)
+		if err != nil {
+			n.bmc.Close()
+			n.line.Close()
+			n.removeDir()
+			return nil, err
+		}
+		n.nic = nc
+	}
 	if f.ConsoleDrops > 0 {
 		go n.dropConsole(f.ConsoleDrops, cmp.Or(f.ConsoleDropInterval, 400*time.Millisecond))
 	}
@@ -198,6 +214,9 @@ func (n *Node) Close() error {
 	err := n.bmc.Close()
 	n.line.Close()
 	n.removeDir()
+	if n.nic != nil {
+		err = errors.Join(err, n.nic.close())
+	}
 	return err
 }
 
@@ -377,8 +396,17 @@ func (n *Node) uboot(ctx context.Context) (*ubootsim.Boot, error) {
 	tftp := n.cfg.TFTPAddr
 	n.mu.Unlock()
 	server, _, _ := net.SplitHostPort(tftp)
-	b, err := ubootsim.Run(uctx, ubootsim.Config{Console: tty, Store: n.ubootEnv, MAC: n.cfg.Device.MAC,
-		IP: n.ip, ServerIP: server})
+	// On loopback no DHCP server is reachable (nor may a broadcast leave
+	// this host): the board has no Link, so dhcp broadcasts nothing and
+	// gives up as U-Boot does when nobody answers, and its default
+	// environment holds a static address instead (CONFIG_IPADDR,
+	// CONFIG_SERVERIP): its own loopback address and basalt's TFTP server.
+	cfg := ubootsim.Config{Console: tty, Store: n.ubootEnv, MAC: n.cfg.Device.MAC, IP: n.ip, ServerIP: server}
+	if n.nic != nil {
+		// On the job's segment: a NIC there, the address from its DHCP.
+		cfg.IP, cfg.ServerIP, cfg.Link = "", "", n.nic.link
+	}
+	b, err := ubootsim.Run(uctx, cfg)
 	if err == nil {
 		n.emit("sim_uboot", map[string]any{"command": b.Command, "kernel_bytes": len(b.Kernel), "initrd_bytes": len(b.Initrd), "bootargs": b.Bootargs})
 	}

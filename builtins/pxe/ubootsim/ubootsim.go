@@ -12,10 +12,11 @@
 // common/autoboot.c, common/cli_readline.c, common/command.c, cmd/nvedit.c,
 // env/env.c, cmd/net.c, net/net.c, net/tftp.c, net/bootp.c, net/wget.c,
 // cmd/bootz.c, arch/arm/lib/zimage.c, arch/arm/lib/image.c, boot/bootm.c)
-// and quoted from it; no code is taken from it. What is simulated stops at
-// the wire: no DHCP packet is sent (the site DHCP's answer is Config.IP and
-// Config.ServerIP, as pxesim takes the TFTP server from its config), and
-// memory is a map of loaded blobs, not bytes at addresses.
+// and quoted from it; no code is taken from it. dhcp is a real DHCPv4
+// exchange on the board's Link (a raw packet socket on its interface, as
+// U-Boot's own IP stack sends and takes frames); a board without a Link
+// has no DHCP server to reach and fails as U-Boot does with none. Memory is
+// a map of loaded blobs, not bytes at addresses.
 package ubootsim
 
 import (
@@ -102,10 +103,16 @@ type Config struct {
 	Store   *Store
 	// MAC is the NIC's ethaddr.
 	MAC string
-	// IP and ServerIP are what the site DHCP hands out on `dhcp`: the
-	// board's address and the next-server (basalt's TFTP server). Netmask
-	// default 255.0.0.0.
+	// IP, ServerIP and Netmask are the default environment's ipaddr,
+	// serverip and netmask, as a U-Boot built with CONFIG_IPADDR,
+	// CONFIG_SERVERIP and CONFIG_NETMASK has them: a static address that
+	// tftpboot and wget use without dhcp. Empty: not in the environment
+	// (Netmask defaults to 255.0.0.0 when IP is set).
 	IP, ServerIP, Netmask string
+	// Link is the NIC's network, where dhcp, tftpboot and wget go; nil:
+	// this namespace, with no DHCP server reachable (dhcp sends nothing
+	// and gives up as U-Boot does when nothing answers).
+	Link *Link
 	// BootDelay is the default environment's bootdelay in seconds;
 	// default 3.
 	BootDelay int
@@ -141,6 +148,8 @@ type board struct {
 	mem   []blob
 	boot  *Boot
 	reset bool
+	// started is power-on, U-Boot's get_timer(0) base.
+	started time.Time
 }
 
 // crlf turns '\n' into "\r\n" as U-Boot's serial output does.
@@ -161,13 +170,13 @@ func Run(ctx context.Context, cfg Config) (*Boot, error) {
 	if cfg.DRAMSize == 0 {
 		cfg.DRAMBase, cfg.DRAMSize = DefaultDRAMBase, DefaultDRAMSize
 	}
-	if cfg.Netmask == "" {
+	if cfg.Netmask == "" && cfg.IP != "" {
 		cfg.Netmask = "255.0.0.0"
 	}
 	if cfg.TFTPTimeout <= 0 {
 		cfg.TFTPTimeout = time.Second
 	}
-	b := &board{cfg: cfg, out: crlf{cfg.Console}, keys: make(chan byte), rerr: make(chan error, 1)}
+	b := &board{cfg: cfg, out: crlf{cfg.Console}, keys: make(chan byte), rerr: make(chan error, 1), started: time.Now()}
 	stop := make(chan struct{})
 	defer close(stop)
 	go b.readConsole(stop)
@@ -220,6 +229,11 @@ func (b *board) defaultEnv() map[string]string {
 	}
 	if b.cfg.MAC != "" {
 		e["ethaddr"] = strings.ToLower(b.cfg.MAC)
+	}
+	for k, v := range map[string]string{"ipaddr": b.cfg.IP, "serverip": b.cfg.ServerIP, "netmask": b.cfg.Netmask} {
+		if v != "" {
+			e[k] = v
+		}
 	}
 	return e
 }
@@ -651,29 +665,6 @@ func parseHex(s string) (uint64, error) {
 	return strconv.ParseUint(s, 16, 64)
 }
 
-// dhcp is cmd/net.c's do_dhcp: the site DHCP's lease (net/bootp.c prints),
-// then, unless autoload is off, the boot file over TFTP.
-func (b *board) dhcp(ctx context.Context, argv []string) int {
-	if len(argv) > 3 {
-		return b.usage("dhcp", "[loadAddress] [[hostIPaddr:]bootfilename]")
-	}
-	if b.cfg.IP == "" {
-		// No DHCP server on the segment: net/bootp.c retries, then gives up.
-		b.printf("BOOTP broadcast 1\nBOOTP broadcast 2\nBOOTP broadcast 3\n\nRetry time exceeded; starting again\n")
-		return 1
-	}
-	b.printf("BOOTP broadcast 1\nDHCP client bound to address %s (%d ms)\n", b.cfg.IP, 3)
-	b.env["ipaddr"] = b.cfg.IP
-	b.env["netmask"] = b.cfg.Netmask
-	if b.cfg.ServerIP != "" {
-		b.env["serverip"] = b.cfg.ServerIP
-	}
-	if v := strings.ToLower(b.env["autoload"]); v == "n" || v == "no" || v == "0" || v == "f" || v == "false" {
-		return 0
-	}
-	return b.netload(ctx, "tftpboot", argv)
-}
-
 // netload is tftpboot and wget: net/net.c's net_loop around net/tftp.c or
 // net/wget.c, and the "Bytes transferred" line, filesize and fileaddr.
 func (b *board) netload(ctx context.Context, cmd string, argv []string) int {
@@ -785,7 +776,11 @@ func (b *board) tftp(ctx context.Context, addr uint64, server, file string) ([]b
 	ch := make(chan res, 1)
 	start := time.Now()
 	go func() {
-		wt, err := c.Receive(file, "octet")
+		var wt io.WriterTo
+		err := b.cfg.Link.exec(func() (err error) {
+			wt, err = c.Receive(file, "octet") // its socket opens where the NIC is
+			return err
+		})
 		if err != nil {
 			ch <- res{nil, err}
 			return
@@ -847,7 +842,18 @@ func (b *board) wget(ctx context.Context, addr uint64, server, path string) ([]b
 		b.printf("\nwget: Transfer Fail, TCP status - %d\n", 1)
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	var d net.Dialer
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = b.cfg.Link.exec(func() error {
+				c, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+		DisableKeepAlives: true,
+	}}
+	resp, err := client.Do(req)
 	if err != nil {
 		b.printf("\nwget: Transfer Fail, TCP status - %d\n", 1)
 		return nil, err

@@ -69,6 +69,21 @@ func (c *console) expect(t *testing.T, from int, re string) int {
 	}
 }
 
+// runner returns a function that types cmd, waits for its echo, for want
+// (a regexp, "" for none) after it and for the prompt; *at is where the
+// output read so far ends.
+func (c *console) runner(t *testing.T, at *int) func(cmd, want string) {
+	return func(cmd, want string) {
+		t.Helper()
+		c.send(t, cmd+"\r")
+		*at = c.expect(t, *at, regexp.QuoteMeta(cmd)+"\r\n")
+		if want != "" {
+			*at = c.expect(t, *at, want)
+		}
+		*at = c.expect(t, *at, "^(?s:.*)=> $")
+	}
+}
+
 func (c *console) send(t *testing.T, s string) {
 	t.Helper()
 	if _, err := c.w.Write([]byte(s)); err != nil {
@@ -149,25 +164,18 @@ func TestShell(t *testing.T) {
 	c.send(t, " ")
 	at = c.expect(t, at, "\r\n=> $")
 
-	run := func(cmd, want string) {
-		t.Helper()
-		c.send(t, cmd+"\r")
-		at = c.expect(t, at, regexp.QuoteMeta(cmd)+"\r\n")
-		if want != "" {
-			at = c.expect(t, at, want)
-		}
-		at = c.expect(t, at, "^(?s:.*)=> $")
-	}
+	run := c.runner(t, &at)
 	run("printenv nosuch", `^## Error: "nosuch" not defined\r\n`)
 	run("frobnicate 1", `^Unknown command 'frobnicate' - try 'help'\r\n`)
 	run("setenv greeting hello  world", "")
 	run("printenv greeting", `^greeting=hello world\r\n`)
 	run("setenv greeting", "")
 	run("printenv greeting", `not defined`)
-	// Not yet on the network.
-	run("tftpboot 0x800000 "+r.served.Files["kernel"], "\\*\\*\\* ERROR: `ipaddr' not set")
-	run("setenv autoload no; dhcp", `DHCP client bound to address 127\.0\.0\.1 \(\d+ ms\)\r\n`)
-	run("printenv serverip", "serverip="+regexp.QuoteMeta(r.served.TFTPHost))
+	// The static address of the default environment (CONFIG_IPADDR,
+	// CONFIG_SERVERIP); without one, not on the network.
+	run("printenv ipaddr serverip", "ipaddr=127.0.0.1\r\nserverip="+regexp.QuoteMeta(r.served.TFTPHost))
+	run("setenv ipaddr; tftpboot 0x800000 "+r.served.Files["kernel"], "\\*\\*\\* ERROR: `ipaddr' not set")
+	run("setenv ipaddr 127.0.0.1", "")
 	run(fmt.Sprintf("setenv tftpdstp %d", r.served.TFTPPort), "")
 	run("tftpboot 0x800000 "+r.served.TFTPHost+":"+r.served.Files["kernel"],
 		fmt.Sprintf(`Filename '%s'\.\r\nLoad address: 0x800000\r\nLoading: #+.*\r\n.*\r\ndone\r\nBytes transferred = %d \(%x hex\)\r\n`,
@@ -229,7 +237,7 @@ func TestAutoboot(t *testing.T) {
 	c2.expect(t, 0, `Hit any key`)
 	c2.send(t, "\r")
 	at := c2.expect(t, 0, "=> $")
-	c2.send(t, fmt.Sprintf("setenv bootcmd 'setenv autoload no; dhcp; setenv tftpdstp %d; tftp ${kernel_addr_r} %s; bootz'; setenv bootdelay 1; saveenv; reset\r", r.served.TFTPPort, r.served.Files["kernel"]))
+	c2.send(t, fmt.Sprintf("setenv bootcmd 'setenv tftpdstp %d; tftp ${kernel_addr_r} %s; bootz'; setenv bootdelay 1; saveenv; reset\r", r.served.TFTPPort, r.served.Files["kernel"]))
 	c2.expect(t, at, `Saving Environment to NVRAM\.\.\. OK\r\nresetting \.\.\.\r\n`)
 	if b, err := <-bootc, <-errc; b != nil || err != ubootsim.ErrReset {
 		t.Fatalf("Run after reset = %v, %v; want ErrReset", b, err)
