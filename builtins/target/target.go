@@ -236,7 +236,7 @@ type TimeoutError struct {
 	// until the stage's or job's deadline.
 	Timeout time.Duration
 	Left    time.Duration
-	Started bool  // the command's start marker was seen: it ran
+	Started bool // the command's start marker was seen: it ran
 	// Output is what the command printed before it was given up (as
 	// Result.Output), when it started: its whole lines, as a line cut
 	// short may read as something else.
