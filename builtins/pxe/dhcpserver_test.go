@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/runtime/lab"
 	"github.com/basalt-lab/basalt/runtime/qemu"
@@ -228,35 +229,13 @@ func hasEvent(ev *events, typ string, kv ...string) bool {
 	return false
 }
 
-// dnsmasq starts dnsmasq in ns on iface as a DHCP server of the segment.
-func dnsmasq(t *testing.T, ns, iface, dir string, args ...string) {
-	t.Helper()
-	need(t, "dnsmasq")
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
-		"--interface=" + iface, "--bind-interfaces", "--pid-file=", "--no-resolv", "--no-hosts",
-		"--dhcp-leasefile=" + filepath.Join(dir, "leases")}, args...)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("dnsmasq: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() // by PID: the process this test started
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq:\n%s", out.String())
-		}
-	})
-	time.Sleep(300 * time.Millisecond) // its sockets open
-}
-
 // TestDHCPServerLikeDnsmasq is a differential test: udhcpc is leased the
 // same options, in the same form, by dnsmasq configured as the lab is
 // (range, router, DNS, lease, boot file) and by server mode.
 func TestDHCPServerLikeDnsmasq(t *testing.T) {
 	g := newSegment(t)
 	sub := g.subnet
-	dnsmasq(t, g.srvNS, g.srv, t.TempDir(),
+	builtinstest.Dnsmasq(t, g.srvNS, g.srv,
 		"--dhcp-range="+sub+".100,"+sub+".109,255.255.255.0,1h",
 		"--dhcp-option=option:router,"+sub+".1", "--dhcp-option=option:dns-server,"+sub+".53,"+sub+".54",
 		"--dhcp-boot=pxelinux.0,,"+sub+".1")
@@ -300,7 +279,7 @@ func TestDHCPServerRogue(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", g.cliNS, "addr", "add", rogue+"/24", "dev", g.cli).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	dnsmasq(t, g.cliNS, g.cli, t.TempDir(), "--dhcp-range="+sub+".200,"+sub+".209,255.255.255.0,1h")
+	builtinstest.Dnsmasq(t, g.cliNS, g.cli, "--dhcp-range="+sub+".200,"+sub+".209,255.255.255.0,1h")
 	_, ev, err := g.startIn(t, g.serverConfig(t))
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basalt-lab/basalt/builtins/builtinstest"
 	"github.com/basalt-lab/basalt/builtins/pxe"
 	"github.com/basalt-lab/basalt/builtins/pxe/ubootsim"
 	"github.com/basalt-lab/basalt/runtime/lab"
@@ -194,37 +195,6 @@ func TestDHCPBasaltServer(t *testing.T) {
 	run("setenv httpdstp 8080; wget ${kernel_addr_r} /"+sv.Files["kernel"], `Transfer Successful\r\nBytes transferred = 70000 `)
 }
 
-// dnsmasq starts dnsmasq in ns as the segment's DHCP (and, with
-// --enable-tftp, TFTP) server.
-func dnsmasq(t *testing.T, ns, iface string, args ...string) {
-	t.Helper()
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("dnsmasq not installed")
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
-		"--interface=" + iface, "--bind-interfaces", "--pid-file=", "--no-resolv", "--no-hosts", "--log-dhcp",
-		"--dhcp-leasefile=" + filepath.Join(t.TempDir(), "leases")}, args...)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("dnsmasq: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() // by PID: the process this test started
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq:\n%s", out.String())
-		}
-	})
-	// Its socket opens: wait until port 67 is bound in ns.
-	for i := 0; i < 100; i++ {
-		if o, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-lun", "sport", "= :67").Output(); strings.Contains(string(o), ":67") {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // U-Boot's dhcp against dnsmasq, the real peer: its offer is unicast to
 // the offered address (U-Boot sets no broadcast flag) and still taken; an
 // option U-Boot does not know is printed;
@@ -235,7 +205,7 @@ func TestDHCPDnsmasq(t *testing.T) {
 	root := t.TempDir()
 	k := zImage(50000)
 	os.WriteFile(filepath.Join(root, "zImage"), k, 0o644)
-	dnsmasq(t, w.srvNS, w.srv, "--dhcp-range="+w.subnet+".150,"+w.subnet+".159,255.255.255.0,1h",
+	builtinstest.Dnsmasq(t, w.srvNS, w.srv, "--dhcp-range="+w.subnet+".150,"+w.subnet+".159,255.255.255.0,1h",
 		"--enable-tftp", "--tftp-root="+root, "--dhcp-boot=zImage,,"+w.addr,
 		"--dhcp-vendorclass=set:uboot,U-Boot.armv7", "--dhcp-option=tag:uboot,option:root-path,/srv/nfs/board",
 		"--dhcp-option-force=option:ntp-server,"+w.addr)
@@ -255,7 +225,7 @@ func TestDHCPDnsmasq(t *testing.T) {
 // so serverip is the site server's; the proxy saw U-Boot's DISCOVER.
 func TestDHCPSiteAndBasaltProxy(t *testing.T) {
 	w := newWire(t)
-	dnsmasq(t, w.srvNS, w.srv, "--dhcp-range="+w.subnet+".150,"+w.subnet+".159,255.255.255.0,1h")
+	builtinstest.Dnsmasq(t, w.srvNS, w.srv, "--dhcp-range="+w.subnet+".150,"+w.subnet+".159,255.255.255.0,1h")
 	sv, ev, _ := w.basalt(t, pxe.Config{DHCP: "proxy"})
 	_, run := boot(t, w.link())
 	run("setenv autoload no; dhcp", `DHCP client bound to address `+regexp.QuoteMeta(w.subnet)+`\.15\d \(\d+ ms\)\r\n`)
