@@ -55,14 +55,25 @@ const maxParams = 32
 // write follows p and returns the answers the device asked for (nil for
 // none), in order, and whether p had a line feed before the first
 // request.
-func (t *term) write(p []byte) (answers []byte, afterLF bool) {
+func (t *term) write(p []byte) (answers []byte, afterLF bool) { return t.feed(p, true) }
+
+// feed is write; bulk takes runs of printable ASCII at once (every
+// console byte passes here), which must come to what one byte at a time
+// does (FuzzTerm).
+func (t *term) feed(p []byte, bulk bool) (answers []byte, afterLF bool) {
 	var out []byte
-	for _, b := range p {
+	for i := 0; i < len(p); i++ {
+		b := p[i]
 		if b == '\n' && out == nil {
 			afterLF = true
 		}
 		switch t.state {
 		case stGround:
+			if n := printableRun(p[i:]); bulk && n > 1 && t.utf8Remain == 0 {
+				t.printed(n)
+				i += n - 1
+				continue
+			}
 			t.ground(b)
 		case stEsc:
 			t.state = stGround
@@ -112,6 +123,28 @@ func (t *term) write(p []byte) (answers []byte, afterLF bool) {
 		afterLF = false
 	}
 	return out, afterLF
+}
+
+// printableRun is how many bytes p starts with that are printable ASCII.
+func printableRun(p []byte) int {
+	for i, b := range p {
+		if b < 0x20 || b > 0x7e {
+			return i
+		}
+	}
+	return len(p)
+}
+
+// printed moves the cursor over n printable characters, as n calls of
+// ground would: autowrap deferred at the last column.
+func (t *term) printed(n int) {
+	if t.col >= termCols {
+		t.col = 0
+		t.row = min(t.row+1, termRows-1)
+	}
+	pos := t.col + n
+	t.row = min(t.row+(pos-1)/termCols, termRows-1)
+	t.col = (pos-1)%termCols + 1
 }
 
 func (t *term) ground(b byte) {

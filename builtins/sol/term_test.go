@@ -46,6 +46,7 @@ func FuzzTerm(f *testing.F) {
 	f.Add([]byte("\r\nbasalt-master# \x1b[6n"), uint8(3))
 	f.Add([]byte("\x1b7\x1b[r\x1b[999;999H\x1b[6n\x1b8"), uint8(1))
 	f.Add([]byte("é€😀\x1b]0;t\x1b\\\x1b[6n"), uint8(2))
+	f.Add([]byte(strings.Repeat("y", 170)+"\x1b[6n"+strings.Repeat("z\r\n", 30)+"\x1b[6n"), uint8(7))
 	f.Fuzz(func(t *testing.T, out []byte, step uint8) {
 		var whole, chunked term
 		w, _ := whole.write(out)
@@ -61,6 +62,10 @@ func FuzzTerm(f *testing.F) {
 		}
 		if whole.row != chunked.row || whole.col != chunked.col {
 			t.Fatalf("chunks of %d end at %d,%d, whole at %d,%d", n, chunked.row, chunked.col, whole.row, whole.col)
+		}
+		var slow term
+		if a, _ := slow.feed(out, false); string(a) != want || slow.row != whole.row || slow.col != whole.col {
+			t.Fatalf("a byte at a time: answers %q, ends at %d,%d; in runs: %q, %d,%d", a, slow.row, slow.col, want, whole.row, whole.col)
 		}
 		if whole.row < 0 || whole.row >= termRows || whole.col < 0 || whole.col > termCols {
 			t.Fatalf("cursor off the screen: %d,%d", whole.row, whole.col)
